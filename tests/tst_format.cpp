@@ -1,0 +1,437 @@
+// Source formats, the canonical event, timestamps and the line reader.
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include <zlib.h>
+
+#include "event/event.h"
+#include "format/decoder.h"
+#include "input/line_reader.h"
+
+using namespace pipescope;
+
+namespace {
+
+QString qs(std::string_view s) { return QString::fromUtf8(s.data(), static_cast<qsizetype>(s.size())); }
+
+void writeFile(const QString& path, const QByteArray& bytes) {
+    QFile file(path);
+    QVERIFY(file.open(QIODevice::WriteOnly));
+    QCOMPARE(file.write(bytes), bytes.size());
+}
+
+void writeGzip(const QString& path, const QByteArray& bytes) {
+    gzFile file = gzopen(path.toUtf8().constData(), "wb");
+    QVERIFY(file != nullptr);
+    QCOMPARE(gzwrite(file, bytes.constData(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
+    QCOMPARE(gzclose(file), Z_OK);
+}
+
+} // namespace
+
+class TestFormat : public QObject {
+    Q_OBJECT
+
+private slots:
+    void singleEvent_data();
+    void singleEvent();
+    void batches_data();
+    void batches();
+    void rejected_data();
+    void rejected();
+    void unparseable_data();
+    void unparseable();
+    void forcedFormat();
+    void numericDistinctId();
+    void rawBytes();
+    void streamOfLibrary_data();
+    void streamOfLibrary();
+    void timestamps_data();
+    void timestamps();
+    void lineReaderPlainAndGzip();
+    void lineReaderOversize();
+    void lineReaderTruncatedGzip();
+    void lineReaderMissingFile();
+};
+
+void TestFormat::singleEvent_data() {
+    QTest::addColumn<QByteArray>("line");
+    QTest::addColumn<QString>("format");
+    QTest::addColumn<QString>("name");
+    QTest::addColumn<QString>("distinctId");
+    QTest::addColumn<QString>("anonymousId");
+    QTest::addColumn<QString>("userId");
+    QTest::addColumn<QString>("id");
+    QTest::addColumn<QString>("idSource");
+    QTest::addColumn<QString>("stream");
+    QTest::addColumn<QString>("firstPropertyKey");
+
+    QTest::newRow("posthog-js (distinct_id in properties)")
+        << QByteArray(R"({"event":"$pageview","uuid":"0190a1b2-0000-7000-8000-000000000001",)"
+                      R"("properties":{"distinct_id":"anon-1","$lib":"web","$current_url":"https://x"},)"
+                      R"("timestamp":"2024-05-01T12:00:00.000Z"})")
+        << "posthog" << "$pageview" << "anon-1" << "" << "" << "0190a1b2-0000-7000-8000-000000000001"
+        << "posthog_uuid" << "client" << "distinct_id";
+    QTest::newRow("posthog-node (top-level distinct_id)")
+        << QByteArray(R"({"event":"order_placed","distinct_id":"user-9","properties":{"$lib":"posthog-node","total":3}})")
+        << "posthog" << "order_placed" << "user-9" << "" << "" << "" << "none" << "server" << "$lib";
+    QTest::newRow("posthog $identify carries the anonymous id")
+        << QByteArray(R"({"event":"$identify","distinct_id":"user-9","properties":{"$anon_distinct_id":"anon-1","$lib":"web"}})")
+        << "posthog" << "$identify" << "user-9" << "anon-1" << "user-9" << "" << "none" << "client"
+        << "$anon_distinct_id";
+    QTest::newRow("posthog $is_server wins over $lib")
+        << QByteArray(R"({"event":"e","distinct_id":"u","properties":{"$lib":"web","$is_server":true}})")
+        << "posthog" << "e" << "u" << "" << "" << "" << "none" << "server" << "$lib";
+    QTest::newRow("posthog without properties") << QByteArray(R"({"event":"e","distinct_id":"u"})") << "posthog"
+                                                << "e" << "u" << "" << "" << "" << "none" << "unknown" << "";
+    QTest::newRow("posthog empty distinct id is kept (identity flags it)")
+        << QByteArray(R"({"event":"e","distinct_id":""})") << "posthog" << "e" << "" << "" << "" << ""
+        << "none" << "unknown" << "";
+    QTest::newRow("segment track from analytics-node")
+        << QByteArray(R"({"type":"track","event":"Order Completed","userId":"u1","anonymousId":"a1",)"
+                      R"("messageId":"m-1","properties":{"revenue":10},)"
+                      R"("context":{"library":{"name":"@segment/analytics-node","version":"2.1.0"}}})")
+        << "segment" << "Order Completed" << "u1" << "a1" << "u1" << "m-1" << "segment_message_id" << "server"
+        << "revenue";
+    QTest::newRow("segment page -> $pageview, anonymous only")
+        << QByteArray(R"({"type":"page","anonymousId":"a1","properties":{"path":"/"},"context":{"library":{"name":"analytics.js"}}})")
+        << "segment" << "$pageview" << "a1" << "a1" << "" << "" << "none" << "client" << "path";
+    QTest::newRow("segment identify -> $identify, traits are the properties")
+        << QByteArray(R"({"type":"identify","userId":"u1","anonymousId":"a1","traits":{"email":"x@y.z"}})")
+        << "segment" << "$identify" << "u1" << "a1" << "u1" << "" << "none" << "unknown" << "email";
+    QTest::newRow("segment alias -> $create_alias")
+        << QByteArray(R"({"type":"alias","userId":"u2","previousId":"u1"})") << "segment" << "$create_alias" << "u2"
+        << "" << "u2" << "" << "none" << "unknown" << "";
+    QTest::newRow("segment screen") << QByteArray(R"({"type":"screen","userId":"u","name":"Home"})") << "segment"
+                                    << "$screen" << "u" << "" << "u" << "" << "none" << "unknown" << "";
+    QTest::newRow("segment group") << QByteArray(R"({"type":"group","userId":"u","groupId":"g","traits":{"plan":"pro"}})")
+                                   << "segment" << "$groupidentify" << "u" << "" << "u" << "" << "none" << "unknown"
+                                   << "plan";
+    QTest::newRow("canonical")
+        << QByteArray(R"({"name":"signup","distinct_id":"u","id":"k-1","id_source":"idempotency_key","stream":"server","properties":{"plan":"pro"}})")
+        << "canonical" << "signup" << "u" << "" << "" << "k-1" << "idempotency_key" << "server" << "plan";
+}
+
+void TestFormat::singleEvent() {
+    QFETCH(QByteArray, line);
+    QFETCH(QString, format);
+    QFETCH(QString, name);
+    QFETCH(QString, distinctId);
+    QFETCH(QString, anonymousId);
+    QFETCH(QString, userId);
+    QFETCH(QString, id);
+    QFETCH(QString, idSource);
+    QFETCH(QString, stream);
+    QFETCH(QString, firstPropertyKey);
+
+    EventDecoder decoder;
+    const DecodedLine& decoded = decoder.decode(std::string_view(line.constData(), line.size()), {"in.ndjson", 7, -1}, false);
+    QVERIFY2(decoded.parsed, decoded.parseError.c_str());
+    QCOMPARE(decoded.rejected.size(), std::size_t(0));
+    QCOMPARE(decoded.events.size(), std::size_t(1));
+    const Event& event = decoded.events.front();
+    QCOMPARE(qs(toString(event.format)), format);
+    QCOMPARE(qs(event.name), name);
+    QCOMPARE(qs(event.distinctId), distinctId);
+    QCOMPARE(qs(event.anonymousId), anonymousId);
+    QCOMPARE(qs(event.userId), userId);
+    QCOMPARE(qs(event.id), id);
+    QCOMPARE(qs(toString(event.idSource)), idSource);
+    QCOMPARE(qs(toString(event.stream)), stream);
+    QCOMPARE(event.origin.line, std::uint64_t(7));
+    QCOMPARE(event.origin.index, -1);
+    QVERIFY(event.properties.is_object());
+    QString firstKey;
+    const simdjson::dom::object properties = event.properties.get_object().value_unsafe();
+    for (auto field : properties) {
+        firstKey = qs(field.key);
+        break;
+    }
+    QCOMPARE(firstKey, firstPropertyKey);
+    QCOMPARE(QByteArray::fromStdString(event.rawBytes()), line);
+}
+
+void TestFormat::batches_data() {
+    QTest::addColumn<QByteArray>("line");
+    QTest::addColumn<QStringList>("names");
+    QTest::addColumn<QList<int>>("indexes");
+    QTest::addColumn<QList<int>>("rejectedIndexes");
+    QTest::addColumn<qlonglong>("sentAt");
+
+    QTest::newRow("posthog /batch envelope")
+        << QByteArray(R"({"api_key":"phc_x","sent_at":"2024-05-01T12:00:01Z","batch":[)"
+                      R"({"event":"a","distinct_id":"u","properties":{"$lib":"posthog-node"}},)"
+                      R"({"event":"b","distinct_id":"u","properties":{}}]})")
+        << QStringList{"a", "b"} << QList<int>{0, 1} << QList<int>{} << qlonglong(1714564801000);
+    QTest::newRow("segment batch with a message without ids")
+        << QByteArray(R"({"batch":[{"type":"track","event":"x","userId":"u"},{"type":"track","event":"y"},)"
+                      R"({"type":"identify","anonymousId":"a"}],"sentAt":"2024-05-01T12:00:01.500Z"})")
+        << QStringList{"x", "$identify"} << QList<int>{0, 2} << QList<int>{1} << qlonglong(1714564801500);
+    QTest::newRow("bare array (posthog-js /e)")
+        << QByteArray(R"([{"event":"a","properties":{"distinct_id":"u"}},42,{"event":"c","properties":{"distinct_id":"u"}}])")
+        << QStringList{"a", "c"} << QList<int>{0, 2} << QList<int>{1} << qlonglong(-1);
+    QTest::newRow("mixed formats inside one batch")
+        << QByteArray(R"({"batch":[{"type":"page","anonymousId":"a"},{"event":"ph","distinct_id":"u"}]})")
+        << QStringList{"$pageview", "ph"} << QList<int>{0, 1} << QList<int>{} << qlonglong(-1);
+}
+
+void TestFormat::batches() {
+    QFETCH(QByteArray, line);
+    QFETCH(QStringList, names);
+    QFETCH(QList<int>, indexes);
+    QFETCH(QList<int>, rejectedIndexes);
+    QFETCH(qlonglong, sentAt);
+
+    EventDecoder decoder;
+    const DecodedLine& decoded = decoder.decode(std::string_view(line.constData(), line.size()), {"b", 3, -1}, false);
+    QVERIFY(decoded.parsed);
+    QCOMPARE(decoded.eventCount(), std::size_t(names.size() + rejectedIndexes.size()));
+    QStringList gotNames;
+    QList<int> gotIndexes;
+    for (const Event& event : decoded.events) {
+        gotNames << qs(event.name);
+        gotIndexes << event.origin.index;
+        QCOMPARE(event.origin.line, std::uint64_t(3));
+        QVERIFY(event.rawLine.empty());
+        if (sentAt >= 0) QCOMPARE(qlonglong(event.sentAt.value_or(-1)), sentAt);
+    }
+    QCOMPARE(gotNames, names);
+    QCOMPARE(gotIndexes, indexes);
+    QList<int> gotRejected;
+    for (const RejectedEvent& rejected : decoded.rejected) gotRejected << rejected.origin.index;
+    QCOMPARE(gotRejected, rejectedIndexes);
+}
+
+void TestFormat::rejected_data() {
+    QTest::addColumn<QByteArray>("line");
+    QTest::addColumn<QString>("messagePart");
+    QTest::newRow("posthog without distinct id")
+        << QByteArray(R"({"event":"e","properties":{"$lib":"web"}})") << "no distinct id";
+    QTest::newRow("posthog distinct id is an object")
+        << QByteArray(R"({"event":"e","distinct_id":{"a":1}})") << "no distinct id";
+    QTest::newRow("posthog empty event name") << QByteArray(R"({"event":"","distinct_id":"u"})") << "no event name";
+    QTest::newRow("posthog event name not a string") << QByteArray(R"({"event":5,"distinct_id":"u"})") << "no event name";
+    QTest::newRow("segment without ids") << QByteArray(R"({"type":"track","event":"x"})") << "neither \"userId\" nor \"anonymousId\"";
+    QTest::newRow("segment track without event") << QByteArray(R"({"type":"track","userId":"u"})") << "without \"event\"";
+    QTest::newRow("unknown segment type") << QByteArray(R"({"type":"purchase","userId":"u"})") << "unknown Segment message type";
+    QTest::newRow("nothing recognisable") << QByteArray(R"({"foo":1})") << "no event name";
+    QTest::newRow("a number") << QByteArray("42") << "not a JSON object";
+    QTest::newRow("a string") << QByteArray(R"("hello")") << "not a JSON object";
+    QTest::newRow("properties not an object") << QByteArray(R"({"event":"e","distinct_id":"u","properties":[1]})")
+                                              << "\"properties\" is not an object";
+    QTest::newRow("batch not an array") << QByteArray(R"({"batch":{"event":"e"}})") << "\"batch\" is not an array";
+    QTest::newRow("empty batch") << QByteArray(R"({"batch":[]})") << "empty batch";
+}
+
+void TestFormat::rejected() {
+    QFETCH(QByteArray, line);
+    QFETCH(QString, messagePart);
+    EventDecoder decoder;
+    const DecodedLine& decoded = decoder.decode(std::string_view(line.constData(), line.size()), {"r", 1, -1}, false);
+    QVERIFY(decoded.parsed);
+    QCOMPARE(decoded.events.size(), std::size_t(0));
+    QCOMPARE(decoded.rejected.size(), std::size_t(1));
+    QVERIFY2(qs(decoded.rejected.front().message).contains(messagePart), decoded.rejected.front().message.c_str());
+    QCOMPARE(QByteArray::fromStdString(decoded.rejected.front().rawBytes()), line);
+}
+
+void TestFormat::unparseable_data() {
+    QTest::addColumn<QByteArray>("line");
+    QTest::addColumn<qlonglong>("offset");
+    QTest::addColumn<QString>("messagePart");
+    QTest::newRow("truncated object") << QByteArray(R"({"event":"e","distinct_id":"u")") << qlonglong(30) << "unexpected end of input";
+    QTest::newRow("bad literal") << QByteArray(R"({"event":tru})") << qlonglong(12) << "invalid literal";
+    QTest::newRow("invalid UTF-8") << QByteArray("{\"event\":\"\xff\xfe\",\"distinct_id\":\"u\"}") << qlonglong(10) << "UTF-8";
+    QTest::newRow("trailing garbage") << QByteArray(R"({"event":"e"} x)") << qlonglong(14) << "parse error";
+    const QByteArray deep = QByteArray(5000, '[') + QByteArray(5000, ']');
+    QTest::newRow("nested too deep") << deep << qlonglong(-1) << "nested deeper than";
+}
+
+void TestFormat::unparseable() {
+    QFETCH(QByteArray, line);
+    QFETCH(qlonglong, offset);
+    QFETCH(QString, messagePart);
+    EventDecoder decoder;
+    const DecodedLine& decoded = decoder.decode(std::string_view(line.constData(), line.size()), {"u", 1, -1}, false);
+    QVERIFY(!decoded.parsed);
+    QCOMPARE(decoded.eventCount(), std::size_t(0));
+    QVERIFY2(qs(decoded.parseError).contains(messagePart), decoded.parseError.c_str());
+    if (offset >= 0)
+        QCOMPARE(qlonglong(decoded.errorOffset), offset);
+    else
+        QCOMPARE(decoded.errorOffset, std::string::npos);
+    // The decoder recovers for the next line.
+    const QByteArray good = R"({"event":"e","distinct_id":"u"})";
+    QCOMPARE(decoder.decode(std::string_view(good.constData(), good.size()), {"u", 2, -1}, false).events.size(),
+             std::size_t(1));
+}
+
+void TestFormat::forcedFormat() {
+    const QByteArray segment = R"({"type":"track","event":"x","userId":"u"})";
+    EventDecoder asPostHog(Format::PostHog);
+    const DecodedLine& decoded =
+        asPostHog.decode(std::string_view(segment.constData(), segment.size()), {"f", 1, -1}, false);
+    // As PostHog, a Segment message has an event name but no distinct_id.
+    QCOMPARE(decoded.events.size(), std::size_t(0));
+    QCOMPARE(decoded.rejected.size(), std::size_t(1));
+    EventDecoder asSegment(Format::Segment);
+    QCOMPARE(asSegment.decode(std::string_view(segment.constData(), segment.size()), {"f", 1, -1}, false).events.size(),
+             std::size_t(1));
+}
+
+void TestFormat::numericDistinctId() {
+    const QByteArray line = R"({"batch":[{"event":"a","distinct_id":12345},{"type":"track","event":"b","userId":1.5}]})";
+    EventDecoder decoder;
+    const DecodedLine& decoded = decoder.decode(std::string_view(line.constData(), line.size()), {"n", 1, -1}, false);
+    QCOMPARE(decoded.events.size(), std::size_t(2));
+    QCOMPARE(qs(decoded.events[0].distinctId), QString("12345"));
+    QCOMPARE(qs(decoded.events[1].distinctId), QString("1.5"));
+}
+
+void TestFormat::rawBytes() {
+    const QByteArray line = R"({ "batch" : [ { "event" : "a" , "distinct_id" : "u" } ] })";
+    EventDecoder decoder;
+    const DecodedLine& decoded = decoder.decode(std::string_view(line.constData(), line.size()), {"r", 1, -1}, false);
+    QCOMPARE(decoded.events.size(), std::size_t(1));
+    QCOMPARE(QByteArray::fromStdString(decoded.events[0].rawBytes()), QByteArray(R"({"event":"a","distinct_id":"u"})"));
+}
+
+void TestFormat::streamOfLibrary_data() {
+    QTest::addColumn<QString>("library");
+    QTest::addColumn<QString>("stream");
+    for (const char* lib : {"web", "posthog-js", "posthog-ios", "posthog-android", "posthog-react-native",
+                            "analytics.js", "analytics-next", "analytics-ios"})
+        QTest::newRow(lib) << lib << "client";
+    for (const char* lib : {"posthog-node", "posthog-python", "posthog-go", "posthog-ruby", "posthog-php",
+                            "posthog-java", "@segment/analytics-node", "analytics-python", "analytics-go"})
+        QTest::newRow(lib) << lib << "server";
+    QTest::newRow("unknown library") << "my-sdk" << "unknown";
+    QTest::newRow("empty") << "" << "unknown";
+}
+
+void TestFormat::streamOfLibrary() {
+    QFETCH(QString, library);
+    QFETCH(QString, stream);
+    const QByteArray lib = library.toUtf8();
+    QCOMPARE(qs(toString(pipescope::streamOfLibrary(std::string_view(lib.constData(), lib.size())))), stream);
+}
+
+void TestFormat::timestamps_data() {
+    QTest::addColumn<QString>("text");
+    QTest::addColumn<qlonglong>("millis"); // -1: not a time
+    QTest::newRow("utc") << "2024-05-01T12:00:00Z" << qlonglong(1714564800000);
+    QTest::newRow("millis") << "2024-05-01T12:00:00.123Z" << qlonglong(1714564800123);
+    QTest::newRow("micros truncated") << "2024-05-01T12:00:00.123456Z" << qlonglong(1714564800123);
+    QTest::newRow("offset") << "2024-05-01T14:00:00+02:00" << qlonglong(1714564800000);
+    QTest::newRow("negative offset no colon") << "2024-05-01T07:00:00-0500" << qlonglong(1714564800000);
+    QTest::newRow("no zone is utc") << "2024-05-01T12:00:00" << qlonglong(1714564800000);
+    QTest::newRow("date only") << "2024-05-01" << qlonglong(1714521600000);
+    QTest::newRow("epoch") << "1970-01-01T00:00:00Z" << qlonglong(0);
+    QTest::newRow("leap day") << "2024-02-29T00:00:00Z" << qlonglong(1709164800000);
+    QTest::newRow("epoch ms text") << "1714564800123" << qlonglong(1714564800123);
+    QTest::newRow("not a leap day") << "2023-02-29T00:00:00Z" << qlonglong(-1);
+    QTest::newRow("month 13") << "2024-13-01T00:00:00Z" << qlonglong(-1);
+    QTest::newRow("garbage") << "yesterday" << qlonglong(-1);
+    QTest::newRow("trailing junk") << "2024-05-01T12:00:00Zjunk" << qlonglong(-1);
+    QTest::newRow("empty") << "" << qlonglong(-1);
+}
+
+void TestFormat::timestamps() {
+    QFETCH(QString, text);
+    QFETCH(qlonglong, millis);
+    const QByteArray bytes = text.toUtf8();
+    const Millis parsed = parseTimestamp(std::string_view(bytes.constData(), bytes.size()));
+    QCOMPARE(qlonglong(parsed.value_or(-1)), millis);
+    if (millis > 0 && text.contains('T')) {
+        // Round trip through the formatter.
+        const std::string formatted = formatTimestamp(millis);
+        QCOMPARE(qlonglong(parseTimestamp(formatted).value_or(-2)), millis);
+    }
+}
+
+void TestFormat::lineReaderPlainAndGzip() {
+    QTemporaryDir dir;
+    QVERIFY(dir.isValid());
+    QByteArray content;
+    for (int i = 1; i <= 50000; ++i) content += "{\"n\":" + QByteArray::number(i) + "}\r\n";
+    content += "\n";             // a blank line
+    content += "{\"last\":true}"; // no final newline
+    writeFile(dir.filePath("plain.ndjson"), content);
+    // The name does not say gzip: detection is by content.
+    writeGzip(dir.filePath("packed.data"), content);
+
+    for (const QString& name : {QString("plain.ndjson"), QString("packed.data")}) {
+        LineReader reader(dir.filePath(name).toStdString());
+        std::uint64_t count = 0;
+        std::string last;
+        while (auto line = reader.next()) {
+            ++count;
+            QCOMPARE(line->number, count);
+            QVERIFY(!line->oversize);
+            QVERIFY(line->text.empty() || line->text.back() != '\r');
+            if (count == 1) QCOMPARE(qs(line->text), QString("{\"n\":1}"));
+            last = std::string(line->text);
+        }
+        QCOMPARE(count, std::uint64_t(50002));
+        QCOMPARE(qs(last), QString("{\"last\":true}"));
+        QCOMPARE(reader.compressed(), name == "packed.data");
+    }
+}
+
+void TestFormat::lineReaderOversize() {
+    QTemporaryDir dir;
+    QByteArray content = "{\"a\":1}\n" + QByteArray(300000, 'x') + "\n{\"b\":2}\n";
+    writeFile(dir.filePath("big.ndjson"), content);
+    LineReader reader(dir.filePath("big.ndjson").toStdString(), 100000);
+    auto first = reader.next();
+    QVERIFY(first && !first->oversize);
+    auto big = reader.next();
+    QVERIFY(big);
+    QVERIFY(big->oversize);
+    QCOMPARE(big->number, std::uint64_t(2));
+    QCOMPARE(big->fullLength, std::uint64_t(300000));
+    QVERIFY(big->text.size() <= 100000);
+    auto third = reader.next();
+    QVERIFY(third);
+    QCOMPARE(qs(third->text), QString("{\"b\":2}"));
+    QCOMPARE(third->number, std::uint64_t(3));
+    QVERIFY(!reader.next());
+}
+
+void TestFormat::lineReaderTruncatedGzip() {
+    QTemporaryDir dir;
+    QByteArray content;
+    for (int i = 0; i < 20000; ++i) content += "{\"event\":\"e\",\"distinct_id\":\"u" + QByteArray::number(i) + "\"}\n";
+    const QString full = dir.filePath("full.gz");
+    writeGzip(full, content);
+    QFile file(full);
+    QVERIFY(file.open(QIODevice::ReadOnly));
+    const QByteArray packed = file.readAll();
+    writeFile(dir.filePath("cut.gz"), packed.left(packed.size() / 2));
+
+    LineReader reader(dir.filePath("cut.gz").toStdString());
+    std::uint64_t lines = 0;
+    QString error;
+    try {
+        while (reader.next()) ++lines;
+    } catch (const InputError& e) {
+        error = e.what();
+    }
+    QVERIFY(lines > 0);
+    QVERIFY(lines < 20000);
+    QVERIFY2(error.contains("cut.gz") && error.contains("truncated gzip"), qPrintable(error));
+}
+
+void TestFormat::lineReaderMissingFile() {
+    try {
+        LineReader reader("/nonexistent/dir/events.ndjson");
+        QFAIL("expected an InputError");
+    } catch (const InputError& e) {
+        const QString message = e.what();
+        QVERIFY(message.contains("/nonexistent/dir/events.ndjson"));
+        QVERIFY(message.contains("No such file"));
+    }
+}
+
+QTEST_APPLESS_MAIN(TestFormat)
+#include "tst_format.moc"
