@@ -1,0 +1,593 @@
+#include "store/capture_store.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <fstream>
+#include <mutex>
+#include <thread>
+#include <variant>
+
+#include <sqlite3.h>
+
+namespace pipescope {
+
+std::string_view toString(Verdict verdict) {
+    switch (verdict) {
+    case Verdict::Invalid: return "invalid";
+    case Verdict::Unplanned: return "unplanned";
+    case Verdict::Valid: break;
+    }
+    return "valid";
+}
+
+namespace {
+
+// "PSCP" in the SQLite header's application_id: how a capture is told from any other SQLite file.
+constexpr std::int32_t kApplicationId = 0x50534350;
+
+std::int64_t nowMillis() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string describe(const std::filesystem::path& path, sqlite3* db, const std::string& what) {
+    return path.string() + ": " + what + ": " + (db ? sqlite3_errmsg(db) : "out of memory");
+}
+
+// One connection, closed on scope exit.
+struct Connection {
+    sqlite3* db = nullptr;
+    std::filesystem::path path;
+
+    Connection(const std::filesystem::path& file, int flags) : path(file) {
+        const int rc = sqlite3_open_v2(file.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+        if (rc != SQLITE_OK) {
+            const std::string message = describe(path, db, "cannot open capture");
+            sqlite3_close(db);
+            db = nullptr;
+            throw StoreError(message);
+        }
+        sqlite3_extended_result_codes(db, 1);
+        sqlite3_busy_timeout(db, 5000);
+    }
+    ~Connection() { sqlite3_close(db); }
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    void exec(const char* sql) const {
+        char* error = nullptr;
+        if (sqlite3_exec(db, sql, nullptr, nullptr, &error) != SQLITE_OK) {
+            std::string message = path.string() + ": " + (error ? error : "SQL error") + " (in: " + sql + ")";
+            sqlite3_free(error);
+            throw StoreError(message);
+        }
+    }
+
+    std::int64_t scalar(const char* sql) const;
+};
+
+// A prepared statement with bind helpers; finalized on scope exit.
+class Statement {
+public:
+    Statement(const Connection& connection, const char* sql) : m_connection(&connection) {
+        if (sqlite3_prepare_v3(connection.db, sql, -1, SQLITE_PREPARE_PERSISTENT, &m_stmt, nullptr) != SQLITE_OK)
+            throw StoreError(describe(connection.path, connection.db, std::string("cannot prepare \"") + sql + "\""));
+    }
+    ~Statement() { sqlite3_finalize(m_stmt); }
+    Statement(const Statement&) = delete;
+    Statement& operator=(const Statement&) = delete;
+
+    void text(int index, std::string_view value) {
+        check(sqlite3_bind_text64(m_stmt, index, value.data(), value.size(), SQLITE_STATIC, SQLITE_UTF8));
+    }
+    // Empty strings are stored as NULL: "no id", "no anonymous id"...
+    void textOrNull(int index, std::string_view value) {
+        if (value.empty())
+            null(index);
+        else
+            text(index, value);
+    }
+    void blob(int index, std::string_view value) {
+        check(sqlite3_bind_blob64(m_stmt, index, value.data(), value.size(), SQLITE_STATIC));
+    }
+    void integer(int index, std::int64_t value) { check(sqlite3_bind_int64(m_stmt, index, value)); }
+    void optional(int index, const std::optional<std::int64_t>& value) {
+        if (value)
+            integer(index, *value);
+        else
+            null(index);
+    }
+    void null(int index) { check(sqlite3_bind_null(m_stmt, index)); }
+
+    // Runs an INSERT/UPDATE to completion and resets the statement for the next use.
+    void run() {
+        const int rc = sqlite3_step(m_stmt);
+        sqlite3_reset(m_stmt);
+        sqlite3_clear_bindings(m_stmt);
+        if (rc != SQLITE_DONE) throw StoreError(describe(m_connection->path, m_connection->db, "write failed"));
+    }
+    // Steps a query: true while there is a row.
+    bool next() {
+        const int rc = sqlite3_step(m_stmt);
+        if (rc == SQLITE_ROW) return true;
+        if (rc == SQLITE_DONE) return false;
+        throw StoreError(describe(m_connection->path, m_connection->db, "read failed"));
+    }
+
+    std::int64_t columnInt(int column) const { return sqlite3_column_int64(m_stmt, column); }
+    std::optional<std::int64_t> columnOptional(int column) const {
+        if (sqlite3_column_type(m_stmt, column) == SQLITE_NULL) return std::nullopt;
+        return sqlite3_column_int64(m_stmt, column);
+    }
+    std::string columnText(int column) const {
+        const auto* data = static_cast<const char*>(sqlite3_column_blob(m_stmt, column));
+        const int size = sqlite3_column_bytes(m_stmt, column);
+        return data ? std::string(data, static_cast<std::size_t>(size)) : std::string();
+    }
+
+private:
+    void check(int rc) const {
+        if (rc != SQLITE_OK) throw StoreError(describe(m_connection->path, m_connection->db, "bind failed"));
+    }
+
+    const Connection* m_connection;
+    sqlite3_stmt* m_stmt = nullptr;
+};
+
+std::int64_t Connection::scalar(const char* sql) const {
+    Statement statement(*this, sql);
+    return statement.next() ? statement.columnInt(0) : 0;
+}
+
+// Version 1: events with their verdicts, the dead-letter queue, and key/value metadata.
+// Each later version appends one migration step here; a capture of version N is brought up to
+// date by running steps N..current-1 in one transaction.
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE events (
+    seq            INTEGER PRIMARY KEY,
+    event_id       TEXT,
+    id_source      TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    distinct_id    TEXT NOT NULL,
+    anonymous_id   TEXT,
+    user_id        TEXT,
+    stream         TEXT NOT NULL,
+    format         TEXT NOT NULL,
+    timestamp      INTEGER,
+    sent_at        INTEGER,
+    received_at    INTEGER,
+    origin_source  TEXT NOT NULL,
+    origin_line    INTEGER NOT NULL,
+    origin_index   INTEGER NOT NULL,
+    verdict        TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    failures       TEXT NOT NULL,
+    properties     TEXT NOT NULL,
+    raw            BLOB NOT NULL
+);
+CREATE INDEX events_by_name ON events(name);
+CREATE INDEX events_by_distinct_id ON events(distinct_id);
+CREATE TABLE dlq (
+    seq           INTEGER PRIMARY KEY,
+    reason        TEXT NOT NULL,
+    detail        TEXT NOT NULL,
+    origin_source TEXT NOT NULL,
+    origin_line   INTEGER NOT NULL,
+    origin_index  INTEGER NOT NULL,
+    event_name    TEXT,
+    distinct_id   TEXT,
+    event_seq     INTEGER REFERENCES events(seq),
+    raw           BLOB NOT NULL,
+    created_at    INTEGER NOT NULL
+);
+CREATE INDEX dlq_by_reason ON dlq(reason);
+)sql";
+
+struct Migration {
+    int from;
+    const char* sql;
+};
+// Steps from one version to the next. Empty while version 1 is the only one.
+constexpr Migration kMigrations[] = {{0, nullptr}};
+
+int readVersion(const Connection& connection) {
+    return static_cast<int>(connection.scalar("PRAGMA user_version"));
+}
+
+bool isCapture(const Connection& connection) {
+    return connection.scalar("PRAGMA application_id") == kApplicationId;
+}
+
+// True for a file that starts with the SQLite header and carries our application id.
+bool fileIsCapture(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    char header[72] = {};
+    if (!in.read(header, sizeof header)) return false;
+    if (std::string_view(header, 16) != std::string_view("SQLite format 3\0", 16)) return false;
+    const auto byte = [&](int i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(header[i])); };
+    const std::uint32_t applicationId = byte(68) << 24 | byte(69) << 16 | byte(70) << 8 | byte(71);
+    return applicationId == static_cast<std::uint32_t>(kApplicationId);
+}
+
+void migrate(const Connection& connection, int from) {
+    connection.exec("BEGIN IMMEDIATE");
+    try {
+        for (const Migration& step : kMigrations) {
+            if (step.sql && step.from >= from && step.from < kCaptureSchemaVersion) connection.exec(step.sql);
+        }
+        connection.exec(("PRAGMA user_version = " + std::to_string(kCaptureSchemaVersion)).c_str());
+        connection.exec("COMMIT");
+    } catch (...) {
+        sqlite3_exec(connection.db, "ROLLBACK", nullptr, nullptr, nullptr);
+        throw;
+    }
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------------
+// CaptureWriter
+
+struct CaptureWriter::Impl {
+    using Record = std::variant<StoredEvent, DlqEntry>;
+
+    std::filesystem::path path;
+    Options options;
+    Connection connection;
+    Statement insertEvent;
+    Statement insertDlq;
+
+    std::mutex mutex;
+    std::condition_variable hasWork;      // writer waits for records
+    std::condition_variable hasRoom;      // appenders wait for queue space
+    std::condition_variable committed;    // flush() waits for the writer
+    std::deque<Record> queue;
+    std::uint64_t appended = 0;           // records handed to append()
+    std::uint64_t done = 0;               // records committed (or lost to an error)
+    std::string error;                    // the first commit error; sticky
+    bool stopping = false;
+    bool closed = false;
+    std::thread writer;
+
+    Impl(const std::filesystem::path& file, Options opts)
+        : path(file), options(opts), connection(prepare(file, opts), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE),
+          insertEvent(initialise(connection),
+                      "INSERT INTO events (seq, event_id, id_source, name, distinct_id, anonymous_id, user_id, stream,"
+                      " format, timestamp, sent_at, received_at, origin_source, origin_line, origin_index, verdict,"
+                      " schema_version, failures, properties, raw)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"),
+          insertDlq(connection,
+                    "INSERT INTO dlq (reason, detail, origin_source, origin_line, origin_index, event_name,"
+                    " distinct_id, event_seq, raw, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") {
+        writer = std::thread([this] { run(); });
+    }
+
+    // Removes an earlier capture at `file` (never anything else) so that a fresh one is created.
+    static const std::filesystem::path& prepare(const std::filesystem::path& file, const Options& opts) {
+        std::error_code ec;
+        if (!std::filesystem::exists(file, ec)) return file;
+        if (std::filesystem::is_directory(file, ec)) throw StoreError(file.string() + ": is a directory, not a capture file");
+        if (!fileIsCapture(file))
+            throw StoreError(file.string() + ": exists and is not a Pipescope capture; it is left untouched "
+                                             "(choose another --capture path)");
+        if (!opts.replaceExisting) throw StoreError(file.string() + ": a capture already exists there");
+        for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+            std::filesystem::path part = file;
+            part += suffix;
+            std::filesystem::remove(part, ec);
+            if (ec) throw StoreError(part.string() + ": cannot replace the earlier capture: " + ec.message());
+        }
+        return file;
+    }
+
+    static const Connection& initialise(const Connection& connection) {
+        connection.exec("PRAGMA journal_mode = WAL");
+        // In WAL mode NORMAL is durable against application crashes; a power loss may lose the
+        // last transactions but never corrupts the file.
+        connection.exec("PRAGMA synchronous = NORMAL");
+        connection.exec(("PRAGMA application_id = " + std::to_string(kApplicationId)).c_str());
+        connection.exec("BEGIN IMMEDIATE");
+        connection.exec(kSchemaV1);
+        connection.exec(("PRAGMA user_version = " + std::to_string(kCaptureSchemaVersion)).c_str());
+        Statement meta(connection, "INSERT INTO meta (key, value) VALUES (?1, ?2)");
+        meta.text(1, "created_by");
+        meta.text(2, "pipescope " PIPESCOPE_VERSION);
+        meta.run();
+        const std::string created = std::to_string(nowMillis());
+        meta.text(1, "created_at");
+        meta.text(2, created);
+        meta.run();
+        connection.exec("COMMIT");
+        return connection;
+    }
+
+    void write(const StoredEvent& e) {
+        if (e.seq > 0)
+            insertEvent.integer(1, e.seq);
+        else
+            insertEvent.null(1);
+        insertEvent.textOrNull(2, e.eventId);
+        insertEvent.text(3, e.idSource.empty() ? std::string_view("none") : std::string_view(e.idSource));
+        insertEvent.text(4, e.name);
+        insertEvent.text(5, e.distinctId);
+        insertEvent.textOrNull(6, e.anonymousId);
+        insertEvent.textOrNull(7, e.userId);
+        insertEvent.text(8, e.stream);
+        insertEvent.text(9, e.format);
+        insertEvent.optional(10, e.timestamp);
+        insertEvent.optional(11, e.sentAt);
+        insertEvent.optional(12, e.receivedAt);
+        insertEvent.text(13, e.originSource);
+        insertEvent.integer(14, static_cast<std::int64_t>(e.originLine));
+        insertEvent.integer(15, e.originIndex);
+        insertEvent.text(16, toString(e.verdict));
+        insertEvent.integer(17, e.schemaVersion);
+        insertEvent.text(18, e.failures.empty() ? std::string_view("[]") : std::string_view(e.failures));
+        insertEvent.text(19, e.properties.empty() ? std::string_view("{}") : std::string_view(e.properties));
+        insertEvent.blob(20, e.raw);
+        insertEvent.run();
+    }
+
+    void write(const DlqEntry& d) {
+        insertDlq.text(1, d.reason);
+        insertDlq.text(2, d.detail.empty() ? std::string_view("{}") : std::string_view(d.detail));
+        insertDlq.text(3, d.originSource);
+        insertDlq.integer(4, static_cast<std::int64_t>(d.originLine));
+        insertDlq.integer(5, d.originIndex);
+        insertDlq.textOrNull(6, d.eventName);
+        insertDlq.textOrNull(7, d.distinctId);
+        insertDlq.optional(8, d.eventSeq);
+        insertDlq.blob(9, d.raw);
+        insertDlq.integer(10, d.createdAt ? d.createdAt : nowMillis());
+        insertDlq.run();
+    }
+
+    // The writer thread: takes whatever is queued (up to maxBatch) and commits it in one
+    // transaction, so the commit cost is shared by everything that arrived meanwhile.
+    void run() {
+        std::vector<Record> batch;
+        batch.reserve(options.maxBatch);
+        for (;;) {
+            {
+                std::unique_lock lock(mutex);
+                hasWork.wait(lock, [&] { return !queue.empty() || stopping; });
+                if (queue.empty() && stopping) return;
+                while (!queue.empty() && batch.size() < options.maxBatch) {
+                    batch.push_back(std::move(queue.front()));
+                    queue.pop_front();
+                }
+            }
+            hasRoom.notify_all();
+            std::string failure;
+            try {
+                connection.exec("BEGIN IMMEDIATE");
+                try {
+                    for (const Record& record : batch) std::visit([&](const auto& r) { write(r); }, record);
+                    connection.exec("COMMIT");
+                } catch (...) {
+                    sqlite3_exec(connection.db, "ROLLBACK", nullptr, nullptr, nullptr);
+                    throw;
+                }
+            } catch (const std::exception& e) {
+                failure = e.what();
+            }
+            {
+                std::lock_guard lock(mutex);
+                done += batch.size();
+                if (!failure.empty() && error.empty()) error = failure;
+            }
+            committed.notify_all();
+            batch.clear();
+        }
+    }
+
+    template <typename R>
+    void enqueue(R&& record) {
+        std::unique_lock lock(mutex);
+        if (closed) throw StoreError(path.string() + ": capture is closed");
+        hasRoom.wait(lock, [&] { return queue.size() < options.maxQueued; });
+        queue.emplace_back(std::forward<R>(record));
+        ++appended;
+        lock.unlock();
+        hasWork.notify_one();
+    }
+
+    void flush() {
+        std::unique_lock lock(mutex);
+        const std::uint64_t target = appended;
+        committed.wait(lock, [&] { return done >= target; });
+        if (!error.empty()) throw StoreError(error);
+    }
+
+    void stop() {
+        {
+            std::lock_guard lock(mutex);
+            if (closed) return;
+            closed = true;
+            stopping = true;
+        }
+        hasWork.notify_one();
+        if (writer.joinable()) writer.join();
+    }
+
+    void checkpoint() {
+        // Fold the WAL back into the file so that a closed capture is one self-contained file.
+        sqlite3_wal_checkpoint_v2(connection.db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    }
+};
+
+CaptureWriter::CaptureWriter(const std::filesystem::path& path) : CaptureWriter(path, Options{}) {}
+
+CaptureWriter::CaptureWriter(const std::filesystem::path& path, Options options)
+    : m_impl(std::make_unique<Impl>(path, options)) {}
+
+CaptureWriter::~CaptureWriter() {
+    if (!m_impl) return;
+    m_impl->stop();
+    m_impl->checkpoint();
+}
+
+void CaptureWriter::append(StoredEvent event) { m_impl->enqueue(std::move(event)); }
+void CaptureWriter::append(DlqEntry entry) { m_impl->enqueue(std::move(entry)); }
+void CaptureWriter::flush() { m_impl->flush(); }
+
+void CaptureWriter::close() {
+    m_impl->stop();
+    m_impl->checkpoint();
+    std::lock_guard lock(m_impl->mutex);
+    if (!m_impl->error.empty()) throw StoreError(m_impl->error);
+}
+
+const std::filesystem::path& CaptureWriter::path() const { return m_impl->path; }
+
+// ---------------------------------------------------------------------------------------------
+// CaptureReader
+
+namespace {
+
+constexpr const char* kEventColumns =
+    "seq, event_id, id_source, name, distinct_id, anonymous_id, user_id, stream, format, timestamp, sent_at,"
+    " received_at, origin_source, origin_line, origin_index, verdict, schema_version, failures, properties, raw";
+constexpr const char* kDlqColumns =
+    "seq, reason, detail, origin_source, origin_line, origin_index, event_name, distinct_id, event_seq, raw,"
+    " created_at";
+
+Verdict parseVerdict(const std::string& text) {
+    if (text == "invalid") return Verdict::Invalid;
+    if (text == "unplanned") return Verdict::Unplanned;
+    return Verdict::Valid;
+}
+
+StoredEvent readEvent(const Statement& s) {
+    StoredEvent e;
+    e.seq = s.columnInt(0);
+    e.eventId = s.columnText(1);
+    e.idSource = s.columnText(2);
+    e.name = s.columnText(3);
+    e.distinctId = s.columnText(4);
+    e.anonymousId = s.columnText(5);
+    e.userId = s.columnText(6);
+    e.stream = s.columnText(7);
+    e.format = s.columnText(8);
+    e.timestamp = s.columnOptional(9);
+    e.sentAt = s.columnOptional(10);
+    e.receivedAt = s.columnOptional(11);
+    e.originSource = s.columnText(12);
+    e.originLine = static_cast<std::uint64_t>(s.columnInt(13));
+    e.originIndex = static_cast<std::int32_t>(s.columnInt(14));
+    e.verdict = parseVerdict(s.columnText(15));
+    e.schemaVersion = static_cast<int>(s.columnInt(16));
+    e.failures = s.columnText(17);
+    e.properties = s.columnText(18);
+    e.raw = s.columnText(19);
+    return e;
+}
+
+DlqEntry readDlq(const Statement& s) {
+    DlqEntry d;
+    d.seq = s.columnInt(0);
+    d.reason = s.columnText(1);
+    d.detail = s.columnText(2);
+    d.originSource = s.columnText(3);
+    d.originLine = static_cast<std::uint64_t>(s.columnInt(4));
+    d.originIndex = static_cast<std::int32_t>(s.columnInt(5));
+    d.eventName = s.columnText(6);
+    d.distinctId = s.columnText(7);
+    d.eventSeq = s.columnOptional(8);
+    d.raw = s.columnText(9);
+    d.createdAt = s.columnInt(10);
+    return d;
+}
+
+// Opens a capture for reading, first migrating it when it was written by an older version.
+const std::filesystem::path& checkCapture(const std::filesystem::path& path) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) throw StoreError(path.string() + ": no such capture file");
+    if (!fileIsCapture(path))
+        throw StoreError(path.string() + ": not a Pipescope capture (no SQLite header with Pipescope's application id)");
+    return path;
+}
+
+} // namespace
+
+struct CaptureReader::Impl {
+    Connection connection;
+
+    explicit Impl(const std::filesystem::path& path)
+        : connection(checkCapture(path), SQLITE_OPEN_READONLY) {
+        if (!isCapture(connection)) throw StoreError(path.string() + ": not a Pipescope capture");
+        const int version = readVersion(connection);
+        if (version > kCaptureSchemaVersion)
+            throw StoreError(path.string() + ": written by a newer Pipescope (capture version " +
+                             std::to_string(version) + ", this build reads up to " +
+                             std::to_string(kCaptureSchemaVersion) + ")");
+        if (version < kCaptureSchemaVersion) {
+            // Migrate through a separate read-write connection, then read as usual.
+            Connection writable(path, SQLITE_OPEN_READWRITE);
+            migrate(writable, version);
+        }
+    }
+
+    std::string meta(const char* key) const {
+        Statement s(connection, "SELECT value FROM meta WHERE key = ?1");
+        s.text(1, key);
+        return s.next() ? s.columnText(0) : std::string();
+    }
+};
+
+CaptureReader::CaptureReader(const std::filesystem::path& path) : m_impl(std::make_unique<Impl>(path)) {}
+CaptureReader::~CaptureReader() = default;
+
+CaptureInfo CaptureReader::info() const {
+    CaptureInfo info;
+    info.schemaVersion = readVersion(m_impl->connection);
+    info.createdBy = m_impl->meta("created_by");
+    const std::string created = m_impl->meta("created_at");
+    info.createdAt = created.empty() ? 0 : std::stoll(created);
+    info.events = eventCount();
+    info.dlqEntries = dlqCount();
+    return info;
+}
+
+std::int64_t CaptureReader::eventCount() const { return m_impl->connection.scalar("SELECT count(*) FROM events"); }
+std::int64_t CaptureReader::dlqCount() const { return m_impl->connection.scalar("SELECT count(*) FROM dlq"); }
+
+std::vector<StoredEvent> CaptureReader::events(std::int64_t offset, std::int64_t limit) const {
+    Statement s(m_impl->connection,
+                (std::string("SELECT ") + kEventColumns + " FROM events ORDER BY seq LIMIT ?1 OFFSET ?2").c_str());
+    s.integer(1, limit);
+    s.integer(2, offset);
+    std::vector<StoredEvent> rows;
+    while (s.next()) rows.push_back(readEvent(s));
+    return rows;
+}
+
+std::vector<DlqEntry> CaptureReader::dlq(std::int64_t offset, std::int64_t limit) const {
+    Statement s(m_impl->connection,
+                (std::string("SELECT ") + kDlqColumns + " FROM dlq ORDER BY seq LIMIT ?1 OFFSET ?2").c_str());
+    s.integer(1, limit);
+    s.integer(2, offset);
+    std::vector<DlqEntry> rows;
+    while (s.next()) rows.push_back(readDlq(s));
+    return rows;
+}
+
+void CaptureReader::forEachEvent(const std::function<bool(const StoredEvent&)>& visit) const {
+    Statement s(m_impl->connection, (std::string("SELECT ") + kEventColumns + " FROM events ORDER BY seq").c_str());
+    while (s.next())
+        if (!visit(readEvent(s))) return;
+}
+
+void CaptureReader::forEachDlq(const std::function<bool(const DlqEntry&)>& visit) const {
+    Statement s(m_impl->connection, (std::string("SELECT ") + kDlqColumns + " FROM dlq ORDER BY seq").c_str());
+    while (s.next())
+        if (!visit(readDlq(s))) return;
+}
+
+} // namespace pipescope

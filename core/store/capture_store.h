@@ -1,0 +1,136 @@
+#pragma once
+// The capture store: one SQLite file (`.pipescope`, WAL mode) that holds every event with its
+// verdict and every dead-lettered input with its reason. Like a packet capture it can be saved,
+// reopened and shared. One writer thread owns the write connection and commits in batched
+// transactions; readers use their own read-only connections.
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace pipescope {
+
+class StoreError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// The current schema version of capture files. Opening an older file migrates it; opening a
+// newer one fails with a StoreError saying so.
+inline constexpr int kCaptureSchemaVersion = 1;
+
+enum class Verdict : std::uint8_t { Valid, Invalid, Unplanned };
+std::string_view toString(Verdict verdict);
+
+// An event as stored: owned copies of what the engine decoded.
+struct StoredEvent {
+    std::int64_t seq = 0;          // assigned by the store (rowid), 0 before insert
+    std::string eventId;           // dedup id, empty when none
+    std::string idSource;          // "posthog_uuid", "segment_message_id", ... or "none"
+    std::string name;
+    std::string distinctId;
+    std::string anonymousId;
+    std::string userId;
+    std::string stream;            // "client" | "server" | "unknown"
+    std::string format;            // "posthog" | "segment" | "canonical"
+    std::optional<std::int64_t> timestamp;   // epoch ms
+    std::optional<std::int64_t> sentAt;
+    std::optional<std::int64_t> receivedAt;
+    std::string originSource;
+    std::uint64_t originLine = 0;
+    std::int32_t originIndex = -1;
+    Verdict verdict = Verdict::Valid;
+    int schemaVersion = 0;         // 0 when unplanned
+    std::string failures;          // JSON array of {pointer, keyword, message}; "[]" when none
+    std::string properties;        // JSON object
+    std::string raw;               // the event's own bytes
+};
+
+// An input that could not go on: unparseable lines, rejected events, schema violations.
+struct DlqEntry {
+    std::int64_t seq = 0;
+    std::string reason;            // "unparseable" | "rejected" | "schema_violation" | "unplanned"
+    std::string detail;            // JSON: {"message": ..., "offset": N} or {"failures": [...]}
+    std::string originSource;
+    std::uint64_t originLine = 0;
+    std::int32_t originIndex = -1;
+    std::string eventName;         // empty when unknown
+    std::string distinctId;
+    std::optional<std::int64_t> eventSeq;  // the stored event, for schema violations
+    std::string raw;               // the exact bytes that were dead-lettered
+    std::int64_t createdAt = 0;    // epoch ms
+};
+
+struct CaptureInfo {
+    int schemaVersion = 0;
+    std::string createdBy;
+    std::int64_t createdAt = 0;
+    std::int64_t events = 0;
+    std::int64_t dlqEntries = 0;
+};
+
+// Writes a capture. All append calls are cheap (they queue); the writer thread commits in
+// batches. The queue is bounded: when it is full, append blocks until the writer catches up,
+// so memory stays bounded whatever the input rate.
+class CaptureWriter {
+public:
+    struct Options {
+        std::size_t maxQueued = 8192;     // records waiting for the writer
+        std::size_t maxBatch = 4096;      // records per transaction
+        bool replaceExisting = true;      // an existing *capture* file is replaced; other files never are
+    };
+
+    // Creates (or replaces) the capture at `path`. Throws StoreError: unwritable directory, or
+    // an existing file that is not a Pipescope capture (it is never overwritten).
+    explicit CaptureWriter(const std::filesystem::path& path);
+    CaptureWriter(const std::filesystem::path& path, Options options);
+    ~CaptureWriter();  // flushes and closes
+    CaptureWriter(const CaptureWriter&) = delete;
+    CaptureWriter& operator=(const CaptureWriter&) = delete;
+
+    void append(StoredEvent event);
+    void append(DlqEntry entry);
+    // Blocks until everything appended so far is committed. Throws StoreError if a commit failed.
+    void flush();
+    // Flushes and stops the writer thread; further appends throw.
+    void close();
+
+    const std::filesystem::path& path() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> m_impl;
+};
+
+// Reads a capture through its own read-only connection.
+class CaptureReader {
+public:
+    // Throws StoreError: missing file, not a capture, or a capture written by a newer version.
+    explicit CaptureReader(const std::filesystem::path& path);
+    ~CaptureReader();
+    CaptureReader(const CaptureReader&) = delete;
+    CaptureReader& operator=(const CaptureReader&) = delete;
+
+    CaptureInfo info() const;
+    std::int64_t eventCount() const;
+    std::int64_t dlqCount() const;
+
+    // Row windows in insertion order, for views that page through large captures.
+    std::vector<StoredEvent> events(std::int64_t offset, std::int64_t limit) const;
+    std::vector<DlqEntry> dlq(std::int64_t offset, std::int64_t limit) const;
+
+    // Streams every row in order; the callback returns false to stop early.
+    void forEachEvent(const std::function<bool(const StoredEvent&)>& visit) const;
+    void forEachDlq(const std::function<bool(const DlqEntry&)>& visit) const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> m_impl;
+};
+
+} // namespace pipescope
