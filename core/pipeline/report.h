@@ -1,0 +1,68 @@
+#pragma once
+// What a pipeline run found, as counts a person and a machine can both read. The JSON form is
+// the contract of `pipescope-cli check --report` (see README).
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace pipescope {
+
+struct InputStats {
+    std::string path;
+    bool compressed = false;
+    std::uint64_t lines = 0;   // non-blank lines
+    std::uint64_t events = 0;
+    std::string error;         // a read error that ended this input early
+};
+
+struct FailureStats {
+    std::uint64_t count = 0;
+    std::string exampleMessage;
+};
+
+// One dead-lettered input, kept for the human summary (the capture keeps them all).
+struct DeadLetterExample {
+    std::string reason;
+    std::string where;    // file:line[#index]
+    std::string message;
+};
+
+struct RunReport {
+    std::vector<InputStats> files;
+    std::uint64_t lines = 0;
+    std::uint64_t events = 0;
+    std::uint64_t unparseable = 0;
+    std::uint64_t rejected = 0;
+
+    std::uint64_t client = 0;
+    std::uint64_t server = 0;
+    std::uint64_t unknownStream = 0;
+
+    std::uint64_t valid = 0;
+    std::uint64_t invalid = 0;
+    std::uint64_t unplanned = 0;
+    std::string unplannedPolicy = "allow";
+    // (event, pointer, keyword) -> count
+    std::map<std::tuple<std::string, std::string, std::string>, FailureStats> failures;
+    std::map<std::string, std::uint64_t> unplannedEvents;
+
+    std::uint64_t dlqTotal() const { return unparseable + rejected + invalid; }
+    std::vector<DeadLetterExample> examples; // the first few per reason
+    std::string schemasDir;
+    std::size_t schemaCount = 0;
+    std::string capturePath;
+
+    bool hasInputErrors() const;
+    // Findings: anything dead-lettered, and unplanned events under the `warn` policy.
+    bool hasFindings() const;
+
+    nlohmann::json toJson() const;
+    std::string summary() const;
+};
+
+} // namespace pipescope
