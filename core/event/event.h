@@ -46,6 +46,9 @@ struct Event {
     std::string_view distinctId;
     std::string_view anonymousId;
     std::string_view userId;
+    // The id an alias event adds to the person of `distinctId`: PostHog `properties.alias` of
+    // `$create_alias` / `$merge_dangerously`, Segment `previousId` of `alias`.
+    std::string_view aliasId;
     Stream stream = Stream::Unknown;
     Format format = Format::Auto;
     Millis timestamp;

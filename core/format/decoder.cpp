@@ -283,6 +283,8 @@ void EventDecoder::decodePostHog(object obj, Event& event) {
     if (!event.id.empty()) event.idSource = IdSource::PostHogUuid;
     event.anonymousId = idMember(properties, "$anon_distinct_id");
     if (event.name == "$identify") event.userId = event.distinctId;
+    if (event.name == "$create_alias" || event.name == "$merge_dangerously")
+        event.aliasId = idMember(properties, "alias");
 
     event.timestamp = timeMember(obj, "timestamp");
     if (!event.timestamp) event.timestamp = timeMember(properties, "$time");
@@ -325,6 +327,7 @@ void EventDecoder::decodeSegment(object obj, Event& event) {
 
     event.userId = idMember(obj, "userId");
     event.anonymousId = idMember(obj, "anonymousId");
+    if (type == "alias") event.aliasId = idMember(obj, "previousId");
     event.distinctId = !event.userId.empty() || event.anonymousId.data() == nullptr ? event.userId
                                                                                    : event.anonymousId;
     if (event.distinctId.data() == nullptr) {
@@ -365,6 +368,7 @@ void EventDecoder::decodeCanonical(object obj, Event& event) {
     }
     event.anonymousId = idMember(obj, "anonymous_id");
     event.userId = idMember(obj, "user_id");
+    event.aliasId = idMember(obj, "alias_id");
     event.stream = parseStream(stringMember(obj, "stream")).value_or(Stream::Unknown);
     event.timestamp = timeMember(obj, "timestamp");
     event.sentAt = timeMember(obj, "sent_at");

@@ -185,6 +185,7 @@ void Pipeline::processEvent(const Event& event) {
     stored.distinctId = std::string(event.distinctId);
     stored.anonymousId = std::string(event.anonymousId);
     stored.userId = std::string(event.userId);
+    stored.aliasId = std::string(event.aliasId);
     stored.stream = std::string(toString(event.stream));
     stored.format = std::string(toString(event.format));
     stored.timestamp = event.timestamp;

@@ -16,6 +16,7 @@ std::string_view toString(Verdict verdict) {
     switch (verdict) {
     case Verdict::Invalid: return "invalid";
     case Verdict::Unplanned: return "unplanned";
+    case Verdict::Duplicate: return "duplicate";
     case Verdict::Valid: break;
     }
     return "valid";
@@ -108,6 +109,11 @@ public:
         sqlite3_clear_bindings(m_stmt);
         if (rc != SQLITE_DONE) throw StoreError(describe(m_connection->path, m_connection->db, "write failed"));
     }
+    // Ends a query early so the statement can be bound and run again.
+    void reset() {
+        sqlite3_reset(m_stmt);
+        sqlite3_clear_bindings(m_stmt);
+    }
     // Steps a query: true while there is a row.
     bool next() {
         const int rc = sqlite3_step(m_stmt);
@@ -153,10 +159,12 @@ CREATE TABLE events (
     seq            INTEGER PRIMARY KEY,
     event_id       TEXT,
     id_source      TEXT NOT NULL,
+    dedup_key      TEXT,
     name           TEXT NOT NULL,
     distinct_id    TEXT NOT NULL,
     anonymous_id   TEXT,
     user_id        TEXT,
+    alias_id       TEXT,
     stream         TEXT NOT NULL,
     format         TEXT NOT NULL,
     timestamp      INTEGER,
@@ -173,6 +181,7 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_name ON events(name);
 CREATE INDEX events_by_distinct_id ON events(distinct_id);
+CREATE INDEX events_by_dedup_key ON events(dedup_key) WHERE dedup_key IS NOT NULL;
 CREATE TABLE dlq (
     seq           INTEGER PRIMARY KEY,
     reason        TEXT NOT NULL,
@@ -187,6 +196,30 @@ CREATE TABLE dlq (
     created_at    INTEGER NOT NULL
 );
 CREATE INDEX dlq_by_reason ON dlq(reason);
+CREATE TABLE duplicates (
+    event_seq   INTEGER PRIMARY KEY REFERENCES events(seq),
+    key         TEXT NOT NULL,
+    key_source  TEXT NOT NULL,
+    first_seq   INTEGER REFERENCES events(seq),
+    first_seen  INTEGER,
+    seen        INTEGER NOT NULL,
+    conflicting INTEGER NOT NULL,
+    differences TEXT NOT NULL
+);
+CREATE TABLE identity_issues (
+    seq      INTEGER PRIMARY KEY,
+    category TEXT NOT NULL,
+    message  TEXT NOT NULL,
+    ids      TEXT NOT NULL,
+    events   TEXT NOT NULL,
+    detail   TEXT NOT NULL
+);
+CREATE INDEX identity_issues_by_category ON identity_issues(category);
+CREATE TABLE state (
+    name       TEXT PRIMARY KEY,
+    value      BLOB NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
 )sql";
 
 struct Migration {
@@ -234,14 +267,29 @@ void migrate(const Connection& connection, int from) {
 // ---------------------------------------------------------------------------------------------
 // CaptureWriter
 
+struct MetaRecord {
+    std::string key;
+    std::string value;
+};
+struct StateRecord {
+    std::string name;
+    std::string bytes;
+};
+
 struct CaptureWriter::Impl {
-    using Record = std::variant<StoredEvent, DlqEntry>;
+    using Record = std::variant<StoredEvent, DlqEntry, DuplicateRecord, IdentityIssueRecord, MetaRecord, StateRecord>;
 
     std::filesystem::path path;
     Options options;
     Connection connection;
     Statement insertEvent;
     Statement insertDlq;
+    Statement insertDuplicate;
+    Statement findFirst;
+    Statement findEvent;
+    Statement insertIssue;
+    Statement upsertMeta;
+    Statement upsertState;
 
     std::mutex mutex;
     std::condition_variable hasWork;      // writer waits for records
@@ -260,11 +308,23 @@ struct CaptureWriter::Impl {
           insertEvent(initialise(connection),
                       "INSERT INTO events (seq, event_id, id_source, name, distinct_id, anonymous_id, user_id, stream,"
                       " format, timestamp, sent_at, received_at, origin_source, origin_line, origin_index, verdict,"
-                      " schema_version, failures, properties, raw)"
-                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"),
+                      " schema_version, failures, properties, raw, alias_id, dedup_key)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,"
+                      " ?21, ?22)"),
           insertDlq(connection,
                     "INSERT INTO dlq (reason, detail, origin_source, origin_line, origin_index, event_name,"
-                    " distinct_id, event_seq, raw, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") {
+                    " distinct_id, event_seq, raw, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+          insertDuplicate(connection,
+                          "INSERT INTO duplicates (event_seq, key, key_source, first_seq, first_seen, seen, conflicting,"
+                          " differences) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+          findFirst(connection,
+                    "SELECT seq, name, distinct_id, properties FROM events"
+                    " WHERE dedup_key = ?1 AND verdict <> 'duplicate' AND seq < ?2 ORDER BY seq LIMIT 1"),
+          findEvent(connection, "SELECT name, distinct_id, properties FROM events WHERE seq = ?1"),
+          insertIssue(connection,
+                      "INSERT INTO identity_issues (category, message, ids, events, detail) VALUES (?1, ?2, ?3, ?4, ?5)"),
+          upsertMeta(connection, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)"),
+          upsertState(connection, "INSERT OR REPLACE INTO state (name, value, updated_at) VALUES (?1, ?2, ?3)") {
         writer = std::thread([this] { run(); });
     }
 
@@ -331,6 +391,8 @@ struct CaptureWriter::Impl {
         insertEvent.text(18, e.failures.empty() ? std::string_view("[]") : std::string_view(e.failures));
         insertEvent.text(19, e.properties.empty() ? std::string_view("{}") : std::string_view(e.properties));
         insertEvent.blob(20, e.raw);
+        insertEvent.textOrNull(21, e.aliasId);
+        insertEvent.textOrNull(22, e.dedupKey);
         insertEvent.run();
     }
 
@@ -346,6 +408,69 @@ struct CaptureWriter::Impl {
         insertDlq.blob(9, d.raw);
         insertDlq.integer(10, d.createdAt ? d.createdAt : nowMillis());
         insertDlq.run();
+    }
+
+    void write(const DuplicateRecord& d) {
+        // The first occurrence is found by key among the events already written (it precedes the
+        // duplicate in the same or an earlier transaction); it is absent when it was seen before
+        // this capture began.
+        std::optional<std::int64_t> firstSeq = d.firstSeq;
+        std::string differences = d.differences.empty() ? "[]" : d.differences;
+        findFirst.text(1, d.key);
+        findFirst.integer(2, d.eventSeq);
+        if (findFirst.next()) {
+            firstSeq = findFirst.columnInt(0);
+            if (d.conflicting && d.differences.empty()) {
+                const std::string name = findFirst.columnText(1), distinct = findFirst.columnText(2),
+                                  properties = findFirst.columnText(3);
+                findEvent.integer(1, d.eventSeq);
+                if (findEvent.next()) {
+                    differences = "[";
+                    const auto add = [&](const char* field) {
+                        differences += differences.size() > 1 ? ",\"" : "\"";
+                        differences += field;
+                        differences += '"';
+                    };
+                    if (findEvent.columnText(0) != name) add("name");
+                    if (findEvent.columnText(1) != distinct) add("distinct_id");
+                    if (findEvent.columnText(2) != properties) add("properties");
+                    differences += ']';
+                }
+                findEvent.reset();
+            }
+        }
+        findFirst.reset();
+        insertDuplicate.integer(1, d.eventSeq);
+        insertDuplicate.text(2, d.key);
+        insertDuplicate.text(3, d.keySource);
+        insertDuplicate.optional(4, firstSeq);
+        insertDuplicate.optional(5, d.firstSeen);
+        insertDuplicate.integer(6, d.seen);
+        insertDuplicate.integer(7, d.conflicting ? 1 : 0);
+        insertDuplicate.text(8, differences);
+        insertDuplicate.run();
+    }
+
+    void write(const IdentityIssueRecord& issue) {
+        insertIssue.text(1, issue.category);
+        insertIssue.text(2, issue.message);
+        insertIssue.text(3, issue.ids.empty() ? std::string_view("[]") : std::string_view(issue.ids));
+        insertIssue.text(4, issue.events.empty() ? std::string_view("[]") : std::string_view(issue.events));
+        insertIssue.text(5, issue.detail.empty() ? std::string_view("{}") : std::string_view(issue.detail));
+        insertIssue.run();
+    }
+
+    void write(const MetaRecord& meta) {
+        upsertMeta.text(1, meta.key);
+        upsertMeta.text(2, meta.value);
+        upsertMeta.run();
+    }
+
+    void write(const StateRecord& state) {
+        upsertState.text(1, state.name);
+        upsertState.blob(2, state.bytes);
+        upsertState.integer(3, nowMillis());
+        upsertState.run();
     }
 
     // The writer thread: takes whatever is queued (up to maxBatch) and commits it in one
@@ -435,6 +560,14 @@ CaptureWriter::~CaptureWriter() {
 
 void CaptureWriter::append(StoredEvent event) { m_impl->enqueue(std::move(event)); }
 void CaptureWriter::append(DlqEntry entry) { m_impl->enqueue(std::move(entry)); }
+void CaptureWriter::append(DuplicateRecord duplicate) { m_impl->enqueue(std::move(duplicate)); }
+void CaptureWriter::append(IdentityIssueRecord issue) { m_impl->enqueue(std::move(issue)); }
+void CaptureWriter::putMeta(std::string key, std::string value) {
+    m_impl->enqueue(MetaRecord{std::move(key), std::move(value)});
+}
+void CaptureWriter::putState(std::string name, std::string bytes) {
+    m_impl->enqueue(StateRecord{std::move(name), std::move(bytes)});
+}
 void CaptureWriter::flush() { m_impl->flush(); }
 
 void CaptureWriter::close() {
@@ -453,7 +586,8 @@ namespace {
 
 constexpr const char* kEventColumns =
     "seq, event_id, id_source, name, distinct_id, anonymous_id, user_id, stream, format, timestamp, sent_at,"
-    " received_at, origin_source, origin_line, origin_index, verdict, schema_version, failures, properties, raw";
+    " received_at, origin_source, origin_line, origin_index, verdict, schema_version, failures, properties, raw,"
+    " alias_id, dedup_key";
 constexpr const char* kDlqColumns =
     "seq, reason, detail, origin_source, origin_line, origin_index, event_name, distinct_id, event_seq, raw,"
     " created_at";
@@ -461,6 +595,7 @@ constexpr const char* kDlqColumns =
 Verdict parseVerdict(const std::string& text) {
     if (text == "invalid") return Verdict::Invalid;
     if (text == "unplanned") return Verdict::Unplanned;
+    if (text == "duplicate") return Verdict::Duplicate;
     return Verdict::Valid;
 }
 
@@ -486,6 +621,8 @@ StoredEvent readEvent(const Statement& s) {
     e.failures = s.columnText(17);
     e.properties = s.columnText(18);
     e.raw = s.columnText(19);
+    e.aliasId = s.columnText(20);
+    e.dedupKey = s.columnText(21);
     return e;
 }
 
@@ -576,6 +713,54 @@ std::vector<DlqEntry> CaptureReader::dlq(std::int64_t offset, std::int64_t limit
     std::vector<DlqEntry> rows;
     while (s.next()) rows.push_back(readDlq(s));
     return rows;
+}
+
+std::vector<DuplicateRecord> CaptureReader::duplicates(std::int64_t offset, std::int64_t limit) const {
+    Statement s(m_impl->connection,
+                "SELECT event_seq, key, key_source, first_seq, first_seen, seen, conflicting, differences"
+                " FROM duplicates ORDER BY event_seq LIMIT ?1 OFFSET ?2");
+    s.integer(1, limit);
+    s.integer(2, offset);
+    std::vector<DuplicateRecord> rows;
+    while (s.next()) {
+        DuplicateRecord d;
+        d.eventSeq = s.columnInt(0);
+        d.key = s.columnText(1);
+        d.keySource = s.columnText(2);
+        d.firstSeq = s.columnOptional(3);
+        d.firstSeen = s.columnOptional(4);
+        d.seen = s.columnInt(5);
+        d.conflicting = s.columnInt(6) != 0;
+        d.differences = s.columnText(7);
+        rows.push_back(std::move(d));
+    }
+    return rows;
+}
+
+std::vector<IdentityIssueRecord> CaptureReader::identityIssues() const {
+    Statement s(m_impl->connection,
+                "SELECT seq, category, message, ids, events, detail FROM identity_issues ORDER BY seq");
+    std::vector<IdentityIssueRecord> rows;
+    while (s.next())
+        rows.push_back({s.columnInt(0), s.columnText(1), s.columnText(2), s.columnText(3), s.columnText(4),
+                        s.columnText(5)});
+    return rows;
+}
+
+std::optional<StoredEvent> CaptureReader::event(std::int64_t seq) const {
+    Statement s(m_impl->connection, (std::string("SELECT ") + kEventColumns + " FROM events WHERE seq = ?1").c_str());
+    s.integer(1, seq);
+    if (!s.next()) return std::nullopt;
+    return readEvent(s);
+}
+
+std::string CaptureReader::meta(const std::string& key) const { return m_impl->meta(key.c_str()); }
+
+std::optional<std::string> CaptureReader::state(const std::string& name) const {
+    Statement s(m_impl->connection, "SELECT value FROM state WHERE name = ?1");
+    s.text(1, name);
+    if (!s.next()) return std::nullopt;
+    return s.columnText(0);
 }
 
 void CaptureReader::forEachEvent(const std::function<bool(const StoredEvent&)>& visit) const {

@@ -24,7 +24,8 @@ public:
 // newer one fails with a StoreError saying so.
 inline constexpr int kCaptureSchemaVersion = 1;
 
-enum class Verdict : std::uint8_t { Valid, Invalid, Unplanned };
+// Duplicates are kept too (the capture holds every event) but never reach validation.
+enum class Verdict : std::uint8_t { Valid, Invalid, Unplanned, Duplicate };
 std::string_view toString(Verdict verdict);
 
 // An event as stored: owned copies of what the engine decoded.
@@ -32,10 +33,12 @@ struct StoredEvent {
     std::int64_t seq = 0;          // assigned by the store (rowid), 0 before insert
     std::string eventId;           // dedup id, empty when none
     std::string idSource;          // "posthog_uuid", "segment_message_id", ... or "none"
+    std::string dedupKey;          // the key the dedup window saw (the id, or a fingerprint); empty when none
     std::string name;
     std::string distinctId;
     std::string anonymousId;
     std::string userId;
+    std::string aliasId;           // the id an alias event adds (see Event::aliasId)
     std::string stream;            // "client" | "server" | "unknown"
     std::string format;            // "posthog" | "segment" | "canonical"
     std::optional<std::int64_t> timestamp;   // epoch ms
@@ -64,6 +67,30 @@ struct DlqEntry {
     std::optional<std::int64_t> eventSeq;  // the stored event, for schema violations
     std::string raw;               // the exact bytes that were dead-lettered
     std::int64_t createdAt = 0;    // epoch ms
+};
+
+// A duplicate event: which key matched, and what it duplicates. The first occurrence is looked
+// up in the capture by key (`firstSeq`), unless it was seen before this capture began (a window
+// restored from saved state), when only its time is known.
+struct DuplicateRecord {
+    std::int64_t eventSeq = 0;
+    std::string key;
+    std::string keySource;               // "idempotency_key" | "posthog_uuid" | "segment_message_id" | "fingerprint" ...
+    std::optional<std::int64_t> firstSeq;    // resolved by the store
+    std::optional<std::int64_t> firstSeen;   // epoch ms (unknown in Bloom mode)
+    std::int64_t seen = 0;               // epoch ms: this occurrence's time
+    bool conflicting = false;            // same key, different name / distinct id / properties
+    std::string differences;             // JSON array of the fields that differ, resolved by the store ("[]")
+};
+
+// An identity issue with the ids and events that prove it (see core/identity/).
+struct IdentityIssueRecord {
+    std::int64_t seq = 0;
+    std::string category;   // illegal_distinct_id, merge_refused, split_identity, orphan_server_id, ...
+    std::string message;
+    std::string ids;        // JSON array of distinct ids
+    std::string events;     // JSON array of event seqs
+    std::string detail;     // JSON object
 };
 
 struct CaptureInfo {
@@ -95,6 +122,12 @@ public:
 
     void append(StoredEvent event);
     void append(DlqEntry entry);
+    void append(DuplicateRecord duplicate);
+    void append(IdentityIssueRecord issue);
+    // Small named values: run options in `meta` (text), engine state such as the dedup window in
+    // `state` (bytes). Both replace an earlier value of the same name.
+    void putMeta(std::string key, std::string value);
+    void putState(std::string name, std::string bytes);
     // Blocks until everything appended so far is committed. Throws StoreError if a commit failed.
     void flush();
     // Flushes and stops the writer thread; further appends throw.
@@ -123,6 +156,11 @@ public:
     // Row windows in insertion order, for views that page through large captures.
     std::vector<StoredEvent> events(std::int64_t offset, std::int64_t limit) const;
     std::vector<DlqEntry> dlq(std::int64_t offset, std::int64_t limit) const;
+    std::vector<DuplicateRecord> duplicates(std::int64_t offset, std::int64_t limit) const;
+    std::vector<IdentityIssueRecord> identityIssues() const;
+    std::optional<StoredEvent> event(std::int64_t seq) const;
+    std::string meta(const std::string& key) const;                 // empty when absent
+    std::optional<std::string> state(const std::string& name) const;
 
     // Streams every row in order; the callback returns false to stop early.
     void forEachEvent(const std::function<bool(const StoredEvent&)>& visit) const;
