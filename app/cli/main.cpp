@@ -17,6 +17,7 @@
 #include "input/line_reader.h"
 #include "pipeline/check.h"
 #include "schema/schema.h"
+#include "identity/identity_graph.h"
 #include "store/capture_store.h"
 
 namespace {
@@ -28,8 +29,9 @@ constexpr int kExitUsage = 2;
 constexpr const char* kUsage = R"(usage: pipescope-cli <command> [options]
 
 commands:
-  check   decode and validate NDJSON traffic, report, keep a capture
-  export  write events or dead letters of a capture as NDJSON
+  check     decode, deduplicate, validate and stitch identities of NDJSON traffic; report
+  export    write events, dead letters or duplicates of a capture as NDJSON
+  identity  explain a distinct id's person, or list the identity issues of a capture
   help    show help for a command: pipescope-cli help check
   version print the version
 )";
@@ -37,8 +39,9 @@ commands:
 constexpr const char* kCheckUsage = R"(usage: pipescope-cli check [options] INPUT...
 
 Decodes every event of the inputs (NDJSON: PostHog events and /batch bodies, Segment messages
-and batches, canonical events; .gz or plain, detected by content; "-" reads stdin), validates
-each event's properties against its JSON Schema, dead-letters what cannot go on, and reports.
+and batches, canonical events; .gz or plain, detected by content; "-" reads stdin), drops
+duplicates (same uuid / messageId within the window), validates each event's properties against
+its JSON Schema, dead-letters what cannot go on, stitches distinct ids into persons, and reports.
 
 options:
   --schemas DIR          schemas as DIR/<event>/<version>.json (the latest version applies)
@@ -49,18 +52,51 @@ options:
   --max-line-bytes N     longest accepted input line (default 16777216)
   --quiet                no human summary
 
-exit: 0 every event valid, 1 findings (dead letters, or unplanned under warn), 2 usage or
-input errors (missing file, unreadable schema, corrupt gzip).
+deduplication (key: X-Idempotency-Key > PostHog uuid > Segment messageId):
+  --dedup-window SPAN    how long a key is remembered, by event time: 90m, 24h (default), 7d
+  --dedup-mode MODE      exact (default: every key, 20 bytes each) or bloom (fixed size,
+                         false positives at --bloom-fp-rate)
+  --dedup-max-keys N     exact mode: most keys held (default 10000000); beyond, the oldest go
+  --bloom-keys N         bloom mode: keys expected per window (default 10000000)
+  --bloom-fp-rate R      bloom mode: false-positive rate (default 0.001)
+  --dedup-fingerprint    events without an id are keyed by name, distinct id, timestamp and
+                         properties
+  --dedup-state FILE     keep the window across runs: read FILE if it exists, write it after
+  --no-dedup             no deduplication
+
+identity:
+  --correlate KEY        a property whose value ties events to one person (repeatable; besides
+                         $session_id and $device_id), e.g. --correlate order_id
+
+exit: 0 every event valid, unique and stitched; 1 findings (dead letters, unplanned under warn,
+duplicates, identity issues); 2 usage or input errors (missing file, unreadable schema,
+corrupt gzip, unreadable dedup state).
 )";
 
-constexpr const char* kExportUsage = R"(usage: pipescope-cli export --capture FILE [--events | --dlq] [--raw] [--reason R] [--output FILE]
+constexpr const char* kExportUsage = R"(usage: pipescope-cli export --capture FILE [--events | --dlq | --duplicates] [--raw] [--reason R] [--output FILE]
 
   --events     the captured events (default), one JSON object per line with their verdict
   --dlq        the dead-letter queue, one JSON object per line with reason and detail
+  --duplicates the duplicates, with their key, first occurrence and gap
   --raw        only the original bytes, one input per line: feed them back to `check`
   --reason R   with --dlq: only entries of this reason (unparseable, rejected,
                schema_violation, unplanned)
   --output F   write to F instead of stdout
+)";
+
+constexpr const char* kIdentityUsage = R"(usage: pipescope-cli identity --capture FILE (--explain ID | --issues [--kind KIND]) [--json]
+
+Rebuilds the identity graph from a capture's valid, unique events (in capture order, with the
+correlation keys the capture was made with) and
+  --explain ID   prints the person of ID: every id in it, the event that linked each one (time,
+                 stream, origin), every link with its outcome, refused merges, and its issues
+  --issues       lists every identity issue by kind: illegal_distinct_id, merge_refused,
+                 split_identity, orphan_server_id, post_identify_anonymous, and the heuristic
+                 probable_same_user
+  --kind KIND    with --issues: only that kind
+  --json         JSON instead of text
+
+exit: 0 found (no issues, for --issues), 1 issues listed or ID not found, 2 usage or input errors.
 )";
 
 struct UsageError : std::runtime_error {
@@ -93,6 +129,10 @@ public:
                         if (i + 1 >= argc) throw UsageError("--" + name + " needs a value");
                         inlineValue = argv[++i];
                     }
+                    if (std::find(kRepeatable.begin(), kRepeatable.end(), name) != kRepeatable.end()) {
+                        m_lists[name].push_back(*inlineValue);
+                        continue;
+                    }
                     if (m_values.count(name)) throw UsageError("--" + name + " given twice");
                     m_values[name] = *inlineValue;
                 } else {
@@ -108,9 +148,16 @@ public:
         const auto it = m_values.find(name);
         return it == m_values.end() ? std::nullopt : std::optional<std::string>(it->second);
     }
+    // A repeatable option: every value, in order (empty when not given).
+    std::vector<std::string> values(const std::string& name) const {
+        const auto it = m_lists.find(name);
+        return it == m_lists.end() ? std::vector<std::string>{} : it->second;
+    }
     const std::vector<std::string>& positional() const { return m_positional; }
 
 private:
+    static inline const std::vector<std::string> kRepeatable{"correlate"};
+    std::map<std::string, std::vector<std::string>> m_lists;
     std::set<std::string> m_flags;
     std::map<std::string, std::string> m_values;
     std::vector<std::string> m_positional;
@@ -129,8 +176,10 @@ std::size_t parseSize(const std::string& option, const std::string& text) {
 }
 
 int runCheckCommand(int argc, char** argv) {
-    const Arguments args(argc, argv, 2, {"schemas", "unplanned", "format", "report", "capture", "max-line-bytes"},
-                         {"quiet", "help"});
+    const Arguments args(argc, argv, 2,
+                         {"schemas", "unplanned", "format", "report", "capture", "max-line-bytes", "dedup-window",
+                          "dedup-mode", "dedup-max-keys", "bloom-keys", "bloom-fp-rate", "dedup-state", "correlate"},
+                         {"quiet", "help", "dedup-fingerprint", "no-dedup"});
     if (args.flag("help")) {
         std::cout << kCheckUsage;
         return kExitOk;
@@ -151,6 +200,36 @@ int runCheckCommand(int argc, char** argv) {
     }
     if (auto capture = args.value("capture")) options.capturePath = *capture;
     if (auto max = args.value("max-line-bytes")) options.maxLineBytes = parseSize("max-line-bytes", *max);
+    pipescope::DedupOptions& dedup = options.pipeline.dedupOptions;
+    if (auto window = args.value("dedup-window")) {
+        std::string error;
+        const auto millis = pipescope::parseDurationMillis(*window, &error);
+        if (!millis) throw UsageError("--dedup-window: " + error);
+        dedup.windowMillis = *millis;
+    }
+    if (auto mode = args.value("dedup-mode")) {
+        if (*mode == "exact") dedup.mode = pipescope::DedupMode::Exact;
+        else if (*mode == "bloom") dedup.mode = pipescope::DedupMode::Bloom;
+        else throw UsageError("--dedup-mode: expected exact or bloom, got \"" + *mode + "\"");
+    }
+    if (auto keys = args.value("dedup-max-keys")) dedup.maxKeys = parseSize("dedup-max-keys", *keys);
+    if (auto keys = args.value("bloom-keys")) dedup.bloomExpectedKeys = parseSize("bloom-keys", *keys);
+    if (auto rate = args.value("bloom-fp-rate")) {
+        char* end = nullptr;
+        const double value = std::strtod(rate->c_str(), &end);
+        if (rate->empty() || *end != '\0' || !(value > 0.0 && value <= 0.5))
+            throw UsageError("--bloom-fp-rate: expected a rate in (0, 0.5], e.g. 0.001, got \"" + *rate + "\"");
+        dedup.bloomFalsePositiveRate = value;
+    }
+    options.pipeline.fingerprint = args.flag("dedup-fingerprint");
+    options.pipeline.dedup = !args.flag("no-dedup");
+    if (!options.pipeline.dedup && (args.flag("dedup-fingerprint") || args.value("dedup-window") || args.value("dedup-state")))
+        throw UsageError("--no-dedup cannot be combined with other --dedup options");
+    if (auto state = args.value("dedup-state")) options.dedupState = *state;
+    for (const auto& key : args.values("correlate")) {
+        if (key.empty()) throw UsageError("--correlate: empty property name");
+        options.pipeline.correlate.push_back(key);
+    }
     const auto reportPath = args.value("report");
     const bool quiet = args.flag("quiet");
 
@@ -184,7 +263,7 @@ nlohmann::json embedded(const std::string& text) {
 }
 
 int runExportCommand(int argc, char** argv) {
-    const Arguments args(argc, argv, 2, {"capture", "output", "reason"}, {"events", "dlq", "raw", "help"});
+    const Arguments args(argc, argv, 2, {"capture", "output", "reason"}, {"events", "dlq", "duplicates", "raw", "help"});
     if (args.flag("help")) {
         std::cout << kExportUsage;
         return kExitOk;
@@ -192,7 +271,9 @@ int runExportCommand(int argc, char** argv) {
     const auto capturePath = args.value("capture");
     if (!capturePath) throw UsageError("export: --capture FILE is required");
     if (!args.positional().empty()) throw UsageError("export: unexpected argument \"" + args.positional().front() + "\"");
-    if (args.flag("events") && args.flag("dlq")) throw UsageError("export: choose one of --events and --dlq");
+    if (int(args.flag("events")) + int(args.flag("dlq")) + int(args.flag("duplicates")) > 1)
+        throw UsageError("export: choose one of --events, --dlq and --duplicates");
+    if (args.flag("duplicates") && args.flag("raw")) throw UsageError("export: --raw goes with --events or --dlq");
     const auto reason = args.value("reason");
     if (reason && !args.flag("dlq")) throw UsageError("export: --reason goes with --dlq");
 
@@ -209,7 +290,36 @@ int runExportCommand(int argc, char** argv) {
         return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     };
     std::uint64_t written = 0;
-    if (args.flag("dlq")) {
+    if (args.flag("duplicates")) {
+        constexpr std::int64_t kPage = 4096;
+        for (std::int64_t offset = 0;; offset += kPage) {
+            const auto page = reader.duplicates(offset, kPage);
+            for (const auto& d : page) {
+                nlohmann::json record = {{"seq", d.eventSeq}, {"key", d.key}, {"key_source", d.keySource},
+                                         {"seen", pipescope::formatTimestamp(d.seen)}, {"conflicting", d.conflicting},
+                                         {"differences", embedded(d.differences)}};
+                if (const auto self = reader.event(d.eventSeq)) {
+                    record["name"] = self->name;
+                    record["distinct_id"] = self->distinctId;
+                    record["origin"] = originJson(self->originSource, self->originLine, self->originIndex);
+                }
+                if (d.firstSeen) {
+                    record["first_seen"] = pipescope::formatTimestamp(*d.firstSeen);
+                    record["gap_ms"] = d.seen - *d.firstSeen;
+                }
+                if (d.firstSeq) {
+                    record["first_seq"] = *d.firstSeq;
+                    if (const auto first = reader.event(*d.firstSeq))
+                        record["first_origin"] = originJson(first->originSource, first->originLine, first->originIndex);
+                } else {
+                    record["first_seq"] = nullptr; // seen before this capture began (restored window)
+                }
+                *out << dump(record) << '\n';
+                ++written;
+            }
+            if (std::int64_t(page.size()) < kPage || !*out) break;
+        }
+    } else if (args.flag("dlq")) {
         reader.forEachDlq([&](const pipescope::DlqEntry& entry) {
             if (reason && entry.reason != *reason) return true;
             if (raw) {
@@ -255,6 +365,114 @@ int runExportCommand(int argc, char** argv) {
     return kExitOk;
 }
 
+std::string originText(const pipescope::StoredEvent& event) {
+    std::string text = event.originSource + ":" + std::to_string(event.originLine);
+    if (event.originIndex >= 0) text += "#" + std::to_string(event.originIndex);
+    return text;
+}
+
+// Feeds a capture's valid, unique events to an identity graph in capture order, as `check` did.
+pipescope::IdentityGraph replayIdentity(const pipescope::CaptureReader& reader) {
+    pipescope::IdentityOptions options;
+    if (const std::string keys = reader.meta("correlation_keys"); !keys.empty()) {
+        const auto parsed = nlohmann::json::parse(keys, nullptr, false);
+        if (parsed.is_array()) {
+            options.correlationKeys.clear();
+            for (const auto& key : parsed)
+                if (key.is_string()) options.correlationKeys.push_back(key.get<std::string>());
+        }
+    }
+    const bool unplannedDeadLettered = reader.meta("unplanned_policy") == "dlq";
+    pipescope::IdentityGraph graph(options);
+    pipescope::CorrelationExtractor correlations(options.correlationKeys);
+    simdjson::dom::parser parser;
+    simdjson::dom::parser emptyParser; // its document must outlive every parse of `parser`
+    const simdjson::dom::element emptyObject = emptyParser.parse(std::string_view("{}")).value();
+    reader.forEachEvent([&](const pipescope::StoredEvent& event) {
+        using pipescope::Verdict;
+        if (event.verdict == Verdict::Duplicate || event.verdict == Verdict::Invalid) return true;
+        if (event.verdict == Verdict::Unplanned && unplannedDeadLettered) return true;
+        const std::string origin = originText(event);
+        simdjson::dom::element properties;
+        if (parser.parse(event.properties).get(properties) != simdjson::SUCCESS || !properties.is_object())
+            properties = emptyObject;
+        pipescope::IdentityEvent input;
+        input.seq = event.seq;
+        input.name = event.name;
+        input.distinctId = event.distinctId;
+        input.anonymousId = event.anonymousId;
+        input.userId = event.userId;
+        input.aliasId = event.aliasId;
+        input.stream = pipescope::parseStream(event.stream).value_or(pipescope::Stream::Unknown);
+        input.timeMillis = event.timestamp ? event.timestamp : event.receivedAt;
+        input.origin = origin;
+        input.correlations = correlations.extract(properties);
+        graph.observe(input);
+        return true;
+    });
+    graph.finish();
+    return graph;
+}
+
+int runIdentityCommand(int argc, char** argv) {
+    const Arguments args(argc, argv, 2, {"capture", "explain", "kind"}, {"issues", "json", "help"});
+    if (args.flag("help")) {
+        std::cout << kIdentityUsage;
+        return kExitOk;
+    }
+    const auto capturePath = args.value("capture");
+    if (!capturePath) throw UsageError("identity: --capture FILE is required");
+    if (!args.positional().empty())
+        throw UsageError("identity: unexpected argument \"" + args.positional().front() + "\"");
+    const auto explainId = args.value("explain");
+    if (explainId.has_value() == args.flag("issues")) throw UsageError("identity: give one of --explain ID and --issues");
+    std::optional<pipescope::IdentityIssueKind> kind;
+    if (auto text = args.value("kind")) {
+        if (!args.flag("issues")) throw UsageError("identity: --kind goes with --issues");
+        kind = pipescope::parseIdentityIssueKind(*text);
+        if (!kind)
+            throw UsageError("--kind: expected illegal_distinct_id, merge_refused, split_identity, orphan_server_id, "
+                             "post_identify_anonymous or probable_same_user, got \"" + *text + "\"");
+    }
+    const bool json = args.flag("json");
+
+    const pipescope::CaptureReader reader(*capturePath);
+    const pipescope::IdentityGraph graph = replayIdentity(reader);
+    if (explainId) {
+        const auto explanation = graph.explain(*explainId);
+        if (!explanation) {
+            const auto similar = graph.similarIds(*explainId);
+            if (json) {
+                std::cout << nlohmann::json{{"id", *explainId}, {"found", false}, {"similar", similar}}.dump(2) << "\n";
+            } else {
+                std::cout << "no distinct id \"" << *explainId << "\" among the valid, unique events of " << *capturePath
+                          << "\n";
+                if (pipescope::isIllegalDistinctId(*explainId))
+                    std::cout << "(it is an illegal distinct id: such ids are never added to the graph)\n";
+                if (!similar.empty()) {
+                    std::cout << "similar ids:";
+                    for (const auto& id : similar) std::cout << " " << id;
+                    std::cout << "\n";
+                }
+            }
+            return kExitFindings;
+        }
+        if (json)
+            std::cout << nlohmann::json(*explanation).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+        else
+            std::cout << pipescope::toText(*explanation);
+        return kExitOk;
+    }
+    const std::vector<pipescope::IdentityIssue> issues = kind ? graph.issues(*kind) : graph.issues();
+    if (json)
+        std::cout << nlohmann::json{{"summary", graph.summary()}, {"issues", pipescope::groupedIssuesJson(issues)}}.dump(
+                         2, ' ', false, nlohmann::json::error_handler_t::replace)
+                  << "\n";
+    else
+        std::cout << pipescope::toText(graph.summary(), issues);
+    return issues.empty() ? kExitOk : kExitFindings;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -267,13 +485,17 @@ int main(int argc, char** argv) {
     try {
         if (command == "check") return runCheckCommand(argc, argv);
         if (command == "export") return runExportCommand(argc, argv);
+        if (command == "identity") return runIdentityCommand(argc, argv);
         if (command == "version" || command == "--version") {
             std::cout << "pipescope-cli " << PIPESCOPE_VERSION << "\n";
             return kExitOk;
         }
         if (command == "help" || command == "--help" || command == "-h") {
             const std::string topic = argc > 2 ? argv[2] : "";
-            std::cout << (topic == "check" ? kCheckUsage : topic == "export" ? kExportUsage : kUsage);
+            std::cout << (topic == "check"      ? kCheckUsage
+                          : topic == "export"   ? kExportUsage
+                          : topic == "identity" ? kIdentityUsage
+                                                : kUsage);
             return kExitOk;
         }
         std::cerr << "pipescope-cli: unknown command \"" << command << "\"\n\n" << kUsage;

@@ -178,6 +178,10 @@ void EventDecoder::reject(Origin origin, element value, std::string_view rawLine
 std::string_view EventDecoder::idMember(object obj, std::string_view key) {
     element value;
     if (!member(obj, key, value)) return {};
+    return idText(value);
+}
+
+std::string_view EventDecoder::idText(element value) {
     switch (value.type()) {
     case element_type::STRING: return value.get_string().value_unsafe();
     case element_type::INT64: return keep(std::to_string(value.get_int64().value_unsafe()));
@@ -269,10 +273,30 @@ void EventDecoder::decodePostHog(object obj, Event& event) {
     if (!takeProperties(obj, "properties", event)) return;
     const object properties = event.properties.get_object().value_unsafe();
 
+    // The properties this decoder reads, found in one pass: simdjson's at_key is a linear scan,
+    // and SDK events carry dozens of properties, most of them absent from this list.
+    element propDistinctId, anonDistinctId, alias, time, isServer, lib;
+    bool haveDistinctId = false, haveAnon = false, haveAlias = false, haveTime = false, haveIsServer = false,
+         haveLib = false;
+    for (const auto field : properties) {
+        const std::string_view key = field.key;
+        const auto take = [&](bool& have, element& slot) {
+            if (!have) have = true, slot = field.value; // the first of duplicate keys wins, as with at_key
+        };
+        if (key.empty()) continue;
+        if (key[0] != '$') {
+            if (key == "distinct_id") take(haveDistinctId, propDistinctId);
+            else if (key == "alias") take(haveAlias, alias);
+        } else if (key == "$lib") take(haveLib, lib);
+        else if (key == "$is_server") take(haveIsServer, isServer);
+        else if (key == "$anon_distinct_id") take(haveAnon, anonDistinctId);
+        else if (key == "$time") take(haveTime, time);
+    }
+
     // The first of these that is present wins, even when empty: an empty id is an identity
     // problem to report later, not a reason to drop the event.
     event.distinctId = idMember(obj, "distinct_id");
-    if (event.distinctId.data() == nullptr) event.distinctId = idMember(properties, "distinct_id");
+    if (event.distinctId.data() == nullptr && haveDistinctId) event.distinctId = idText(propDistinctId);
     if (event.distinctId.data() == nullptr) event.distinctId = idMember(obj, "$distinct_id");
     if (event.distinctId.data() == nullptr) {
         m_rejectMessage = "no distinct id: none of \"distinct_id\", \"properties.distinct_id\" or "
@@ -281,20 +305,19 @@ void EventDecoder::decodePostHog(object obj, Event& event) {
     }
     event.id = stringMember(obj, "uuid");
     if (!event.id.empty()) event.idSource = IdSource::PostHogUuid;
-    event.anonymousId = idMember(properties, "$anon_distinct_id");
+    if (haveAnon) event.anonymousId = idText(anonDistinctId);
     if (event.name == "$identify") event.userId = event.distinctId;
-    if (event.name == "$create_alias" || event.name == "$merge_dangerously")
-        event.aliasId = idMember(properties, "alias");
+    if (haveAlias && (event.name == "$create_alias" || event.name == "$merge_dangerously"))
+        event.aliasId = idText(alias);
 
     event.timestamp = timeMember(obj, "timestamp");
-    if (!event.timestamp) event.timestamp = timeMember(properties, "$time");
+    if (!event.timestamp && haveTime) event.timestamp = timeOf(time);
     event.sentAt = timeMember(obj, "sent_at");
 
-    element isServer;
-    if (member(properties, "$is_server", isServer) && isServer.is_bool())
+    if (haveIsServer && isServer.is_bool())
         event.stream = isServer.get_bool().value_unsafe() ? Stream::Server : Stream::Client;
-    else
-        event.stream = streamOfLibrary(stringMember(properties, "$lib"));
+    else if (haveLib && lib.is_string())
+        event.stream = streamOfLibrary(lib.get_string().value_unsafe());
 }
 
 void EventDecoder::decodeSegment(object obj, Event& event) {

@@ -66,6 +66,7 @@ private:
                 std::string_view name, std::string_view distinctId);
     // A string or number member as text; a null data() view when absent or of another type.
     std::string_view idMember(simdjson::dom::object obj, std::string_view key);
+    std::string_view idText(simdjson::dom::element value);
     // Keeps text (e.g. a numeric id turned into a string) alive until the next decode.
     std::string_view keep(std::string text);
 

@@ -1,5 +1,6 @@
 #include "pipeline/check.h"
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 
@@ -56,9 +57,48 @@ std::string dumpLenient(const nlohmann::json& value) {
 
 } // namespace
 
-Pipeline::Pipeline(const SchemaRegistry* schemas, CaptureWriter* capture, PipelineOptions options)
-    : m_schemas(schemas), m_capture(capture), m_options(options), m_decoder(options.format) {
-    m_report.unplannedPolicy = std::string(toString(options.unplanned));
+namespace {
+
+IdentityOptions identityOptions(const PipelineOptions& options) {
+    IdentityOptions identity;
+    for (const auto& key : options.correlate)
+        if (std::find(identity.correlationKeys.begin(), identity.correlationKeys.end(), key) ==
+            identity.correlationKeys.end())
+            identity.correlationKeys.push_back(key);
+    return identity;
+}
+
+std::string pointerText(const std::string& pointer) { return pointer.empty() ? "(root)" : pointer; }
+
+std::string hex(std::uint64_t value) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string text(16, '0');
+    for (int i = 15; i >= 0; --i, value >>= 4) text[static_cast<std::size_t>(i)] = kDigits[value & 0xf];
+    return text;
+}
+
+} // namespace
+
+Pipeline::Pipeline(const SchemaRegistry* schemas, CaptureWriter* capture, PipelineOptions options,
+                   std::optional<DedupWindow> window)
+    : m_schemas(schemas), m_capture(capture), m_options(std::move(options)), m_decoder(m_options.format),
+      m_dedup(window ? std::move(*window) : DedupWindow(m_options.dedupOptions)),
+      m_identity(identityOptions(m_options)), m_correlations(m_identity.options().correlationKeys) {
+    m_report.unplannedPolicy = std::string(toString(m_options.unplanned));
+    m_report.dedup.enabled = m_options.dedup;
+    m_report.dedup.mode = std::string(toString(m_dedup.options().mode));
+    m_report.dedup.windowMillis = m_dedup.options().windowMillis;
+    m_report.dedup.fingerprint = m_options.fingerprint;
+    if (m_capture) {
+        // What a later reader (identity --explain, the GUI) needs to interpret the capture.
+        m_capture->putMeta("unplanned_policy", m_report.unplannedPolicy);
+        m_capture->putMeta("correlation_keys", nlohmann::json(m_identity.options().correlationKeys).dump());
+        m_capture->putMeta("dedup", nlohmann::json{{"enabled", m_options.dedup},
+                                                   {"mode", m_report.dedup.mode},
+                                                   {"window", formatDurationMillis(m_report.dedup.windowMillis)},
+                                                   {"fingerprint", m_options.fingerprint}}
+                                        .dump());
+    }
 }
 
 void Pipeline::deadLetter(std::string reason, std::string detail, const Origin& origin, std::string_view name,
@@ -128,12 +168,102 @@ void Pipeline::processLine(std::string_view line, Origin origin, bool padded, bo
     flushRejectedBefore(-1);
 }
 
+StoredEvent Pipeline::toStored(const Event& event, std::int64_t seq, Verdict verdict, std::string properties) const {
+    StoredEvent stored;
+    stored.seq = seq;
+    stored.eventId = std::string(event.id);
+    stored.idSource = std::string(toString(event.idSource));
+    stored.name = std::string(event.name);
+    stored.distinctId = std::string(event.distinctId);
+    stored.anonymousId = std::string(event.anonymousId);
+    stored.userId = std::string(event.userId);
+    stored.aliasId = std::string(event.aliasId);
+    stored.stream = std::string(toString(event.stream));
+    stored.format = std::string(toString(event.format));
+    stored.timestamp = event.timestamp;
+    stored.sentAt = event.sentAt;
+    stored.receivedAt = event.receivedAt;
+    stored.originSource = std::string(event.origin.source);
+    stored.originLine = event.origin.line;
+    stored.originIndex = event.origin.index;
+    stored.verdict = verdict;
+    stored.failures = "[]";
+    stored.properties = std::move(properties);
+    stored.raw = event.rawBytes();
+    return stored;
+}
+
+bool Pipeline::deduplicate(const Event& event, std::int64_t seq, const std::string& properties) {
+    DedupReport& dedup = m_report.dedup;
+    m_dedupKey.clear();
+    if (!m_options.dedup) {
+        ++dedup.unique;
+        return false;
+    }
+    std::uint64_t keyHash = 0;
+    std::string_view keySource = toString(event.idSource);
+    if (!event.id.empty()) {
+        m_dedupKey = event.id;
+        keyHash = dedupKeyHash(event.id);
+    } else if (m_options.fingerprint) {
+        keyHash = dedupFingerprint(event.name, event.distinctId, event.timestamp, properties);
+        m_dedupKey = "fingerprint:" + hex(keyHash);
+        keySource = "fingerprint";
+    } else {
+        ++dedup.withoutId;
+        ++dedup.unique;
+        return false;
+    }
+    // The window runs on the time the event was received; a file has only the event's own times.
+    const std::int64_t time = event.receivedAt ? *event.receivedAt
+                              : event.timestamp ? *event.timestamp
+                              : event.sentAt    ? *event.sentAt
+                                                : nowMillis();
+    const DedupVerdict verdict =
+        m_dedup.observe(keyHash, dedupContentHash(event.name, event.distinctId, properties), time);
+    if (!verdict.duplicate) {
+        ++dedup.unique;
+        return false;
+    }
+    ++dedup.duplicates;
+    if (verdict.conflicting) ++dedup.conflicting;
+    if (dedup.examples.size() < m_options.examplesPerReason) {
+        std::string message = std::string(keySource) + " " + m_dedupKey;
+        if (verdict.firstSeenMillis)
+            message += ", first seen " + formatTimestamp(*verdict.firstSeenMillis) + " (" +
+                       std::to_string(time - *verdict.firstSeenMillis) + " ms earlier)";
+        if (verdict.conflicting) message += "; name, distinct id or properties differ from the first";
+        dedup.examples.push_back(
+            {verdict.conflicting ? "conflicting duplicate" : "duplicate", where(event.origin), std::move(message)});
+    }
+    if (m_capture) {
+        StoredEvent stored = toStored(event, seq, Verdict::Duplicate, properties);
+        stored.dedupKey = m_dedupKey;
+        m_capture->append(std::move(stored));
+        DuplicateRecord record;
+        record.eventSeq = seq;
+        record.key = m_dedupKey;
+        record.keySource = std::string(keySource);
+        record.firstSeen = verdict.firstSeenMillis;
+        record.seen = time;
+        record.conflicting = verdict.conflicting;
+        m_capture->append(std::move(record));
+    }
+    return true;
+}
+
 void Pipeline::processEvent(const Event& event) {
     switch (event.stream) {
     case Stream::Client: ++m_report.client; break;
     case Stream::Server: ++m_report.server; break;
     case Stream::Unknown: ++m_report.unknownStream; break;
     }
+    const std::int64_t seq = m_nextSeq++;
+    // One canonical serialisation of the properties serves the content hash, the fingerprint
+    // and the capture.
+    const bool needProperties = m_capture || (m_options.dedup && (!event.id.empty() || m_options.fingerprint));
+    std::string properties = needProperties ? simdjson::minify(event.properties) : std::string();
+    if (deduplicate(event, seq, properties)) return;
 
     Verdict verdict = Verdict::Valid;
     int schemaVersion = 0;
@@ -164,11 +294,12 @@ void Pipeline::processEvent(const Event& event) {
 
     const bool deadLettered =
         verdict == Verdict::Invalid || (verdict == Verdict::Unplanned && m_options.unplanned == UnplannedPolicy::Dlq);
+    if (!deadLettered) observeIdentity(event, seq);
     if (!m_capture) {
         if (deadLettered) {
             std::string message = verdict == Verdict::Invalid
                                       ? (m_failures.empty() ? std::string("schema violation")
-                                                            : m_failures.front().pointer + ": " +
+                                                            : pointerText(m_failures.front().pointer) + ": " +
                                                                   m_failures.front().message)
                                       : "no schema for event \"" + std::string(event.name) + "\"";
             deadLetter(verdict == Verdict::Invalid ? "schema_violation" : "unplanned", {}, event.origin, event.name,
@@ -177,29 +308,11 @@ void Pipeline::processEvent(const Event& event) {
         return;
     }
 
-    StoredEvent stored;
-    stored.seq = m_nextSeq++;
-    stored.eventId = std::string(event.id);
-    stored.idSource = std::string(toString(event.idSource));
-    stored.name = std::string(event.name);
-    stored.distinctId = std::string(event.distinctId);
-    stored.anonymousId = std::string(event.anonymousId);
-    stored.userId = std::string(event.userId);
-    stored.aliasId = std::string(event.aliasId);
-    stored.stream = std::string(toString(event.stream));
-    stored.format = std::string(toString(event.format));
-    stored.timestamp = event.timestamp;
-    stored.sentAt = event.sentAt;
-    stored.receivedAt = event.receivedAt;
-    stored.originSource = std::string(event.origin.source);
-    stored.originLine = event.origin.line;
-    stored.originIndex = event.origin.index;
-    stored.verdict = verdict;
+    StoredEvent stored = toStored(event, seq, verdict, std::move(properties));
+    stored.dedupKey = m_dedupKey;
     stored.schemaVersion = schemaVersion;
     const nlohmann::json failures = m_failures.empty() ? nlohmann::json::array() : failuresJson(m_failures);
-    stored.failures = m_failures.empty() ? std::string("[]") : dumpLenient(failures);
-    stored.properties = simdjson::minify(event.properties);
-    stored.raw = event.rawBytes();
+    if (!m_failures.empty()) stored.failures = dumpLenient(failures);
 
     if (deadLettered) {
         std::string message;
@@ -209,7 +322,7 @@ void Pipeline::processEvent(const Event& event) {
             reason = "schema_violation";
             detail = {{"schema_version", schemaVersion}, {"failures", failures}};
             message = m_failures.empty() ? std::string("schema violation")
-                                         : m_failures.front().pointer + ": " + m_failures.front().message;
+                                         : pointerText(m_failures.front().pointer) + ": " + m_failures.front().message;
             if (m_failures.size() > 1) message += " (+" + std::to_string(m_failures.size() - 1) + " more)";
         } else {
             reason = "unplanned";
@@ -222,6 +335,43 @@ void Pipeline::processEvent(const Event& event) {
     m_capture->append(std::move(stored));
 }
 
+void Pipeline::observeIdentity(const Event& event, std::int64_t seq) {
+    m_originText = where(event.origin);
+    IdentityEvent input;
+    input.seq = seq;
+    input.name = event.name;
+    input.distinctId = event.distinctId;
+    input.anonymousId = event.anonymousId;
+    input.userId = event.userId;
+    input.aliasId = event.aliasId;
+    input.stream = event.stream;
+    input.timeMillis = event.timestamp ? event.timestamp : event.receivedAt;
+    input.origin = m_originText;
+    input.correlations = m_correlations.extract(event.properties);
+    m_identity.observe(input);
+}
+
+void Pipeline::finish() {
+    m_identity.finish();
+    m_report.identity = m_identity.summary();
+    m_report.dedup.evictedEarly = m_dedup.stats().evictedEarly;
+    m_report.identityExamples.clear();
+    for (std::size_t k = 0; k < kIdentityIssueKindCount; ++k) {
+        auto first = m_identity.issues(static_cast<IdentityIssueKind>(k), 1);
+        if (!first.empty()) m_report.identityExamples.push_back(std::move(first.front()));
+    }
+    if (!m_capture) return;
+    for (const IdentityIssue& issue : m_identity.issues()) {
+        IdentityIssueRecord record;
+        record.category = std::string(toString(issue.kind));
+        record.message = issue.message;
+        record.ids = dumpLenient(issue.ids);
+        record.events = nlohmann::json(issue.eventSeqs).dump();
+        record.detail = dumpLenient(issue);
+        m_capture->append(std::move(record));
+    }
+}
+
 RunReport runCheck(const CheckOptions& options) {
     // Everything that can fail up front fails before any input is read or any file is written.
     std::vector<std::unique_ptr<LineReader>> readers;
@@ -231,11 +381,22 @@ RunReport runCheck(const CheckOptions& options) {
     SchemaRegistry schemas;
     if (options.schemasDir) schemas = SchemaRegistry::loadDirectory(*options.schemasDir);
 
+    std::optional<DedupWindow> window;
+    std::uint64_t keysRestored = 0;
+    if (options.dedupState && options.pipeline.dedup && std::filesystem::exists(*options.dedupState)) {
+        window = DedupWindow::load(*options.dedupState, options.pipeline.dedupOptions);
+        keysRestored = window->size();
+    }
+
     std::unique_ptr<CaptureWriter> capture;
     if (options.capturePath) capture = std::make_unique<CaptureWriter>(*options.capturePath);
 
-    Pipeline pipeline(options.schemasDir ? &schemas : nullptr, capture.get(), options.pipeline);
+    Pipeline pipeline(options.schemasDir ? &schemas : nullptr, capture.get(), options.pipeline, std::move(window));
     RunReport& report = pipeline.report();
+    if (options.dedupState && options.pipeline.dedup) {
+        report.dedup.statePath = options.dedupState->string();
+        report.dedup.keysRestored = keysRestored;
+    }
     if (options.schemasDir) {
         report.schemasDir = options.schemasDir->string();
         report.schemaCount = schemas.size();
@@ -264,6 +425,8 @@ RunReport runCheck(const CheckOptions& options) {
         report.files.push_back(std::move(stats));
         readers[i].reset(); // close each input as soon as it is done
     }
+    pipeline.finish();
+    if (options.dedupState && options.pipeline.dedup) pipeline.dedupWindow().save(*options.dedupState);
     if (capture) capture->close();
     return report;
 }

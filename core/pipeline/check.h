@@ -1,5 +1,8 @@
 #pragma once
-// The processing pass shared by every source: decode -> validate -> (capture, DLQ, report).
+// The processing pass shared by every source:
+//   decode -> dedup -> validate -> identity -> (capture, DLQ, report).
+// Duplicates never reach validation (a retried bad event is dead-lettered once); identity sees
+// the valid, unique events in processing order.
 // `pipescope-cli check` feeds it files; the collector and Kafka sources feed it batches.
 
 #include <cstdint>
@@ -9,14 +12,18 @@
 #include <string_view>
 #include <vector>
 
+#include "dedup/dedup_window.h"
 #include "event/event.h"
 #include "format/decoder.h"
+#include "identity/identity_graph.h"
 #include "pipeline/report.h"
 #include "schema/schema.h"
 
 namespace pipescope {
 
 class CaptureWriter;
+struct StoredEvent;
+enum class Verdict : std::uint8_t;
 
 enum class UnplannedPolicy : std::uint8_t { Allow, Warn, Dlq };
 std::string_view toString(UnplannedPolicy policy);
@@ -26,23 +33,41 @@ struct PipelineOptions {
     Format format = Format::Auto;
     UnplannedPolicy unplanned = UnplannedPolicy::Allow;
     std::size_t examplesPerReason = 5;
+    bool dedup = true;
+    DedupOptions dedupOptions;
+    // Events without an id get a fingerprint (name, distinct id, timestamp, properties) as key.
+    bool fingerprint = false;
+    // Correlation keys beyond $session_id and $device_id (e.g. order_id).
+    std::vector<std::string> correlate;
 };
 
 class Pipeline {
 public:
     // `schemas` and `capture` may be null (no validation / nothing kept); both must outlive it.
-    Pipeline(const SchemaRegistry* schemas, CaptureWriter* capture, PipelineOptions options);
+    // `window` is a dedup window restored from saved state; a fresh one when absent.
+    Pipeline(const SchemaRegistry* schemas, CaptureWriter* capture, PipelineOptions options,
+             std::optional<DedupWindow> window = std::nullopt);
 
     // One non-blank input line. `origin.line` is the line number; `oversize` lines hold only
     // their first bytes and are dead-lettered as unparseable.
     void processLine(std::string_view line, Origin origin, bool padded, bool oversize = false,
                      std::uint64_t fullLength = 0);
 
+    // Completes the identity graph (issues that need every event), fills the report's identity
+    // section and writes the issues to the capture.
+    void finish();
+
+    const DedupWindow& dedupWindow() const { return m_dedup; }
+    const IdentityGraph& identityGraph() const { return m_identity; }
     RunReport& report() { return m_report; }
     const RunReport& report() const { return m_report; }
 
 private:
     void processEvent(const Event& event);
+    // Returns true when the event is a duplicate (and has been recorded as one).
+    bool deduplicate(const Event& event, std::int64_t seq, const std::string& properties);
+    StoredEvent toStored(const Event& event, std::int64_t seq, Verdict verdict, std::string properties) const;
+    void observeIdentity(const Event& event, std::int64_t seq);
     void deadLetter(std::string reason, std::string detail, const Origin& origin, std::string_view name,
                     std::string_view distinctId, std::optional<std::int64_t> eventSeq, std::string raw,
                     std::string message);
@@ -55,6 +80,11 @@ private:
     std::int64_t m_nextSeq = 1;
     std::vector<ValidationFailure> m_failures;
     std::map<std::string, std::size_t> m_examplesPerReason;
+    DedupWindow m_dedup;
+    IdentityGraph m_identity;
+    CorrelationExtractor m_correlations;
+    std::string m_originText;
+    std::string m_dedupKey; // the current event's key ("" when none)
 };
 
 struct CheckOptions {
@@ -63,6 +93,8 @@ struct CheckOptions {
     std::optional<std::filesystem::path> capturePath;
     PipelineOptions pipeline;
     std::size_t maxLineBytes = 16u << 20;
+    // A saved dedup window: restored when the file exists, saved (atomically) after the run.
+    std::optional<std::filesystem::path> dedupState;
 };
 
 // Runs `check` over every input in order. Throws InputError / SchemaError / StoreError for

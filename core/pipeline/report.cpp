@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dedup/dedup_window.h"
+
 namespace pipescope {
 
 namespace {
@@ -27,7 +29,8 @@ bool RunReport::hasInputErrors() const {
 }
 
 bool RunReport::hasFindings() const {
-    return dlqTotal() > 0 || (unplannedPolicy == "warn" && unplanned > 0);
+    return dlqTotal() > 0 || (unplannedPolicy == "warn" && unplanned > 0) || dedup.duplicates > 0 ||
+           identity.countedIssues() > 0;
 }
 
 nlohmann::json RunReport::toJson() const {
@@ -59,6 +62,20 @@ nlohmann::json RunReport::toJson() const {
                         {"failures", failureArray}}},
         {"dlq", {{"total", dlqTotal()}}},
     };
+    json dedupSection = {{"unique", dedup.unique}, {"duplicates", dedup.duplicates},
+                         {"conflicting", dedup.conflicting}, {"without_id", dedup.withoutId},
+                         {"enabled", dedup.enabled}};
+    if (dedup.enabled) {
+        dedupSection["mode"] = dedup.mode;
+        dedupSection["window"] = formatDurationMillis(dedup.windowMillis);
+        dedupSection["window_ms"] = dedup.windowMillis;
+        dedupSection["fingerprint"] = dedup.fingerprint;
+        dedupSection["evicted_early"] = dedup.evictedEarly;
+        if (!dedup.statePath.empty())
+            dedupSection["state"] = {{"path", dedup.statePath}, {"keys_restored", dedup.keysRestored}};
+    }
+    report["dedup"] = std::move(dedupSection);
+    report["identity"] = identity;
     if (!schemasDir.empty()) report["schemas"] = {{"dir", schemasDir}, {"count", schemaCount}};
     if (!capturePath.empty()) report["capture"] = capturePath;
     return report;
@@ -84,6 +101,33 @@ std::string RunReport::summary() const {
         << grouped(unplanned) << " unplanned (policy " << unplannedPolicy << ")\n";
     out << "Dead letters " << grouped(dlqTotal()) << ": " << grouped(unparseable) << " unparseable | "
         << grouped(rejected) << " rejected | " << grouped(invalid) << " failed validation\n";
+
+    if (dedup.enabled) {
+        out << "Dedup        " << grouped(dedup.unique) << " unique | " << grouped(dedup.duplicates) << " duplicates ("
+            << grouped(dedup.conflicting) << " conflicting) | " << grouped(dedup.withoutId) << " without id  [window "
+            << formatDurationMillis(dedup.windowMillis) << ", " << dedup.mode << (dedup.fingerprint ? ", fingerprint" : "")
+            << "]\n";
+        if (dedup.evictedEarly > 0)
+            out << "             WARNING: " << grouped(dedup.evictedEarly)
+                << " keys were evicted before their window ended (--dedup-max-keys): the window was shorter\n";
+    } else {
+        out << "Dedup        off\n";
+    }
+    out << "Identity     " << plural(identity.persons, "person", "persons") << " | "
+        << plural(identity.merges, "merge", "merges") << " | " << plural(identity.countedIssues(), "issue", "issues");
+    if (identity.countedIssues() > 0) {
+        const char* sep = ": ";
+        for (std::size_t k = 0; k < kIdentityIssueKindCount; ++k) {
+            const auto kind = static_cast<IdentityIssueKind>(k);
+            if (kind == IdentityIssueKind::ProbableSameUser || identity.issues[k] == 0) continue;
+            out << sep << grouped(identity.issues[k]) << " " << toString(kind);
+            sep = ", ";
+        }
+    }
+    out << "\n";
+    if (const auto probable = identity.issueCount(IdentityIssueKind::ProbableSameUser))
+        out << "             (heuristic: " << plural(probable, "group", "groups")
+            << " of ids in different persons look like the same user)\n";
 
     if (!failures.empty()) {
         std::vector<std::pair<const std::tuple<std::string, std::string, std::string>*, const FailureStats*>> top;
@@ -116,6 +160,15 @@ std::string RunReport::summary() const {
         out << "\nFirst dead letters:\n";
         for (const auto& example : examples)
             out << "  " << example.where << "  " << example.reason << ": " << example.message << "\n";
+    }
+    if (!dedup.examples.empty()) {
+        out << "\nFirst duplicates:\n";
+        for (const auto& example : dedup.examples)
+            out << "  " << example.where << "  " << example.reason << ": " << example.message << "\n";
+    }
+    if (!identityExamples.empty()) {
+        out << "\nIdentity issues (first of each kind; pipescope-cli identity --capture FILE --issues lists all):\n";
+        for (const auto& issue : identityExamples) out << "  " << toString(issue.kind) << ": " << issue.message << "\n";
     }
     if (!capturePath.empty()) out << "\nCapture: " << capturePath << "\n";
     out << "\nResult: "

@@ -10,6 +10,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "identity/identity_graph.h"
+
 namespace pipescope {
 
 struct InputStats {
@@ -32,6 +34,21 @@ struct DeadLetterExample {
     std::string message;
 };
 
+struct DedupReport {
+    bool enabled = true;
+    std::string mode = "exact";
+    std::int64_t windowMillis = 0;
+    bool fingerprint = false;
+    std::uint64_t unique = 0;      // first seen, or without an id
+    std::uint64_t duplicates = 0;
+    std::uint64_t conflicting = 0; // duplicates whose name, distinct id or properties differ
+    std::uint64_t withoutId = 0;   // no id (and no fingerprint): never duplicates
+    std::uint64_t evictedEarly = 0;
+    std::string statePath;         // --dedup-state
+    std::uint64_t keysRestored = 0;
+    std::vector<DeadLetterExample> examples; // the first few duplicates
+};
+
 struct RunReport {
     std::vector<InputStats> files;
     std::uint64_t lines = 0;
@@ -51,6 +68,10 @@ struct RunReport {
     std::map<std::tuple<std::string, std::string, std::string>, FailureStats> failures;
     std::map<std::string, std::uint64_t> unplannedEvents;
 
+    DedupReport dedup;
+    IdentitySummary identity;
+    std::vector<IdentityIssue> identityExamples; // the first few issues of each kind
+
     std::uint64_t dlqTotal() const { return unparseable + rejected + invalid; }
     std::vector<DeadLetterExample> examples; // the first few per reason
     std::string schemasDir;
@@ -58,7 +79,8 @@ struct RunReport {
     std::string capturePath;
 
     bool hasInputErrors() const;
-    // Findings: anything dead-lettered, and unplanned events under the `warn` policy.
+    // Findings: anything dead-lettered, unplanned events under the `warn` policy, duplicates, and
+    // identity issues (probable_same_user, a heuristic, is not one).
     bool hasFindings() const;
 
     nlohmann::json toJson() const;

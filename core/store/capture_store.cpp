@@ -177,7 +177,8 @@ CREATE TABLE events (
     schema_version INTEGER NOT NULL,
     failures       TEXT NOT NULL,
     properties     TEXT NOT NULL,
-    raw            BLOB NOT NULL
+    raw            BLOB NOT NULL,
+    ingest_id      INTEGER
 );
 CREATE INDEX events_by_name ON events(name);
 CREATE INDEX events_by_distinct_id ON events(distinct_id);
@@ -193,7 +194,8 @@ CREATE TABLE dlq (
     distinct_id   TEXT,
     event_seq     INTEGER REFERENCES events(seq),
     raw           BLOB NOT NULL,
-    created_at    INTEGER NOT NULL
+    created_at    INTEGER NOT NULL,
+    ingest_id     INTEGER
 );
 CREATE INDEX dlq_by_reason ON dlq(reason);
 CREATE TABLE duplicates (
@@ -215,6 +217,41 @@ CREATE TABLE identity_issues (
     detail   TEXT NOT NULL
 );
 CREATE INDEX identity_issues_by_category ON identity_issues(category);
+CREATE TABLE ingest_log (
+    id              INTEGER PRIMARY KEY,
+    received_at     INTEGER NOT NULL,
+    path            TEXT NOT NULL,
+    vendor          TEXT NOT NULL,
+    token           TEXT,
+    idempotency_key TEXT,
+    encoding        TEXT NOT NULL,
+    remote_address  TEXT,
+    body            BLOB NOT NULL
+);
+CREATE TABLE deliveries (
+    id          INTEGER PRIMARY KEY,
+    destination TEXT NOT NULL,
+    seqs        TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    http_status INTEGER NOT NULL,
+    error       TEXT NOT NULL,
+    outcome     TEXT NOT NULL
+);
+CREATE INDEX deliveries_by_destination ON deliveries(destination);
+CREATE TABLE cursors (
+    destination TEXT PRIMARY KEY,
+    seq         INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE destination_dlq (
+    id          INTEGER PRIMARY KEY,
+    destination TEXT NOT NULL,
+    event_seq   INTEGER NOT NULL REFERENCES events(seq),
+    reason      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
 CREATE TABLE state (
     name       TEXT PRIMARY KEY,
     value      BLOB NOT NULL,
@@ -275,12 +312,27 @@ struct StateRecord {
     std::string name;
     std::string bytes;
 };
+struct PendingIngest {
+    IngestRecord request;
+    std::function<void(std::int64_t, const std::string&)> committed;
+};
+struct CursorRecord {
+    std::string destination;
+    std::int64_t seq;
+};
+struct DestinationDeadLetter {
+    std::string destination;
+    std::int64_t eventSeq;
+    std::string reason;
+};
 
 struct CaptureWriter::Impl {
-    using Record = std::variant<StoredEvent, DlqEntry, DuplicateRecord, IdentityIssueRecord, MetaRecord, StateRecord>;
+    using Record = std::variant<StoredEvent, DlqEntry, DuplicateRecord, IdentityIssueRecord, MetaRecord, StateRecord,
+                                PendingIngest, DeliveryRecord, CursorRecord, DestinationDeadLetter>;
 
     std::filesystem::path path;
     Options options;
+    bool resumed = false; // an existing capture was opened, not created (initialised before connection)
     Connection connection;
     Statement insertEvent;
     Statement insertDlq;
@@ -290,6 +342,12 @@ struct CaptureWriter::Impl {
     Statement insertIssue;
     Statement upsertMeta;
     Statement upsertState;
+    Statement insertIngest;
+    Statement insertDelivery;
+    Statement upsertCursor;
+    Statement insertDestinationDlq;
+    // Ingest callbacks of the transaction being written, run after its COMMIT.
+    std::vector<std::pair<std::function<void(std::int64_t, const std::string&)>, std::int64_t>> pendingCallbacks;
 
     std::mutex mutex;
     std::condition_variable hasWork;      // writer waits for records
@@ -304,16 +362,18 @@ struct CaptureWriter::Impl {
     std::thread writer;
 
     Impl(const std::filesystem::path& file, Options opts)
-        : path(file), options(opts), connection(prepare(file, opts), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE),
-          insertEvent(initialise(connection),
+        : path(file), options(opts), resumed(resumable(file, opts)),
+          connection(resumed ? file : prepare(file, opts), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE),
+          insertEvent(resumed ? reopen(connection) : initialise(connection),
                       "INSERT INTO events (seq, event_id, id_source, name, distinct_id, anonymous_id, user_id, stream,"
                       " format, timestamp, sent_at, received_at, origin_source, origin_line, origin_index, verdict,"
-                      " schema_version, failures, properties, raw, alias_id, dedup_key)"
+                      " schema_version, failures, properties, raw, alias_id, dedup_key, ingest_id)"
                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,"
-                      " ?21, ?22)"),
+                      " ?21, ?22, ?23)"),
           insertDlq(connection,
                     "INSERT INTO dlq (reason, detail, origin_source, origin_line, origin_index, event_name,"
-                    " distinct_id, event_seq, raw, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                    " distinct_id, event_seq, raw, created_at, ingest_id)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
           insertDuplicate(connection,
                           "INSERT INTO duplicates (event_seq, key, key_source, first_seq, first_seen, seen, conflicting,"
                           " differences) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
@@ -324,7 +384,17 @@ struct CaptureWriter::Impl {
           insertIssue(connection,
                       "INSERT INTO identity_issues (category, message, ids, events, detail) VALUES (?1, ?2, ?3, ?4, ?5)"),
           upsertMeta(connection, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)"),
-          upsertState(connection, "INSERT OR REPLACE INTO state (name, value, updated_at) VALUES (?1, ?2, ?3)") {
+          upsertState(connection, "INSERT OR REPLACE INTO state (name, value, updated_at) VALUES (?1, ?2, ?3)"),
+          insertIngest(connection,
+                       "INSERT INTO ingest_log (received_at, path, vendor, token, idempotency_key, encoding,"
+                       " remote_address, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+          insertDelivery(connection,
+                         "INSERT INTO deliveries (destination, seqs, attempt, started_at, duration_ms, http_status,"
+                         " error, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+          upsertCursor(connection, "INSERT OR REPLACE INTO cursors (destination, seq, updated_at) VALUES (?1, ?2, ?3)"),
+          insertDestinationDlq(connection,
+                               "INSERT INTO destination_dlq (destination, event_seq, reason, created_at)"
+                               " VALUES (?1, ?2, ?3, ?4)") {
         writer = std::thread([this] { run(); });
     }
 
@@ -346,6 +416,39 @@ struct CaptureWriter::Impl {
         return file;
     }
 
+    static bool resumable(const std::filesystem::path& file, const Options& opts) {
+        std::error_code ec;
+        return opts.resumeExisting && std::filesystem::is_regular_file(file, ec) && fileIsCapture(file);
+    }
+
+    // Continues an existing capture: brings its schema up to date and discards whatever the
+    // pipeline wrote for requests after its last recorded cursor, so that they are processed
+    // again exactly once.
+    static const Connection& reopen(const Connection& connection) {
+        connection.exec("PRAGMA journal_mode = WAL");
+        connection.exec("PRAGMA synchronous = NORMAL");
+        const int version = readVersion(connection);
+        if (version > kCaptureSchemaVersion)
+            throw StoreError(connection.path.string() + ": written by a newer Pipescope (capture version " +
+                             std::to_string(version) + ")");
+        if (version < kCaptureSchemaVersion) migrate(connection, version);
+        std::int64_t cursor = 0;
+        {
+            Statement s(connection, "SELECT value FROM state WHERE name = 'pipeline_cursor'");
+            if (s.next()) cursor = std::stoll(s.columnText(0));
+        }
+        const std::string after = std::to_string(cursor);
+        connection.exec("BEGIN IMMEDIATE");
+        connection.exec(("DELETE FROM duplicates WHERE event_seq IN (SELECT seq FROM events WHERE ingest_id > " + after +
+                         ")").c_str());
+        connection.exec(("DELETE FROM dlq WHERE ingest_id > " + after).c_str());
+        connection.exec(("DELETE FROM events WHERE ingest_id > " + after).c_str());
+        // Identity issues describe the whole graph; the next run's finish writes them anew.
+        connection.exec("DELETE FROM identity_issues");
+        connection.exec("COMMIT");
+        return connection;
+    }
+
     static const Connection& initialise(const Connection& connection) {
         connection.exec("PRAGMA journal_mode = WAL");
         // In WAL mode NORMAL is durable against application crashes; a power loss may lose the
@@ -364,6 +467,10 @@ struct CaptureWriter::Impl {
         meta.text(2, created);
         meta.run();
         connection.exec("COMMIT");
+        // Put the header (with the application id) into the main file now: until a checkpoint,
+        // WAL mode keeps every page in the -wal file, and readers opening the live capture
+        // recognise it by that header.
+        connection.exec("PRAGMA wal_checkpoint(TRUNCATE)");
         return connection;
     }
 
@@ -393,6 +500,7 @@ struct CaptureWriter::Impl {
         insertEvent.blob(20, e.raw);
         insertEvent.textOrNull(21, e.aliasId);
         insertEvent.textOrNull(22, e.dedupKey);
+        insertEvent.optional(23, e.ingestId);
         insertEvent.run();
     }
 
@@ -407,6 +515,7 @@ struct CaptureWriter::Impl {
         insertDlq.optional(8, d.eventSeq);
         insertDlq.blob(9, d.raw);
         insertDlq.integer(10, d.createdAt ? d.createdAt : nowMillis());
+        insertDlq.optional(11, d.ingestId);
         insertDlq.run();
     }
 
@@ -473,6 +582,47 @@ struct CaptureWriter::Impl {
         upsertState.run();
     }
 
+    void write(const PendingIngest& pending) {
+        const IngestRecord& r = pending.request;
+        insertIngest.integer(1, r.receivedAt ? r.receivedAt : nowMillis());
+        insertIngest.text(2, r.path);
+        insertIngest.text(3, r.vendor);
+        insertIngest.textOrNull(4, r.token);
+        insertIngest.textOrNull(5, r.idempotencyKey);
+        insertIngest.text(6, r.encoding.empty() ? std::string_view("plain") : std::string_view(r.encoding));
+        insertIngest.textOrNull(7, r.remoteAddress);
+        insertIngest.blob(8, r.body);
+        insertIngest.run();
+        if (pending.committed) pendingCallbacks.emplace_back(pending.committed, sqlite3_last_insert_rowid(connection.db));
+    }
+
+    void write(const DeliveryRecord& d) {
+        insertDelivery.text(1, d.destination);
+        insertDelivery.text(2, d.seqs.empty() ? std::string_view("[]") : std::string_view(d.seqs));
+        insertDelivery.integer(3, d.attempt);
+        insertDelivery.integer(4, d.startedAt);
+        insertDelivery.integer(5, d.durationMillis);
+        insertDelivery.integer(6, d.httpStatus);
+        insertDelivery.text(7, d.error);
+        insertDelivery.text(8, d.outcome);
+        insertDelivery.run();
+    }
+
+    void write(const CursorRecord& cursor) {
+        upsertCursor.text(1, cursor.destination);
+        upsertCursor.integer(2, cursor.seq);
+        upsertCursor.integer(3, nowMillis());
+        upsertCursor.run();
+    }
+
+    void write(const DestinationDeadLetter& dead) {
+        insertDestinationDlq.text(1, dead.destination);
+        insertDestinationDlq.integer(2, dead.eventSeq);
+        insertDestinationDlq.text(3, dead.reason);
+        insertDestinationDlq.integer(4, nowMillis());
+        insertDestinationDlq.run();
+    }
+
     // The writer thread: takes whatever is queued (up to maxBatch) and commits it in one
     // transaction, so the commit cost is shared by everything that arrived meanwhile.
     void run() {
@@ -502,6 +652,9 @@ struct CaptureWriter::Impl {
             } catch (const std::exception& e) {
                 failure = e.what();
             }
+            // Only now are the requests durable: answer their clients (or tell them it failed).
+            for (auto& [callback, id] : pendingCallbacks) callback(failure.empty() ? id : 0, failure);
+            pendingCallbacks.clear();
             {
                 std::lock_guard lock(mutex);
                 done += batch.size();
@@ -568,6 +721,21 @@ void CaptureWriter::putMeta(std::string key, std::string value) {
 void CaptureWriter::putState(std::string name, std::string bytes) {
     m_impl->enqueue(StateRecord{std::move(name), std::move(bytes)});
 }
+void CaptureWriter::appendIngest(IngestRecord request,
+                                 std::function<void(std::int64_t, const std::string&)> committed) {
+    m_impl->enqueue(PendingIngest{std::move(request), std::move(committed)});
+}
+void CaptureWriter::append(DeliveryRecord delivery) { m_impl->enqueue(std::move(delivery)); }
+void CaptureWriter::putCursor(std::string destination, std::int64_t seq) {
+    m_impl->enqueue(CursorRecord{std::move(destination), seq});
+}
+void CaptureWriter::appendDestinationDeadLetter(std::string destination, std::int64_t eventSeq, std::string reason) {
+    m_impl->enqueue(DestinationDeadLetter{std::move(destination), eventSeq, std::move(reason)});
+}
+std::size_t CaptureWriter::queued() const {
+    std::lock_guard lock(m_impl->mutex);
+    return m_impl->queue.size();
+}
 void CaptureWriter::flush() { m_impl->flush(); }
 
 void CaptureWriter::close() {
@@ -587,7 +755,7 @@ namespace {
 constexpr const char* kEventColumns =
     "seq, event_id, id_source, name, distinct_id, anonymous_id, user_id, stream, format, timestamp, sent_at,"
     " received_at, origin_source, origin_line, origin_index, verdict, schema_version, failures, properties, raw,"
-    " alias_id, dedup_key";
+    " alias_id, dedup_key, ingest_id";
 constexpr const char* kDlqColumns =
     "seq, reason, detail, origin_source, origin_line, origin_index, event_name, distinct_id, event_seq, raw,"
     " created_at";
@@ -623,6 +791,7 @@ StoredEvent readEvent(const Statement& s) {
     e.raw = s.columnText(19);
     e.aliasId = s.columnText(20);
     e.dedupKey = s.columnText(21);
+    e.ingestId = s.columnOptional(22);
     return e;
 }
 
@@ -755,6 +924,67 @@ std::optional<StoredEvent> CaptureReader::event(std::int64_t seq) const {
 }
 
 std::string CaptureReader::meta(const std::string& key) const { return m_impl->meta(key.c_str()); }
+
+std::vector<IngestRecord> CaptureReader::ingestAfter(std::int64_t afterId, std::int64_t limit) const {
+    Statement s(m_impl->connection,
+                "SELECT id, received_at, path, vendor, token, idempotency_key, encoding, remote_address, body"
+                " FROM ingest_log WHERE id > ?1 ORDER BY id LIMIT ?2");
+    s.integer(1, afterId);
+    s.integer(2, limit);
+    std::vector<IngestRecord> rows;
+    while (s.next())
+        rows.push_back({s.columnInt(0), s.columnInt(1), s.columnText(2), s.columnText(3), s.columnText(4),
+                        s.columnText(5), s.columnText(6), s.columnText(7), s.columnText(8)});
+    return rows;
+}
+
+std::int64_t CaptureReader::ingestCount() const { return m_impl->connection.scalar("SELECT count(*) FROM ingest_log"); }
+std::int64_t CaptureReader::maxEventSeq() const {
+    return m_impl->connection.scalar("SELECT coalesce(max(seq), 0) FROM events");
+}
+
+std::vector<StoredEvent> CaptureReader::deliverableAfter(std::int64_t afterSeq, std::int64_t limit) const {
+    // What goes on to destinations: valid events, and unplanned ones unless they were dead-lettered.
+    Statement s(m_impl->connection,
+                (std::string("SELECT ") + kEventColumns +
+                 " FROM events WHERE seq > ?1 AND (verdict = 'valid' OR (verdict = 'unplanned' AND"
+                 " coalesce((SELECT value FROM meta WHERE key = 'unplanned_policy'), 'allow') <> 'dlq'))"
+                 " ORDER BY seq LIMIT ?2")
+                    .c_str());
+    s.integer(1, afterSeq);
+    s.integer(2, limit);
+    std::vector<StoredEvent> rows;
+    while (s.next()) rows.push_back(readEvent(s));
+    return rows;
+}
+
+std::int64_t CaptureReader::cursor(const std::string& destination) const {
+    Statement s(m_impl->connection, "SELECT seq FROM cursors WHERE destination = ?1");
+    s.text(1, destination);
+    return s.next() ? s.columnInt(0) : 0;
+}
+
+std::vector<DeliveryRecord> CaptureReader::deliveries(const std::string& destination) const {
+    Statement s(m_impl->connection,
+                "SELECT destination, seqs, attempt, started_at, duration_ms, http_status, error, outcome"
+                " FROM deliveries WHERE destination = ?1 ORDER BY id");
+    s.text(1, destination);
+    std::vector<DeliveryRecord> rows;
+    while (s.next())
+        rows.push_back({s.columnText(0), s.columnText(1), static_cast<int>(s.columnInt(2)), s.columnInt(3),
+                        s.columnInt(4), static_cast<int>(s.columnInt(5)), s.columnText(6), s.columnText(7)});
+    return rows;
+}
+
+std::vector<std::pair<std::int64_t, std::string>> CaptureReader::destinationDeadLetters(
+    const std::string& destination) const {
+    Statement s(m_impl->connection,
+                "SELECT event_seq, reason FROM destination_dlq WHERE destination = ?1 ORDER BY id");
+    s.text(1, destination);
+    std::vector<std::pair<std::int64_t, std::string>> rows;
+    while (s.next()) rows.emplace_back(s.columnInt(0), s.columnText(1));
+    return rows;
+}
 
 std::optional<std::string> CaptureReader::state(const std::string& name) const {
     Statement s(m_impl->connection, "SELECT value FROM state WHERE name = ?1");

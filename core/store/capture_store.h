@@ -52,6 +52,7 @@ struct StoredEvent {
     std::string failures;          // JSON array of {pointer, keyword, message}; "[]" when none
     std::string properties;        // JSON object
     std::string raw;               // the event's own bytes
+    std::optional<std::int64_t> ingestId;  // the collector request it came from (`run`)
 };
 
 // An input that could not go on: unparseable lines, rejected events, schema violations.
@@ -67,6 +68,33 @@ struct DlqEntry {
     std::optional<std::int64_t> eventSeq;  // the stored event, for schema violations
     std::string raw;               // the exact bytes that were dead-lettered
     std::int64_t createdAt = 0;    // epoch ms
+    std::optional<std::int64_t> ingestId;
+};
+
+// A request the collector accepted, kept verbatim (decoded body) before any processing: the
+// durable buffer between ingestion and the pipeline.
+struct IngestRecord {
+    std::int64_t id = 0;           // assigned by the store
+    std::int64_t receivedAt = 0;   // epoch ms
+    std::string path;              // "/batch/", "/v1/track"...
+    std::string vendor;            // "posthog" | "segment"
+    std::string token;             // api key / write key, empty when none
+    std::string idempotencyKey;    // X-Idempotency-Key, empty when none
+    std::string encoding;          // how the body came: plain, gzip, lz64, form...
+    std::string remoteAddress;
+    std::string body;              // decoded JSON
+};
+
+// One delivery attempt of a batch of events to a destination.
+struct DeliveryRecord {
+    std::string destination;
+    std::string seqs;              // JSON array of event seqs
+    int attempt = 1;
+    std::int64_t startedAt = 0;
+    std::int64_t durationMillis = 0;
+    int httpStatus = 0;
+    std::string error;
+    std::string outcome;           // delivered | retrying | dead_lettered
 };
 
 // A duplicate event: which key matched, and what it duplicates. The first occurrence is looked
@@ -110,6 +138,9 @@ public:
         std::size_t maxQueued = 8192;     // records waiting for the writer
         std::size_t maxBatch = 4096;      // records per transaction
         bool replaceExisting = true;      // an existing *capture* file is replaced; other files never are
+        // Instead of replacing, continue an existing capture (`run` after a restart). Output of
+        // requests after the pipeline's cursor is discarded, to be produced again.
+        bool resumeExisting = false;
     };
 
     // Creates (or replaces) the capture at `path`. Throws StoreError: unwritable directory, or
@@ -128,6 +159,14 @@ public:
     // `state` (bytes). Both replace an earlier value of the same name.
     void putMeta(std::string key, std::string value);
     void putState(std::string name, std::string bytes);
+    // The durable buffer: `committed(id, error)` runs on the writer thread once the request is
+    // in the file (error empty), or failed. Many requests share one transaction.
+    void appendIngest(IngestRecord request, std::function<void(std::int64_t id, const std::string& error)> committed);
+    void append(DeliveryRecord delivery);
+    void putCursor(std::string destination, std::int64_t seq);
+    void appendDestinationDeadLetter(std::string destination, std::int64_t eventSeq, std::string reason);
+    // Records waiting for the writer: the backlog a collector turns into 429s.
+    std::size_t queued() const;
     // Blocks until everything appended so far is committed. Throws StoreError if a commit failed.
     void flush();
     // Flushes and stops the writer thread; further appends throw.
@@ -161,6 +200,16 @@ public:
     std::optional<StoredEvent> event(std::int64_t seq) const;
     std::string meta(const std::string& key) const;                 // empty when absent
     std::optional<std::string> state(const std::string& name) const;
+
+    // For `run`: requests after `afterId`, in order; the largest event seq; valid, unique events
+    // after a seq (what destinations deliver); a destination's cursor (0 when none).
+    std::vector<IngestRecord> ingestAfter(std::int64_t afterId, std::int64_t limit) const;
+    std::int64_t ingestCount() const;
+    std::int64_t maxEventSeq() const;
+    std::vector<StoredEvent> deliverableAfter(std::int64_t afterSeq, std::int64_t limit) const;
+    std::int64_t cursor(const std::string& destination) const;
+    std::vector<DeliveryRecord> deliveries(const std::string& destination) const;
+    std::vector<std::pair<std::int64_t, std::string>> destinationDeadLetters(const std::string& destination) const;
 
     // Streams every row in order; the callback returns false to stop early.
     void forEachEvent(const std::function<bool(const StoredEvent&)>& visit) const;

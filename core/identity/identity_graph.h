@@ -1,0 +1,205 @@
+#pragma once
+// Identity stitching: which distinct ids belong to one person, by PostHog's merge rules
+// ($identify + $anon_distinct_id, $create_alias, $merge_dangerously, illegal ids, no merge of an
+// already identified person) and Segment's (identify with userId + anonymousId, alias with
+// previousId), and the issues that show where client and server ids are not stitched.
+//
+// The graph takes plain facts (IdentityEvent), not simdjson views, so the pipeline and a replay
+// of a stored capture feed it the same way. It keeps one interned copy of each id and no
+// per-event data except link events and issue evidence.
+
+#include "event/event.h"
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
+#include <simdjson.h>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pipescope {
+
+// A property value shared by events that should belong to one person ($session_id, $device_id,
+// order_id...).
+struct Correlation {
+    std::string_view key;
+    std::string_view value;
+};
+
+// What the graph needs of one valid, unique event. Views need to live only during observe().
+struct IdentityEvent {
+    std::int64_t seq = 0;
+    std::string_view name;
+    std::string_view distinctId;
+    std::string_view anonymousId;
+    std::string_view userId;
+    std::string_view aliasId;
+    Stream stream = Stream::Unknown;
+    std::optional<std::int64_t> timeMillis;
+    std::string_view origin; // "file.ndjson:12#3"
+    std::span<const Correlation> correlations;
+};
+
+struct IdentityOptions {
+    // Property keys whose values tie events to one person; callers append their own (order_id).
+    std::vector<std::string> correlationKeys{"$session_id", "$device_id"};
+    // Evidence listed per issue (event seqs, ids) and issues listed per kind in an explanation;
+    // anything beyond is counted, not listed.
+    std::size_t evidenceLimit = 20;
+};
+
+// Picks the correlation keys out of an event's properties (top-level members only). Strings view
+// into the properties' document; numbers are written as their shortest text into this
+// extractor. The result is valid until the next extract() and while the document lives.
+class CorrelationExtractor {
+public:
+    explicit CorrelationExtractor(std::vector<std::string> keys);
+    std::span<const Correlation> extract(simdjson::dom::element properties);
+    const std::vector<std::string>& keys() const { return m_keys; }
+
+private:
+    std::vector<std::string> m_keys;
+    std::vector<std::array<char, 32>> m_numberText; // one slot per key
+    std::vector<Correlation> m_found;
+};
+
+enum class LinkKind : std::uint8_t { Identify, Alias, MergeDangerously };
+enum class LinkOutcome : std::uint8_t { Merged, Joined, AlreadySame, Refused, SkippedIllegal };
+enum class IdentityIssueKind : std::uint8_t {
+    IllegalDistinctId,
+    MergeRefused,
+    SplitIdentity,
+    OrphanServerId,
+    PostIdentifyAnonymous,
+    ProbableSameUser, // a heuristic: listed, never counted in the totals
+};
+inline constexpr std::size_t kIdentityIssueKindCount = 6;
+
+std::string_view toString(LinkKind kind);
+std::string_view toString(LinkOutcome outcome);
+std::string_view toString(IdentityIssueKind kind);
+std::optional<IdentityIssueKind> parseIdentityIssueKind(std::string_view text);
+
+// PostHog's illegal distinct ids, their quoted forms, and blank ids.
+bool isIllegalDistinctId(std::string_view id);
+// The value ids are compared by for probable_same_user ("user_123", "usr-123", "123" -> "123");
+// empty when too short to mean anything.
+std::string sameUserKey(std::string_view id);
+
+struct IdentityEventRef {
+    std::int64_t seq = 0;
+    std::string name;
+    std::optional<std::int64_t> timeMillis;
+    Stream stream = Stream::Unknown;
+    std::string origin;
+};
+
+struct IdentityLink {
+    IdentityEventRef event;
+    LinkKind kind = LinkKind::Identify;
+    LinkOutcome outcome = LinkOutcome::Merged;
+    std::string sourceId; // the id added: anonymous id, alias, previousId
+    std::string targetId; // the event's distinct id
+    // The persons' state when the link was decided (false for an id that was new).
+    bool sourceIdentified = false;
+    bool targetIdentified = false;
+};
+
+struct IdentityIssue {
+    IdentityIssueKind kind = IdentityIssueKind::IllegalDistinctId;
+    std::string message;
+    std::vector<std::string> ids;        // at most evidenceLimit
+    std::size_t idCount = 0;             // all ids involved
+    std::vector<std::int64_t> eventSeqs; // the proving events, at most evidenceLimit
+    std::uint64_t eventCount = 0;        // all events behind the issue
+    std::size_t personCount = 0;         // split_identity, probable_same_user
+    std::string correlationKey;          // split_identity
+    std::string correlationValue;
+    std::optional<IdentityLink> link; // merge_refused; illegal_distinct_id of a link source
+};
+
+struct IdentityMember {
+    std::string id;
+    IdentityEventRef firstSeen;           // the first event that used it (distinct id or link source)
+    std::optional<IdentityLink> joinedBy; // the link that brought it in: merged source, or new to a link
+    bool usedByClient = false;
+    bool usedByServer = false;
+
+    const IdentityEventRef& introducedBy() const { return joinedBy ? joinedBy->event : firstSeen; }
+};
+
+struct IdentityExplanation {
+    std::string id; // the id asked about
+    bool identified = false;
+    std::vector<IdentityMember> members;     // every id of the person, by first use
+    std::vector<IdentityLink> links;         // every link touching a member, in event order
+    std::vector<IdentityLink> refusedMerges; // the refused ones among them
+    std::vector<IdentityIssue> issues;       // at most evidenceLimit per kind
+    std::array<std::size_t, kIdentityIssueKindCount> issueCounts{};
+};
+
+struct IdentitySummary {
+    std::uint64_t events = 0; // observed, including those with an illegal distinct id
+    std::uint64_t ids = 0;
+    std::uint64_t persons = 0;
+    std::uint64_t identifiedPersons = 0;
+    std::uint64_t links = 0;             // link events, whatever their outcome
+    std::uint64_t merges = 0;            // links that joined ids not already in one person
+    std::uint64_t correlationValues = 0; // distinct (key, value) pairs tracked
+    std::array<std::uint64_t, kIdentityIssueKindCount> issues{};
+    bool finished = false; // split_identity, orphan_server_id, probable_same_user exist after finish()
+
+    std::uint64_t issueCount(IdentityIssueKind kind) const { return issues[static_cast<std::size_t>(kind)]; }
+    std::uint64_t countedIssues() const; // all but probable_same_user
+};
+
+class IdentityGraph {
+public:
+    explicit IdentityGraph(IdentityOptions options = {});
+    ~IdentityGraph();
+    IdentityGraph(IdentityGraph&&) noexcept;
+    IdentityGraph& operator=(IdentityGraph&&) noexcept;
+
+    // Events in processing order (seq ascending); only valid, unique events.
+    void observe(const IdentityEvent& event);
+    // Computes the issues that need the whole graph. May be called again after more events.
+    void finish();
+
+    IdentitySummary summary() const;
+    std::vector<IdentityIssue> issues(IdentityIssueKind kind,
+                                      std::size_t limit = std::numeric_limits<std::size_t>::max()) const;
+    // Every kind, grouped in enum order, each in processing order. Issues are stored compactly and
+    // built (strings, messages) here, so pass a limit when only a sample is shown.
+    std::vector<IdentityIssue>
+    issues(std::size_t limitPerKind = std::numeric_limits<std::size_t>::max()) const;
+    // nullopt when the id was never seen (illegal ids never are); see similarIds().
+    std::optional<IdentityExplanation> explain(std::string_view id) const;
+    std::vector<std::string> similarIds(std::string_view id, std::size_t limit = 5) const;
+    bool samePerson(std::string_view a, std::string_view b) const;
+
+    const IdentityOptions& options() const;
+
+private:
+    struct State;
+    std::unique_ptr<State> m_state;
+};
+
+void to_json(nlohmann::json& json, const IdentitySummary& summary); // the report's "identity" section
+void to_json(nlohmann::json& json, const IdentityEventRef& event);
+void to_json(nlohmann::json& json, const IdentityLink& link);
+void to_json(nlohmann::json& json, const IdentityIssue& issue);
+void to_json(nlohmann::json& json, const IdentityExplanation& explanation);
+// {"illegal_distinct_id": [...], ...}: every kind present, in enum order.
+nlohmann::json groupedIssuesJson(std::span<const IdentityIssue> issues);
+
+// Human renderings for `pipescope-cli identity --explain ID` / `--issues`.
+std::string toText(const IdentityExplanation& explanation);
+std::string toText(const IdentitySummary& summary, std::span<const IdentityIssue> issues);
+
+} // namespace pipescope

@@ -1,0 +1,346 @@
+// The capture store: a real SQLite file per test, written through the writer thread and read
+// back through separate read-only connections.
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include <sqlite3.h>
+
+#include <atomic>
+#include <mutex>
+#include <fstream>
+#include <thread>
+
+#include "store/capture_store.h"
+
+using namespace pipescope;
+
+namespace {
+
+StoredEvent makeEvent(std::int64_t seq, std::string name, std::string distinctId) {
+    StoredEvent e;
+    e.seq = seq;
+    e.eventId = "id-" + std::to_string(seq);
+    e.idSource = "posthog_uuid";
+    e.dedupKey = e.eventId;
+    e.name = std::move(name);
+    e.distinctId = std::move(distinctId);
+    e.stream = "client";
+    e.format = "posthog";
+    e.timestamp = 1714564800000 + seq;
+    e.originSource = "client.ndjson";
+    e.originLine = static_cast<std::uint64_t>(seq);
+    e.properties = R"({"n":)" + std::to_string(seq) + "}";
+    e.raw = R"({"event":"x"})";
+    return e;
+}
+
+void runSql(const std::string& path, const char* sql) {
+    sqlite3* db = nullptr;
+    QCOMPARE(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    char* error = nullptr;
+    const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &error);
+    const std::string message = error ? error : "";
+    sqlite3_free(error);
+    sqlite3_close(db);
+    QVERIFY2(rc == SQLITE_OK, message.c_str());
+}
+
+} // namespace
+
+class TestStore : public QObject {
+    Q_OBJECT
+
+private slots:
+    void init() { QVERIFY(m_dir.isValid()); }
+
+    void roundTripsEveryField() {
+        const std::string path = file("all.pipescope");
+        StoredEvent e = makeEvent(1, "payment_completed", "user-1");
+        e.anonymousId = "anon-1";
+        e.userId = "user-1";
+        e.aliasId = "old-id";
+        e.sentAt = 1714564800500;
+        e.originIndex = 3;
+        e.verdict = Verdict::Invalid;
+        e.schemaVersion = 2;
+        e.failures = R"([{"pointer":"/amount","keyword":"type","message":"expected number"}])";
+        e.raw = std::string("{\"bad\":\"\xff\xfe\0nul\"}", 18); // invalid UTF-8 and a NUL byte survive
+        DlqEntry d;
+        d.reason = "schema_violation";
+        d.detail = R"({"failures":[]})";
+        d.originSource = "client.ndjson";
+        d.originLine = 1;
+        d.originIndex = 3;
+        d.eventName = "payment_completed";
+        d.distinctId = "user-1";
+        d.eventSeq = 1;
+        d.raw = e.raw;
+        d.createdAt = 42;
+        {
+            CaptureWriter writer(path);
+            writer.append(e);
+            writer.append(d);
+            writer.close();
+        }
+        const CaptureReader reader(path);
+        QCOMPARE(reader.eventCount(), 1);
+        QCOMPARE(reader.dlqCount(), 1);
+        const auto events = reader.events(0, 10);
+        QCOMPARE(events.size(), std::size_t(1));
+        const StoredEvent& r = events.front();
+        QCOMPARE(r.seq, 1);
+        QCOMPARE(r.eventId, e.eventId);
+        QCOMPARE(r.dedupKey, e.dedupKey);
+        QCOMPARE(r.anonymousId, e.anonymousId);
+        QCOMPARE(r.aliasId, e.aliasId);
+        QCOMPARE(r.sentAt, e.sentAt);
+        QVERIFY(!r.receivedAt);
+        QCOMPARE(r.originIndex, 3);
+        QVERIFY(r.verdict == Verdict::Invalid);
+        QCOMPARE(r.schemaVersion, 2);
+        QCOMPARE(r.failures, e.failures);
+        QCOMPARE(r.raw.size(), e.raw.size());
+        QVERIFY(r.raw == e.raw);
+        const auto dlq = reader.dlq(0, 10);
+        QCOMPARE(dlq.size(), std::size_t(1));
+        QCOMPARE(dlq.front().reason, d.reason);
+        QCOMPARE(dlq.front().eventSeq, std::optional<std::int64_t>(1));
+        QVERIFY(dlq.front().raw == d.raw);
+        QCOMPARE(dlq.front().createdAt, 42);
+        const CaptureInfo info = reader.info();
+        QCOMPARE(info.schemaVersion, kCaptureSchemaVersion);
+        QVERIFY(info.createdBy.find("pipescope") == 0);
+        QVERIFY(info.createdAt > 0);
+    }
+
+    void pagesInInsertionOrder() {
+        const std::string path = file("pages.pipescope");
+        {
+            CaptureWriter writer(path, {.maxQueued = 16, .maxBatch = 7, .replaceExisting = true});
+            for (int i = 1; i <= 1000; ++i) writer.append(makeEvent(i, "e", "u" + std::to_string(i % 10)));
+        }
+        const CaptureReader reader(path);
+        QCOMPARE(reader.eventCount(), 1000);
+        const auto window = reader.events(500, 3);
+        QCOMPARE(window.size(), std::size_t(3));
+        QCOMPARE(window[0].seq, 501);
+        QCOMPARE(window[2].seq, 503);
+        std::int64_t expected = 1;
+        bool ordered = true;
+        reader.forEachEvent([&](const StoredEvent& ev) {
+            ordered = ordered && ev.seq == expected++;
+            return ev.seq < 10; // stops early
+        });
+        QVERIFY(ordered);
+        QCOMPARE(expected, 11);
+        QCOMPARE(reader.event(777)->distinctId, std::string("u7"));
+        QVERIFY(!reader.event(5000));
+    }
+
+    void concurrentAppendersShareCommits() {
+        const std::string path = file("concurrent.pipescope");
+        CaptureWriter writer(path, {.maxQueued = 64, .maxBatch = 32, .replaceExisting = true});
+        std::atomic<std::int64_t> next{1};
+        auto produce = [&] {
+            for (int i = 0; i < 2000; ++i) writer.append(makeEvent(next++, "e", "u"));
+        };
+        std::thread a(produce), b(produce);
+        a.join();
+        b.join();
+        writer.flush();
+        // Readers see every flushed row while the writer is still open (WAL).
+        const CaptureReader reader(path);
+        QCOMPARE(reader.eventCount(), 4000);
+        writer.close();
+        QVERIFY_THROWS_EXCEPTION(StoreError, writer.append(makeEvent(9999, "late", "u")));
+    }
+
+    void duplicatesResolveTheirFirstOccurrence() {
+        const std::string path = file("dups.pipescope");
+        {
+            CaptureWriter writer(path);
+            writer.append(makeEvent(1, "signup", "u1"));
+            StoredEvent retry = makeEvent(2, "signup", "u1");
+            retry.eventId = retry.dedupKey = "id-1";
+            retry.properties = R"({"n":1})";
+            retry.verdict = Verdict::Duplicate;
+            writer.append(retry);
+            writer.append(DuplicateRecord{2, "id-1", "posthog_uuid", std::nullopt, 1714564800001, 1714564800002,
+                                          false, ""});
+            StoredEvent reused = makeEvent(3, "purchase", "u1");
+            reused.eventId = reused.dedupKey = "id-1";
+            reused.verdict = Verdict::Duplicate;
+            writer.append(reused);
+            writer.append(DuplicateRecord{3, "id-1", "posthog_uuid", std::nullopt, 1714564800001, 1714564800003,
+                                          true, ""});
+            // First seen before this capture began: no first event to point at.
+            StoredEvent restored = makeEvent(4, "signup", "u2");
+            restored.verdict = Verdict::Duplicate;
+            writer.append(restored);
+            writer.append(DuplicateRecord{4, "id-4", "posthog_uuid", std::nullopt, 1714000000000, 1714564800004,
+                                          false, ""});
+        }
+        const CaptureReader reader(path);
+        const auto dups = reader.duplicates(0, 10);
+        QCOMPARE(dups.size(), std::size_t(3));
+        QCOMPARE(dups[0].firstSeq, std::optional<std::int64_t>(1));
+        QCOMPARE(dups[0].differences, std::string("[]"));
+        QVERIFY(dups[1].conflicting);
+        QCOMPARE(dups[1].firstSeq, std::optional<std::int64_t>(1));
+        QCOMPARE(dups[1].differences, std::string(R"(["name","properties"])"));
+        QVERIFY(!dups[2].firstSeq);
+        QCOMPARE(dups[2].firstSeen, std::optional<std::int64_t>(1714000000000));
+        QVERIFY(reader.event(2)->verdict == Verdict::Duplicate);
+    }
+
+    void metaStateAndIssues() {
+        const std::string path = file("meta.pipescope");
+        const std::string blob("\x00\x01\x02\xff", 4);
+        {
+            CaptureWriter writer(path);
+            writer.putMeta("correlate", R"(["order_id"])");
+            writer.putState("dedup_window", "old");
+            writer.putState("dedup_window", blob);
+            writer.append(IdentityIssueRecord{0, "merge_refused", "refused", R"(["a","b"])", "[3]", "{}"});
+        }
+        const CaptureReader reader(path);
+        QCOMPARE(reader.meta("correlate"), std::string(R"(["order_id"])"));
+        QCOMPARE(reader.meta("absent"), std::string());
+        QVERIFY(reader.state("dedup_window") == blob);
+        QVERIFY(!reader.state("absent"));
+        const auto issues = reader.identityIssues();
+        QCOMPARE(issues.size(), std::size_t(1));
+        QCOMPARE(issues[0].category, std::string("merge_refused"));
+        QCOMPARE(issues[0].events, std::string("[3]"));
+    }
+
+    void replacesOnlyEarlierCaptures() {
+        const std::string path = file("again.pipescope");
+        { CaptureWriter(path).append(makeEvent(1, "a", "u")); }
+        { CaptureWriter(path).append(makeEvent(1, "b", "u")); }
+        QCOMPARE(CaptureReader(path).events(0, 5).front().name, std::string("b"));
+
+        // Another application's SQLite database and a text file are never overwritten.
+        const std::string other = file("other.db");
+        runSql(other, "CREATE TABLE notes(text)");
+        const std::string text = file("notes.txt");
+        std::ofstream(text) << "keep me\n";
+        for (const std::string& target : {other, text}) {
+            try {
+                CaptureWriter writer(target);
+                QFAIL("expected a StoreError");
+            } catch (const StoreError& e) {
+                QVERIFY2(std::string(e.what()).find("not a Pipescope capture") != std::string::npos, e.what());
+            }
+        }
+        QVERIFY(std::filesystem::file_size(text) == 8);
+        QVERIFY_THROWS_EXCEPTION(StoreError, CaptureWriter(path, {.replaceExisting = false}));
+    }
+
+    void readerErrors_data() {
+        QTest::addColumn<QString>("name");
+        QTest::addColumn<QString>("expected");
+        QTest::newRow("missing") << "missing.pipescope" << "no such capture file";
+        QTest::newRow("text file") << "text.pipescope" << "not a Pipescope capture";
+        QTest::newRow("foreign sqlite") << "foreign.pipescope" << "not a Pipescope capture";
+        QTest::newRow("newer version") << "newer.pipescope" << "written by a newer Pipescope";
+    }
+    void readerErrors() {
+        QFETCH(QString, name);
+        QFETCH(QString, expected);
+        const std::string path = file(name.toStdString());
+        if (name.startsWith("text")) std::ofstream(path) << "hello\n";
+        if (name.startsWith("foreign")) runSql(path, "CREATE TABLE t(x)");
+        if (name.startsWith("newer")) {
+            { CaptureWriter(path).append(makeEvent(1, "a", "u")); }
+            runSql(path, "PRAGMA user_version = 99");
+        }
+        try {
+            CaptureReader reader(path);
+            QFAIL("expected a StoreError");
+        } catch (const StoreError& e) {
+            QVERIFY2(QString(e.what()).contains(expected), e.what());
+            QVERIFY2(QString(e.what()).contains(name), e.what());
+        }
+    }
+
+    void ingestIsAcknowledgedAfterCommit() {
+        const std::string path = file("ingest.pipescope");
+        CaptureWriter writer(path);
+        std::mutex mutex;
+        std::vector<std::int64_t> ids;
+        std::vector<bool> visibleWhenAcknowledged;
+        for (int i = 0; i < 50; ++i) {
+            IngestRecord request;
+            request.path = "/batch/";
+            request.vendor = "posthog";
+            request.body = R"({"batch":[]})";
+            request.idempotencyKey = i % 2 ? "key-" + std::to_string(i) : "";
+            writer.appendIngest(std::move(request), [&, path](std::int64_t id, const std::string& error) {
+                // The acknowledgement comes only once another connection can read the request.
+                const bool visible = error.empty() && CaptureReader(path).ingestAfter(id - 1, 1).size() == 1;
+                std::lock_guard lock(mutex);
+                ids.push_back(id);
+                visibleWhenAcknowledged.push_back(visible);
+            });
+        }
+        writer.flush();
+        std::lock_guard lock(mutex);
+        QCOMPARE(ids.size(), std::size_t(50));
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            QCOMPARE(ids[i], std::int64_t(i + 1));
+            QVERIFY(visibleWhenAcknowledged[i]);
+        }
+        const auto rows = CaptureReader(path).ingestAfter(48, 10);
+        QCOMPARE(rows.size(), std::size_t(2));
+        QCOMPARE(rows[1].idempotencyKey, std::string("key-49"));
+        QCOMPARE(rows[1].encoding, std::string("plain"));
+    }
+
+    void resumeDiscardsUnfinishedRequests() {
+        const std::string path = file("resume.pipescope");
+        {
+            CaptureWriter writer(path);
+            for (int request = 1; request <= 3; ++request) {
+                writer.appendIngest(IngestRecord{0, 1, "/batch/", "posthog", "", "", "plain", "", "{}"}, {});
+                for (int k = 0; k < 2; ++k) {
+                    StoredEvent e = makeEvent(request * 10 + k, "e", "u");
+                    e.ingestId = request;
+                    writer.append(e);
+                }
+                // The pipeline's cursor lags: request 3 was only partly processed at the "crash".
+                if (request < 3) writer.putState("pipeline_cursor", std::to_string(request));
+            }
+            writer.putCursor("webhook", 20);
+        }
+        {
+            CaptureWriter writer(path, {.resumeExisting = true});
+            writer.flush();
+        }
+        const CaptureReader reader(path);
+        QCOMPARE(reader.ingestCount(), 3);
+        QCOMPARE(reader.eventCount(), 4);
+        QCOMPARE(reader.maxEventSeq(), 21);
+        QCOMPARE(reader.cursor("webhook"), 20);
+        QCOMPARE(reader.cursor("other"), 0);
+        QCOMPARE(reader.deliverableAfter(11, 10).size(), std::size_t(2));
+    }
+
+    void writesWalWithOneWriter() {
+        const std::string path = file("wal.pipescope");
+        CaptureWriter writer(path);
+        writer.append(makeEvent(1, "a", "u"));
+        writer.flush();
+        QVERIFY(std::filesystem::exists(path + "-wal"));
+        writer.close();
+        // Closed captures are one self-contained file.
+        QVERIFY(!std::filesystem::exists(path + "-wal") || std::filesystem::file_size(path + "-wal") == 0);
+    }
+
+private:
+    std::string file(const std::string& name) const { return m_dir.filePath(QString::fromStdString(name)).toStdString(); }
+    QTemporaryDir m_dir;
+};
+
+QTEST_GUILESS_MAIN(TestStore)
+#include "tst_store.moc"
