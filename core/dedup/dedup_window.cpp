@@ -703,7 +703,7 @@ void DedupWindow::StateFormat::write(const DedupWindow& window, StateWriter& wri
             writer.u64(generation.inserted);
         }
         for (std::size_t slot = 0; slot < bloom.generations().size(); ++slot)
-            writer.words(bloom.generationWords(slot),
+            writer.words(bloom.blockWords(slot, 0),
                          bloom.blocksPerGeneration() * RotatingBloomFilter::kBlockWords);
     }
     writer.finish();
@@ -888,7 +888,7 @@ DedupWindow DedupWindow::StateFormat::restore(std::uint64_t totalBytes, const Re
             throw error(Reason::Corrupt, "newest Bloom generation " + std::to_string(newest) +
                                              " does not match the saved watermark");
         for (std::size_t slot = 0; slot < ring; ++slot)
-            payload.words(bloom.generationWords(slot), blocks * RotatingBloomFilter::kBlockWords);
+            payload.words(bloom.blockWords(slot, 0), blocks * RotatingBloomFilter::kBlockWords);
     }
     return window;
 }

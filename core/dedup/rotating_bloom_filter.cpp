@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -87,6 +88,10 @@ RotatingBloomFilter::Probe RotatingBloomFilter::probeFor(std::uint64_t keyHash) 
     Probe probe;
     probe.block =
         static_cast<std::uint64_t>((static_cast<Uint128>(keyHash) * m_sizing.blocksPerGeneration) >> 64);
+    // Start loading the key's block in every generation now, so the cache misses run while the
+    // bit mask is computed.
+    for (std::size_t slot = 0; slot < m_generations.size(); ++slot)
+        __builtin_prefetch(blockWords(slot, probe.block));
     // The bit positions come from a different function of the key than the block index (which
     // uses its high bits), so the two are independent. 9 bits per position, 7 per 64-bit draw.
     std::uint64_t bits = 0;
@@ -112,18 +117,9 @@ std::size_t RotatingBloomFilter::ringSlotOf(std::int64_t generation) const noexc
     return static_cast<std::size_t>(((generation % count) + count) % count);
 }
 
-std::uint64_t* RotatingBloomFilter::generationWords(std::size_t ringSlot) noexcept {
-    return static_cast<std::uint64_t*>(m_memory.data()) +
-           ringSlot * m_sizing.blocksPerGeneration * kBlockWords;
-}
-const std::uint64_t* RotatingBloomFilter::generationWords(std::size_t ringSlot) const noexcept {
-    return static_cast<const std::uint64_t*>(m_memory.data()) +
-           ringSlot * m_sizing.blocksPerGeneration * kBlockWords;
-}
-
 void RotatingBloomFilter::clear(std::size_t ringSlot) {
-    const std::size_t bytes = m_sizing.blocksPerGeneration * kBlockBits / 8;
-    if (m_generations[ringSlot].inserted != 0) m_memory.zero(ringSlot * bytes, bytes);
+    if (m_generations[ringSlot].inserted != 0)
+        std::memset(blockWords(ringSlot, 0), 0, m_sizing.blocksPerGeneration * kBlockBits / 8);
     m_generations[ringSlot] = Generation{};
 }
 
@@ -147,16 +143,12 @@ std::uint64_t RotatingBloomFilter::advanceTo(std::int64_t watermarkMillis) {
 
 bool RotatingBloomFilter::contains(const Probe& probe, std::int64_t oldestGeneration) const noexcept {
     const std::size_t count = m_generations.size();
-    const std::size_t offset = probe.block * kBlockWords;
-    // Start every generation's cache miss before waiting on the first.
-    for (std::size_t slot = 0; slot < count; ++slot)
-        __builtin_prefetch(generationWords(slot) + offset);
     for (std::size_t slot = 0; slot < count; ++slot) {
         const Generation& generation = m_generations[slot];
         if (generation.index == kNoGeneration || generation.index < oldestGeneration ||
             generation.inserted == 0)
             continue;
-        const std::uint64_t* words = generationWords(slot) + offset;
+        const std::uint64_t* words = blockWords(slot, probe.block); // prefetched by probeFor()
         bool all = true;
         for (std::size_t w = 0; w < kBlockWords; ++w)
             all &= (words[w] & probe.mask[w]) == probe.mask[w];
@@ -167,7 +159,7 @@ bool RotatingBloomFilter::contains(const Probe& probe, std::int64_t oldestGenera
 
 void RotatingBloomFilter::insert(const Probe& probe) noexcept {
     const std::size_t slot = ringSlotOf(m_newest);
-    std::uint64_t* words = generationWords(slot) + probe.block * kBlockWords;
+    std::uint64_t* words = blockWords(slot, probe.block);
     for (std::size_t w = 0; w < kBlockWords; ++w)
         words[w] |= probe.mask[w];
     ++m_generations[slot].inserted;

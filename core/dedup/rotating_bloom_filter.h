@@ -6,10 +6,11 @@
 // remembered until the watermark passes W + window at the earliest and W + window + span at
 // the latest.
 //
-// Blocked: each key's bits all fall in one 64-byte block (one cache line), so a query costs one
-// cache miss per generation instead of k. Blocking raises the false-positive rate a little for a
-// given size; the sizing below uses the exact blocked formula (a Poisson mix over block loads),
-// so the configured rate holds anyway, at a few more bits per key.
+// Blocked: each key's bits all fall in one 64-byte block (one cache line) instead of k lines.
+// Blocking raises the false-positive rate a little for a given size; the sizing below uses the
+// exact blocked formula (a Poisson mix over block loads), so the configured rate holds anyway,
+// at a few more bits per key. A query consults every generation, so probeFor() starts loading
+// the key's block in each of them before it computes the bit mask, and the misses overlap.
 
 #include "dedup/zeroed_page_buffer.h"
 
@@ -75,10 +76,15 @@ public:
     // The rate for a fresh key right now, from how full each generation is.
     double estimatedFalsePositiveRate() const;
 
-    // For persistence: generations in ring order and the raw blocks of one of them.
+    // For persistence: generations in ring order and the 8 words of one block of one of them.
     const std::vector<Generation>& generations() const { return m_generations; }
-    std::uint64_t* generationWords(std::size_t ringSlot) noexcept;
-    const std::uint64_t* generationWords(std::size_t ringSlot) const noexcept;
+    std::uint64_t* blockWords(std::size_t ringSlot, std::uint64_t block) noexcept {
+        return static_cast<std::uint64_t*>(m_memory.data()) +
+               (ringSlot * m_sizing.blocksPerGeneration + block) * kBlockWords;
+    }
+    const std::uint64_t* blockWords(std::size_t ringSlot, std::uint64_t block) const noexcept {
+        return const_cast<RotatingBloomFilter*>(this)->blockWords(ringSlot, block);
+    }
     // Restores a saved ring; throws std::invalid_argument when it does not fit this filter.
     void restore(std::int64_t newestGeneration, const std::vector<Generation>& generations);
 

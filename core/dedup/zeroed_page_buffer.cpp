@@ -52,10 +52,6 @@ ZeroedPageBuffer& ZeroedPageBuffer::operator=(ZeroedPageBuffer&& other) noexcept
     return *this;
 }
 
-void ZeroedPageBuffer::zero(std::size_t offset, std::size_t bytes) {
-    std::memset(static_cast<char*>(m_data) + offset, 0, bytes);
-}
-
 void ZeroedPageBuffer::release() noexcept {
 #if defined(__unix__)
     if (m_mapped) {

@@ -22,8 +22,6 @@ public:
 
     void* data() const { return m_data; }
     std::size_t size() const { return m_bytes; }
-    // Zero a byte range again (used when a Bloom generation is recycled).
-    void zero(std::size_t offset, std::size_t bytes);
 
 private:
     void release() noexcept;

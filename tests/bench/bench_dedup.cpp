@@ -12,10 +12,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <malloc.h>
 #include <numeric>
 #include <string>
 #include <string_view>
+#include <unistd.h>
 #include <unordered_set>
 #include <vector>
 
@@ -68,6 +70,9 @@ struct Row {
     double hitPerSecond = 0;
     double missPerSecond = 0;
     double bytes = 0;
+    double saveSeconds = 0; // save() of the full window, then load() into a new one
+    double loadSeconds = 0;
+    double fileBytes = 0;
 };
 
 void printRow(const Row& row) {
@@ -138,6 +143,24 @@ Row runWindow(DedupMode mode, std::uint64_t keys, double* measuredFalsePositiveR
     *measuredFalsePositiveRate = static_cast<double>(falsePositives) / static_cast<double>(keys);
 
     row.bytes = static_cast<double>(window.memoryBytes());
+
+    // Restart cost: save the window and load it back, as a restarted pipeline would.
+    const std::filesystem::path path =
+        std::filesystem::temp_directory_path() / ("bench_dedup_" + std::to_string(::getpid()) + ".state");
+    start = std::chrono::steady_clock::now();
+    window.save(path);
+    row.saveSeconds = secondsSince(start);
+    row.fileBytes = static_cast<double>(std::filesystem::file_size(path));
+    start = std::chrono::steady_clock::now();
+    const DedupWindow loaded = DedupWindow::load(path);
+    row.loadSeconds = secondsSince(start);
+    std::filesystem::remove(path);
+    check(loaded.size() == window.size(), row.name + ": " + std::to_string(loaded.size()) +
+                                              " keys loaded of " + std::to_string(window.size()) + " saved");
+    std::uint64_t foundAfterLoad = 0;
+    for (std::uint64_t i = 0; i < keys; i += 97)
+        foundAfterLoad += loaded.lookup(insertedKey(i), 0, now).duplicate;
+    check(foundAfterLoad == (keys + 96) / 97, row.name + ": keys lost across save and load");
     return row;
 }
 
@@ -231,6 +254,9 @@ int main(int argc, char** argv) {
         std::printf("%-14s %11s %11.2fx %11.2fx %11.2fx %9.2fx\n", "bloom/set", "",
                     bloom.insertPerSecond / set.insertPerSecond, bloom.hitPerSecond / set.hitPerSecond,
                     bloom.missPerSecond / set.missPerSecond, bloom.bytes / set.bytes);
+        for (const Row* row : {&exact, &bloom})
+            std::printf("  %s save %.2f s, load %.2f s, file %.1f MB\n", row->name.c_str(), row->saveSeconds,
+                        row->loadSeconds, row->fileBytes / 1e6);
         std::printf("  bloom measured false-positive rate on %llu fresh keys: %.5f (target 0.001)\n",
                     static_cast<unsigned long long>(keys), bloomFalsePositives);
         // The bound is for a window full at 10M keys; smaller windows are not fully grown, so
