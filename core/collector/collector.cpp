@@ -1,0 +1,840 @@
+#include "collector/collector.h"
+
+#include "collector/request_decoding.h"
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <condition_variable>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <limits>
+#include <microhttpd.h>
+#include <mutex>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <nlohmann/json.hpp>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <unordered_set>
+#include <utility>
+
+namespace pipescope {
+
+std::string_view toString(Vendor vendor) {
+    switch (vendor) {
+    case Vendor::PostHog:
+        return "posthog";
+    case Vendor::Segment:
+        return "segment";
+    }
+    return "posthog";
+}
+
+std::string_view toString(BodyEncoding encoding) {
+    switch (encoding) {
+    case BodyEncoding::Plain:
+        return "plain";
+    case BodyEncoding::Gzip:
+        return "gzip";
+    case BodyEncoding::Lz64:
+        return "lz64";
+    case BodyEncoding::Base64:
+        return "base64";
+    case BodyEncoding::Form:
+        return "form";
+    case BodyEncoding::FormLz64:
+        return "form+lz64";
+    }
+    return "plain";
+}
+
+namespace collector_detail {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::size_t kConnectionMemoryBytes = 64 * 1024; // request line + headers
+constexpr auto kAbandonedAnswerWait = 1s;                 // stop(): for the 503s to go out
+constexpr int kMinStatus = 100;
+constexpr int kMaxStatus = 599;
+
+// PostHog's flags answer with nothing enabled: every field posthog-js (decide v2/v3, flags v1/v2)
+// reads is present, so it starts without errors and without trying to load recorders.
+constexpr std::string_view kFlagsBody =
+    R"({"featureFlags":{},"featureFlagPayloads":{},"errorsWhileComputingFlags":false,"flags":{},)"
+    R"("quotaLimited":[],"sessionRecording":false,"supportedCompression":["gzip","lz64"],)"
+    R"("config":{"enable_collect_everything":false},"toolbarParams":{},"isAuthenticated":false,)"
+    R"("siteApps":[],"capturePerformance":false,"autocapture_opt_out":true})";
+
+constexpr std::string_view kAllowedRequestHeaders =
+    "Content-Type, Content-Encoding, Authorization, X-Idempotency-Key, X-Requested-With, User-Agent";
+
+std::int64_t nowMillis() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+enum class EndpointKind { Capture, Flags, RemoteConfig, RemoteConfigScript };
+
+struct Endpoint {
+    EndpointKind kind = EndpointKind::Capture;
+    Vendor vendor = Vendor::PostHog;
+    std::string_view messageType; // Segment single-message endpoints: the type the path implies
+    std::string token;            // remote config: the token in the path
+};
+
+std::optional<Endpoint> matchEndpoint(std::string_view path) {
+    if (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
+    for (std::string_view capture : {"/e", "/i/v0/e", "/capture", "/batch", "/track"}) {
+        if (path == capture) return Endpoint{EndpointKind::Capture, Vendor::PostHog, {}, {}};
+    }
+    for (std::string_view type : {"track", "identify", "page", "screen", "group", "alias"}) {
+        if (path.substr(0, 4) == "/v1/" && path.substr(4) == type)
+            return Endpoint{EndpointKind::Capture, Vendor::Segment, type, {}};
+    }
+    if (path == "/v1/batch" || path == "/v1/import")
+        return Endpoint{EndpointKind::Capture, Vendor::Segment, {}, {}};
+    if (path == "/flags" || path == "/decide") return Endpoint{EndpointKind::Flags, Vendor::PostHog, {}, {}};
+    constexpr std::string_view arrayPrefix = "/array/";
+    if (path.substr(0, arrayPrefix.size()) == arrayPrefix) {
+        // The last slash: the token was percent-decoded and may itself hold one.
+        const std::string_view rest = path.substr(arrayPrefix.size());
+        const std::size_t slash = rest.rfind('/');
+        if (slash == 0 || slash == std::string_view::npos) return std::nullopt;
+        const std::string_view file = rest.substr(slash + 1);
+        if (file == "config")
+            return Endpoint{
+                EndpointKind::RemoteConfig, Vendor::PostHog, {}, std::string(rest.substr(0, slash))};
+        if (file == "config.js")
+            return Endpoint{
+                EndpointKind::RemoteConfigScript, Vendor::PostHog, {}, std::string(rest.substr(0, slash))};
+    }
+    return std::nullopt;
+}
+
+std::string errorBody(std::string_view error, std::string_view detail) {
+    const nlohmann::json body{{"error", error}, {"detail", detail}};
+    return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+nlohmann::json remoteConfig(const std::string& token) {
+    return {{"token", token},
+            {"supportedCompression", {"gzip", "lz64"}},
+            {"hasFeatureFlags", false},
+            {"captureDeadClicks", false},
+            {"capturePerformance", false},
+            {"autocapture_opt_out", true},
+            {"autocaptureExceptions", false},
+            {"elementsChainAsString", true},
+            {"sessionRecording", false},
+            {"heatmaps", false},
+            {"surveys", false},
+            {"defaultIdentifiedOnly", true},
+            {"siteApps", nlohmann::json::array()}};
+}
+
+std::string remoteConfigScript(const std::string& token) {
+    // ensure_ascii: the token comes from the URL; escaped, it cannot end the string literal or
+    // smuggle U+2028 line terminators into the script.
+    const auto dump = [](const nlohmann::json& value) {
+        return value.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
+    };
+    return "(function(){window._POSTHOG_REMOTE_CONFIG=window._POSTHOG_REMOTE_CONFIG||{};"
+           "window._POSTHOG_REMOTE_CONFIG[" +
+           dump(token) + "]={config:" + dump(remoteConfig(token)) + ",siteApps:[]}})();";
+}
+
+std::string endpointText(const std::string& address, std::uint16_t port) {
+    if (address.find(':') != std::string::npos) return "[" + address + "]:" + std::to_string(port);
+    return address + ":" + std::to_string(port);
+}
+
+std::string clientAddress(MHD_Connection* connection) {
+    const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (info == nullptr || info->client_addr == nullptr) return {};
+    char text[INET6_ADDRSTRLEN] = {};
+    const sockaddr* address = info->client_addr;
+    if (address->sa_family == AF_INET)
+        inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(address)->sin_addr, text, sizeof text);
+    else if (address->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr, text, sizeof text);
+    return text;
+}
+
+std::string_view lookup(MHD_Connection* connection, MHD_ValueKind kind, const char* key) {
+    const char* value = MHD_lookup_connection_value(connection, kind, key);
+    return value != nullptr ? std::string_view(value) : std::string_view();
+}
+
+// What a request waiting for its commit shares with the sink's completion.
+struct PendingCommit {
+    std::mutex mutex;
+    MHD_Connection* connection = nullptr;
+    bool suspended = false;
+    bool answered = false; // `result` is final: the sink's, or stop()'s when it gave up waiting
+    bool sinkDone = false; // the sink called done() (a second call is ignored)
+    IngestResult result;
+};
+
+// Counters and the registry of pending commits. Completions hold it by shared_ptr, so a done()
+// that arrives after the collector is gone touches only this.
+struct CollectorLedger {
+    std::array<std::atomic<std::uint64_t>, kMaxStatus + 1> responsesByStatus{};
+    std::atomic<std::uint64_t> bytesReceived{0};
+    std::atomic<std::uint64_t> bytesDecoded{0};
+    std::atomic<std::uint64_t> acceptedRequests{0};
+    std::atomic<std::uint64_t> rejectedRequests{0};
+    std::atomic<std::size_t> inFlightBytes{0};
+
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::size_t activeRequests = 0; // between the first handler call and the completion notice
+    bool abandoning = false;        // stop() gave up waiting for commits
+    std::unordered_set<std::shared_ptr<PendingCommit>> pending;
+
+    // A request alone may exceed the bound (else it could never pass); with others in flight
+    // it must fit.
+    bool tryReserve(std::size_t bytes, std::size_t limit) {
+        std::size_t current = inFlightBytes.load();
+        do {
+            if (current != 0 && (bytes > limit || current > limit - bytes)) return false;
+        } while (!inFlightBytes.compare_exchange_weak(current, current + bytes));
+        return true;
+    }
+
+    void release(std::size_t bytes) {
+        if (bytes != 0) inFlightBytes.fetch_sub(bytes);
+    }
+};
+
+void completeCommit(CollectorLedger& ledger, const std::shared_ptr<PendingCommit>& pending,
+                    std::size_t reservedBytes, IngestResult result) {
+    // Lock order everywhere: a PendingCommit's mutex before the ledger's, never the reverse.
+    std::lock_guard lock(pending->mutex);
+    if (pending->sinkDone) return;
+    pending->sinkDone = true;
+    // The books settle before the client can see its answer.
+    ledger.release(reservedBytes);
+    {
+        std::lock_guard ledgerLock(ledger.mutex);
+        ledger.pending.erase(pending);
+    }
+    ledger.changed.notify_all();
+    if (!pending->answered) {
+        pending->answered = true;
+        pending->result = std::move(result);
+        // Under the mutex: stop() must not see the request answered while its connection is
+        // still suspended (MHD must not be stopped with a suspended connection).
+        if (pending->suspended) MHD_resume_connection(pending->connection);
+    }
+}
+
+// One HTTP request, from its headers to its answer (MHD's per-request context).
+struct RequestState {
+    Endpoint endpoint;
+    std::string path;
+    std::int64_t startedAtMillis = 0;
+    bool discardBody = false; // a flags POST: the body is read and dropped
+    std::optional<std::size_t> declaredLength;
+    std::string body;
+    std::size_t reservedBytes = 0; // in-flight bytes held for the raw body
+    int refusal = 0;               // 413 / 429 decided while streaming; the rest is discarded
+    std::string refusalError;
+    std::string refusalDetail;
+    std::size_t discardedBytes = 0;
+    std::shared_ptr<PendingCommit> pending;
+
+    std::string remoteAddress;
+    std::string contentType;
+    std::string contentEncoding;
+    std::string userAgent;
+    std::string compression;
+    std::string queryToken;
+    std::string basicAuthUser;
+    std::optional<std::string> idempotencyKey;
+};
+
+struct ExtraHeader {
+    std::string_view name;
+    std::string value;
+};
+
+} // namespace
+
+class CollectorServer {
+public:
+    CollectorServer(CollectorConfig config, IngestSink& sink)
+        : m_config(std::move(config)), m_sink(sink), m_ledger(std::make_shared<CollectorLedger>()),
+          m_tokens(m_config.tokens.begin(), m_config.tokens.end()) {}
+
+    ~CollectorServer() { stop(); }
+
+    void start();
+    void stop();
+    bool running() const { return m_daemon != nullptr; }
+    std::uint16_t port() const { return m_port; }
+    CollectorStats stats() const;
+    const CollectorConfig& config() const { return m_config; }
+
+private:
+    static MHD_Result onRequest(void* self, MHD_Connection* connection, const char* url, const char* method,
+                                const char* version, const char* uploadData, size_t* uploadSize,
+                                void** context);
+    static void onCompleted(void* self, MHD_Connection* connection, void** context,
+                            MHD_RequestTerminationCode code);
+    static void onServerMessage(void* self, const char* format, va_list arguments);
+
+    int openListeningSocket();
+    void abandonPendingCommits();
+
+    MHD_Result begin(MHD_Connection* connection, RequestState& state, std::string_view method);
+    MHD_Result receive(RequestState& state, const char* data, std::size_t size);
+    MHD_Result finish(MHD_Connection* connection, RequestState& state);
+    MHD_Result acceptCapture(MHD_Connection* connection, RequestState& state);
+    MHD_Result answerCommit(MHD_Connection* connection, RequestState& state);
+    MHD_Result answerRejected(MHD_Connection* connection, RequestState& state, std::string rawBody,
+                              std::string reason, std::string detail);
+    void refuseStream(RequestState& state, int status, std::string error, std::string detail);
+
+    MHD_Result answer(MHD_Connection* connection, int status, std::string_view body,
+                      std::string_view contentType = "application/json",
+                      const std::vector<ExtraHeader>& extra = {});
+    MHD_Result answerError(MHD_Connection* connection, int status, std::string_view error,
+                           std::string_view detail, const std::vector<ExtraHeader>& extra = {}) {
+        return answer(connection, status, errorBody(error, detail), "application/json", extra);
+    }
+    MHD_Result answerRetryLater(MHD_Connection* connection, int status, std::string_view error,
+                                std::string_view detail, int retryAfterSeconds) {
+        return answerError(connection, status, error, detail,
+                           {{"Retry-After", std::to_string(std::max(retryAfterSeconds, 0))}});
+    }
+
+    CollectorConfig m_config;
+    IngestSink& m_sink;
+    std::shared_ptr<CollectorLedger> m_ledger;
+    std::unordered_set<std::string> m_tokens;
+    MHD_Daemon* m_daemon = nullptr;
+    std::uint16_t m_port = 0;
+    std::atomic<bool> m_stopping{false};
+    std::mutex m_serverMessageMutex;
+    std::string m_lastServerMessage;
+};
+
+int CollectorServer::openListeningSocket() {
+    const std::string where = endpointText(m_config.bindAddress, m_config.port);
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    addrinfo* addresses = nullptr;
+    const std::string service = std::to_string(m_config.port);
+    if (const int status = getaddrinfo(m_config.bindAddress.c_str(), service.c_str(), &hints, &addresses);
+        status != 0)
+        throw CollectorError("cannot listen on " + where + ": " + gai_strerror(status));
+    std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> owner(addresses, &freeaddrinfo);
+
+    const int fd = socket(addresses->ai_family, addresses->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) throw CollectorError("cannot listen on " + where + ": socket: " + std::strerror(errno));
+    const int on = 1;
+    // Lets a restarted collector bind while old connections linger in TIME_WAIT; on Linux it
+    // does not let two listeners share the port.
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (bind(fd, addresses->ai_addr, addresses->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        const int error = errno;
+        close(fd);
+        throw CollectorError("cannot listen on " + where + ": " + std::strerror(error));
+    }
+    sockaddr_storage bound{};
+    socklen_t boundLength = sizeof bound;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &boundLength);
+    m_port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                               : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+    return fd;
+}
+
+void CollectorServer::start() {
+    if (m_daemon != nullptr)
+        throw CollectorError("collector already running on " + endpointText(m_config.bindAddress, m_port));
+    // Binding here, not in MHD, gives start() the real reason (errno) for a failure.
+    const int listenFd = openListeningSocket();
+    sockaddr_storage bound{};
+    socklen_t boundLength = sizeof bound;
+    getsockname(listenFd, reinterpret_cast<sockaddr*>(&bound), &boundLength);
+
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
+    if (bound.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+    m_stopping = false;
+    {
+        std::lock_guard lock(m_ledger->mutex);
+        m_ledger->abandoning = false;
+    }
+    m_daemon = MHD_start_daemon(
+        flags, 0, nullptr, nullptr, &CollectorServer::onRequest, this, MHD_OPTION_LISTEN_SOCKET, listenFd,
+        MHD_OPTION_THREAD_POOL_SIZE, std::max(1u, m_config.threads), MHD_OPTION_CONNECTION_LIMIT,
+        std::max(1u, m_config.connectionLimit), MHD_OPTION_CONNECTION_TIMEOUT,
+        m_config.connectionTimeoutSeconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemoryBytes,
+        MHD_OPTION_NOTIFY_COMPLETED, &CollectorServer::onCompleted, this, MHD_OPTION_EXTERNAL_LOGGER,
+        &CollectorServer::onServerMessage, this, MHD_OPTION_END);
+    if (m_daemon == nullptr) {
+        close(listenFd);
+        std::lock_guard lock(m_serverMessageMutex);
+        throw CollectorError(
+            "cannot start the HTTP server on " + endpointText(m_config.bindAddress, m_port) + ": " +
+            (m_lastServerMessage.empty() ? std::string("libmicrohttpd refused the configuration")
+                                         : m_lastServerMessage));
+    }
+}
+
+void CollectorServer::abandonPendingCommits() {
+    std::vector<std::shared_ptr<PendingCommit>> waiting;
+    {
+        std::lock_guard lock(m_ledger->mutex);
+        m_ledger->abandoning = true;
+        waiting.assign(m_ledger->pending.begin(), m_ledger->pending.end());
+    }
+    for (const auto& pending : waiting) {
+        std::lock_guard lock(pending->mutex);
+        if (pending->answered) continue;
+        pending->answered = true;
+        pending->result = {
+            IngestStatus::Failed, m_config.retryAfterSeconds,
+            "the collector stopped before the commit was confirmed; the request may or may not have "
+            "been stored, retry it"};
+        if (pending->suspended) MHD_resume_connection(pending->connection);
+    }
+}
+
+void CollectorServer::stop() {
+    if (m_daemon == nullptr) return;
+    m_stopping = true;
+    const MHD_socket listenFd = MHD_quiesce_daemon(m_daemon);
+    if (listenFd != MHD_INVALID_SOCKET) close(listenFd);
+
+    auto idle = [this] { return m_ledger->activeRequests == 0; };
+    {
+        std::unique_lock lock(m_ledger->mutex);
+        m_ledger->changed.wait_until(
+            lock, std::chrono::steady_clock::now() + std::chrono::milliseconds(m_config.stopGraceMillis),
+            idle);
+    }
+    // MHD must not be stopped with suspended connections: every one still waiting is resumed
+    // with a 503, and gets a moment for that answer to go out.
+    abandonPendingCommits();
+    {
+        std::unique_lock lock(m_ledger->mutex);
+        m_ledger->changed.wait_until(lock, std::chrono::steady_clock::now() + kAbandonedAnswerWait, idle);
+    }
+    MHD_stop_daemon(m_daemon);
+    m_daemon = nullptr;
+}
+
+CollectorStats CollectorServer::stats() const {
+    CollectorStats stats;
+    for (int status = kMinStatus; status <= kMaxStatus; ++status) {
+        if (const std::uint64_t count = m_ledger->responsesByStatus[static_cast<std::size_t>(status)].load();
+            count != 0)
+            stats.responsesByStatus[status] = count;
+    }
+    stats.bytesReceived = m_ledger->bytesReceived.load();
+    stats.bytesDecoded = m_ledger->bytesDecoded.load();
+    stats.acceptedRequests = m_ledger->acceptedRequests.load();
+    stats.rejectedRequests = m_ledger->rejectedRequests.load();
+    stats.inFlightBytes = m_ledger->inFlightBytes.load();
+    std::lock_guard lock(m_ledger->mutex);
+    stats.pendingCommits = m_ledger->pending.size();
+    return stats;
+}
+
+MHD_Result CollectorServer::onRequest(void* self, MHD_Connection* connection, const char* url,
+                                      const char* method, const char*, const char* uploadData,
+                                      size_t* uploadSize, void** context) {
+    auto& server = *static_cast<CollectorServer*>(self);
+    auto* state = static_cast<RequestState*>(*context);
+    if (state == nullptr) {
+        state = new RequestState;
+        *context = state;
+        {
+            std::lock_guard lock(server.m_ledger->mutex);
+            ++server.m_ledger->activeRequests;
+        }
+        state->path = url != nullptr ? url : "/";
+        state->startedAtMillis = nowMillis();
+        return server.begin(connection, *state, method != nullptr ? method : "");
+    }
+    if (*uploadSize != 0) {
+        const std::size_t size = *uploadSize;
+        *uploadSize = 0;
+        return server.receive(*state, uploadData, size);
+    }
+    return server.finish(connection, *state);
+}
+
+void CollectorServer::onCompleted(void* self, MHD_Connection*, void** context, MHD_RequestTerminationCode) {
+    auto& server = *static_cast<CollectorServer*>(self);
+    auto* state = static_cast<RequestState*>(*context);
+    if (state == nullptr) return;
+    *context = nullptr;
+    server.m_ledger->release(state->reservedBytes);
+    delete state;
+    {
+        std::lock_guard lock(server.m_ledger->mutex);
+        --server.m_ledger->activeRequests;
+    }
+    server.m_ledger->changed.notify_all();
+}
+
+void CollectorServer::onServerMessage(void* self, const char* format, va_list arguments) {
+    auto& server = *static_cast<CollectorServer*>(self);
+    std::array<char, 512> text{};
+    std::vsnprintf(text.data(), text.size(), format, arguments);
+    std::string message(text.data());
+    while (!message.empty() && (message.back() == '\n' || message.back() == '\r'))
+        message.pop_back();
+    std::lock_guard lock(server.m_serverMessageMutex);
+    server.m_lastServerMessage = std::move(message);
+}
+
+MHD_Result CollectorServer::begin(MHD_Connection* connection, RequestState& state, std::string_view method) {
+    if (m_stopping)
+        return answerRetryLater(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
+                                "the collector is stopping", m_config.retryAfterSeconds);
+    std::optional<Endpoint> endpoint = matchEndpoint(state.path);
+    if (!endpoint)
+        return answerError(connection, MHD_HTTP_NOT_FOUND, "not_found", "no endpoint at " + state.path);
+    state.endpoint = std::move(*endpoint);
+
+    const EndpointKind kind = state.endpoint.kind;
+    const std::string allowed = kind == EndpointKind::Capture ? "POST, OPTIONS"
+                                : kind == EndpointKind::Flags ? "GET, POST, OPTIONS"
+                                                              : "GET, OPTIONS";
+    if (method == MHD_HTTP_METHOD_OPTIONS) {
+        const std::string_view requested =
+            lookup(connection, MHD_HEADER_KIND, "Access-Control-Request-Headers");
+        return answer(connection, MHD_HTTP_NO_CONTENT, {}, {},
+                      {{"Access-Control-Allow-Methods", allowed},
+                       {"Access-Control-Allow-Headers",
+                        std::string(requested.empty() ? kAllowedRequestHeaders : requested)},
+                       {"Access-Control-Max-Age", "86400"},
+                       {"Allow", allowed}});
+    }
+    const bool get = method == MHD_HTTP_METHOD_GET;
+    const bool post = method == MHD_HTTP_METHOD_POST;
+    if ((kind == EndpointKind::Capture && !post) || (kind == EndpointKind::Flags && !get && !post) ||
+        ((kind == EndpointKind::RemoteConfig || kind == EndpointKind::RemoteConfigScript) && !get))
+        return answerError(connection, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                           std::string(method) + " is not allowed on " + state.path +
+                               " (allowed: " + allowed + ")",
+                           {{"Allow", allowed}});
+
+    if (const std::string_view length = lookup(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        !length.empty()) {
+        std::size_t declared = 0;
+        if (std::from_chars(length.data(), length.data() + length.size(), declared).ec == std::errc())
+            state.declaredLength = declared;
+        else
+            state.declaredLength = std::numeric_limits<std::size_t>::max(); // out of range: too large
+    }
+    if (state.declaredLength && *state.declaredLength > m_config.maxBodyBytes)
+        return answerError(connection, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+                           "Content-Length " +
+                               std::string(lookup(connection, MHD_HEADER_KIND, "Content-Length")) +
+                               " exceeds the limit of " + std::to_string(m_config.maxBodyBytes) + " bytes");
+
+    switch (kind) {
+    case EndpointKind::Flags:
+        if (get) return answer(connection, MHD_HTTP_OK, kFlagsBody);
+        state.discardBody = true;
+        return MHD_YES;
+    case EndpointKind::RemoteConfig:
+        return answer(connection, MHD_HTTP_OK, remoteConfig(state.endpoint.token).dump());
+    case EndpointKind::RemoteConfigScript:
+        return answer(connection, MHD_HTTP_OK, remoteConfigScript(state.endpoint.token),
+                      "application/javascript; charset=utf-8");
+    case EndpointKind::Capture:
+        break;
+    }
+
+    if (m_sink.overloaded())
+        return answerRetryLater(connection, MHD_HTTP_TOO_MANY_REQUESTS, "overloaded",
+                                "the pipeline's buffer is full; retry later", m_config.retryAfterSeconds);
+    if (state.declaredLength) {
+        if (!m_ledger->tryReserve(*state.declaredLength, m_config.maxInFlightBytes))
+            return answerRetryLater(connection, MHD_HTTP_TOO_MANY_REQUESTS, "overloaded",
+                                    "too many bytes in flight (limit " +
+                                        std::to_string(m_config.maxInFlightBytes) + "); retry later",
+                                    m_config.retryAfterSeconds);
+        state.reservedBytes = *state.declaredLength;
+        // Small bodies arrive in one piece; larger ones grow as they come, so a client that
+        // declares much and sends little costs little.
+        state.body.reserve(std::min<std::size_t>(*state.declaredLength, 1u << 20));
+    }
+
+    state.remoteAddress = clientAddress(connection);
+    state.contentType = lookup(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    state.contentEncoding = lookup(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING);
+    state.userAgent = lookup(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT);
+    state.compression = lookup(connection, MHD_GET_ARGUMENT_KIND, "compression");
+    state.queryToken = lookup(connection, MHD_GET_ARGUMENT_KIND, "token");
+    if (state.queryToken.empty()) state.queryToken = lookup(connection, MHD_GET_ARGUMENT_KIND, "api_key");
+    state.basicAuthUser = basicAuthUser(lookup(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
+    if (const char* key = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "X-Idempotency-Key");
+        key != nullptr)
+        state.idempotencyKey = std::string(key);
+    return MHD_YES;
+}
+
+void CollectorServer::refuseStream(RequestState& state, int status, std::string error, std::string detail) {
+    state.refusal = status;
+    state.refusalError = std::move(error);
+    state.refusalDetail = std::move(detail);
+    m_ledger->release(state.reservedBytes);
+    state.reservedBytes = 0;
+    std::string().swap(state.body); // give the memory back now, not at the end of the request
+}
+
+MHD_Result CollectorServer::receive(RequestState& state, const char* data, std::size_t size) {
+    if (state.refusal != 0 || state.discardBody) {
+        state.discardedBytes += size;
+        const std::size_t allowance = state.refusal != 0 ? m_config.maxDiscardBytes : m_config.maxBodyBytes;
+        // MHD answers only once the body is complete; a client that keeps streaming past the
+        // allowance is cut off instead of being read forever.
+        return state.discardedBytes > allowance ? MHD_NO : MHD_YES;
+    }
+    m_ledger->bytesReceived += size;
+    if (state.body.size() + size > m_config.maxBodyBytes) {
+        refuseStream(state, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+                     "the body passed the limit of " + std::to_string(m_config.maxBodyBytes) + " bytes");
+        return MHD_YES;
+    }
+    if (!state.declaredLength) {
+        if (!m_ledger->tryReserve(size, m_config.maxInFlightBytes)) {
+            refuseStream(state, MHD_HTTP_TOO_MANY_REQUESTS, "overloaded",
+                         "too many bytes in flight (limit " + std::to_string(m_config.maxInFlightBytes) +
+                             "); retry later");
+            return MHD_YES;
+        }
+        state.reservedBytes += size;
+    }
+    state.body.append(data, size);
+    return MHD_YES;
+}
+
+MHD_Result CollectorServer::finish(MHD_Connection* connection, RequestState& state) {
+    if (state.pending) return answerCommit(connection, state);
+    if (state.refusal == MHD_HTTP_TOO_MANY_REQUESTS)
+        return answerRetryLater(connection, state.refusal, state.refusalError, state.refusalDetail,
+                                m_config.retryAfterSeconds);
+    if (state.refusal != 0)
+        return answerError(connection, state.refusal, state.refusalError, state.refusalDetail);
+    if (state.discardBody) return answer(connection, MHD_HTTP_OK, kFlagsBody);
+    return acceptCapture(connection, state);
+}
+
+MHD_Result CollectorServer::answerRejected(MHD_Connection* connection, RequestState& state,
+                                           std::string rawBody, std::string reason, std::string detail) {
+    RejectedRequest rejected;
+    rejected.path = state.path;
+    rejected.vendor = state.endpoint.vendor;
+    rejected.rawBody = std::move(rawBody);
+    rejected.reason = reason;
+    rejected.detail = detail;
+    rejected.token = !state.queryToken.empty() ? state.queryToken : state.basicAuthUser;
+    rejected.receivedAtMillis = nowMillis();
+    rejected.remoteAddress = state.remoteAddress;
+    rejected.contentType = state.contentType;
+    rejected.contentEncoding = state.contentEncoding;
+    rejected.userAgent = state.userAgent;
+    try {
+        m_sink.reject(std::move(rejected));
+    } catch (const std::exception& error) {
+        return answerRetryLater(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "reject_failed",
+                                "the undecodable body could not be kept: " + std::string(error.what()),
+                                m_config.retryAfterSeconds);
+    }
+    ++m_ledger->rejectedRequests;
+    return answerError(connection, MHD_HTTP_BAD_REQUEST, reason, detail);
+}
+
+MHD_Result CollectorServer::acceptCapture(MHD_Connection* connection, RequestState& state) {
+    const std::int64_t receivedAt = nowMillis();
+    const BodyHints hints{state.contentEncoding, state.contentType, state.compression};
+    DecodedBody decoded = decodeRequestBody(state.body, hints, m_config.maxDecompressedBytes);
+    if (decoded.status == DecodedBody::Status::TooLarge)
+        return answerError(connection, MHD_HTTP_CONTENT_TOO_LARGE, decoded.reason, decoded.detail);
+    if (decoded.status == DecodedBody::Status::Invalid)
+        return answerRejected(connection, state, std::move(state.body), std::move(decoded.reason),
+                              std::move(decoded.detail));
+
+    JsonInspection inspection = inspectJson(decoded.json);
+    if (!inspection.valid) {
+        // A plain body was moved into `decoded`; every other encoding left the raw bytes in state.
+        std::string raw =
+            decoded.encoding == BodyEncoding::Plain ? std::move(decoded.json) : std::move(state.body);
+        return answerRejected(connection, state, std::move(raw), std::move(inspection.reason),
+                              std::move(inspection.detail));
+    }
+
+    std::string token = std::move(inspection.token);
+    if (token.empty()) token = !state.queryToken.empty() ? state.queryToken : state.basicAuthUser;
+    if (!m_tokens.empty() && !m_tokens.contains(token))
+        return answerError(connection, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+                           token.empty() ? "no token or write key in the request"
+                                         : "the token or write key '" + token + "' is not configured");
+
+    if (!state.endpoint.messageType.empty() && inspection.isObject && !inspection.hasType)
+        insertTypeMember(decoded.json, state.endpoint.messageType);
+
+    // From here the decoded body is what is in flight, not the raw one.
+    m_ledger->release(state.reservedBytes);
+    state.reservedBytes = 0;
+    std::string().swap(state.body);
+    const std::size_t decodedBytes = decoded.json.size();
+    if (!m_ledger->tryReserve(decodedBytes, m_config.maxInFlightBytes))
+        return answerRetryLater(connection, MHD_HTTP_TOO_MANY_REQUESTS, "overloaded",
+                                "too many bytes in flight (limit " +
+                                    std::to_string(m_config.maxInFlightBytes) + "); retry later",
+                                m_config.retryAfterSeconds);
+
+    IngestRequest request;
+    request.path = state.path;
+    request.vendor = state.endpoint.vendor;
+    request.body = std::move(decoded.json);
+    request.token = std::move(token);
+    request.idempotencyKey = state.idempotencyKey;
+    request.receivedAtMillis = receivedAt;
+    request.remoteAddress = state.remoteAddress;
+    request.encoding = decoded.encoding;
+    request.contentType = state.contentType;
+    request.userAgent = state.userAgent;
+
+    auto pending = std::make_shared<PendingCommit>();
+    pending->connection = connection;
+    {
+        std::lock_guard lock(m_ledger->mutex);
+        if (!m_ledger->abandoning)
+            m_ledger->pending.insert(pending);
+        else
+            pending->answered = true;
+    }
+    {
+        std::lock_guard lock(pending->mutex);
+        // stop() may have given up on this request between the two locks; it is then answered
+        // 503 at once and never reaches the sink.
+        if (!pending->answered) {
+            MHD_suspend_connection(connection);
+            pending->suspended = true;
+        }
+    }
+    if (!pending->suspended) {
+        m_ledger->release(decodedBytes);
+        return answerRetryLater(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
+                                "the collector is stopping", m_config.retryAfterSeconds);
+    }
+    state.pending = pending;
+    m_ledger->bytesDecoded += decodedBytes;
+
+    IngestSink::Completion done = [ledger = m_ledger, pending, decodedBytes](IngestResult result) {
+        completeCommit(*ledger, pending, decodedBytes, std::move(result));
+    };
+    try {
+        m_sink.ingest(std::move(request), done);
+    } catch (const std::exception& error) {
+        // Ignored if the sink called done() before throwing.
+        done(IngestResult{IngestStatus::Failed, m_config.retryAfterSeconds,
+                          std::string("the sink failed: ") + error.what()});
+    }
+    return MHD_YES;
+}
+
+MHD_Result CollectorServer::answerCommit(MHD_Connection* connection, RequestState& state) {
+    IngestResult result;
+    {
+        std::lock_guard lock(state.pending->mutex);
+        if (!state.pending->answered) // MHD calls again only after a resume, which follows the answer
+            return answerError(connection, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+                               "resumed before the commit was answered");
+        result = state.pending->result;
+    }
+    switch (result.status) {
+    case IngestStatus::Committed:
+        ++m_ledger->acceptedRequests;
+        return answer(connection, MHD_HTTP_OK,
+                      state.endpoint.vendor == Vendor::Segment ? R"({"success":true})" : R"({"status":1})");
+    case IngestStatus::Backpressure:
+        return answerRetryLater(connection, MHD_HTTP_TOO_MANY_REQUESTS, "backpressure",
+                                result.message.empty() ? "the pipeline is behind; retry later"
+                                                       : result.message,
+                                result.retryAfterSeconds);
+    case IngestStatus::Failed:
+        break;
+    }
+    return answerRetryLater(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "commit_failed",
+                            result.message.empty() ? "the request could not be stored; retry later"
+                                                   : result.message,
+                            result.retryAfterSeconds);
+}
+
+MHD_Result CollectorServer::answer(MHD_Connection* connection, int status, std::string_view body,
+                                   std::string_view contentType, const std::vector<ExtraHeader>& extra) {
+    MHD_Response* response =
+        MHD_create_response_from_buffer(body.size(), const_cast<char*>(body.data()), MHD_RESPMEM_MUST_COPY);
+    if (response == nullptr) return MHD_NO;
+    if (!contentType.empty())
+        MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, std::string(contentType).c_str());
+    // CORS on every answer: a browser SDK must be able to read errors and Retry-After too.
+    const std::string_view origin = lookup(connection, MHD_HEADER_KIND, "Origin");
+    if (origin.empty()) {
+        MHD_add_response_header(response, "Access-Control-Allow-Origin", "*");
+    } else {
+        // Echoed rather than "*": posthog-js may send credentials, and "*" is not allowed then.
+        MHD_add_response_header(response, "Access-Control-Allow-Origin", std::string(origin).c_str());
+        MHD_add_response_header(response, "Access-Control-Allow-Credentials", "true");
+        MHD_add_response_header(response, "Vary", "Origin");
+    }
+    MHD_add_response_header(response, "Access-Control-Expose-Headers", "Retry-After");
+    for (const ExtraHeader& header : extra)
+        MHD_add_response_header(response, std::string(header.name).c_str(), header.value.c_str());
+    if (m_stopping) MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
+    const MHD_Result queued = MHD_queue_response(connection, static_cast<unsigned>(status), response);
+    MHD_destroy_response(response);
+    if (queued == MHD_YES && status >= kMinStatus && status <= kMaxStatus)
+        ++m_ledger->responsesByStatus[static_cast<std::size_t>(status)];
+    return queued;
+}
+
+} // namespace collector_detail
+
+Collector::Collector(CollectorConfig config, IngestSink& sink)
+    : m_server(std::make_unique<collector_detail::CollectorServer>(std::move(config), sink)) {}
+
+Collector::~Collector() = default;
+
+void Collector::start() {
+    m_server->start();
+}
+void Collector::stop() {
+    m_server->stop();
+}
+bool Collector::running() const {
+    return m_server->running();
+}
+std::uint16_t Collector::port() const {
+    return m_server->port();
+}
+CollectorStats Collector::stats() const {
+    return m_server->stats();
+}
+const CollectorConfig& Collector::config() const {
+    return m_server->config();
+}
+
+} // namespace pipescope

@@ -1,0 +1,204 @@
+#include "collector/lz_string.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace pipescope::collector_detail {
+namespace {
+
+constexpr std::uint8_t kNotBase64 = 0xFF;
+
+constexpr std::array<std::uint8_t, 256> makeBase64Values() {
+    std::array<std::uint8_t, 256> values{};
+    for (auto& value : values)
+        value = kNotBase64;
+    constexpr std::string_view alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=";
+    for (std::size_t i = 0; i < alphabet.size(); ++i)
+        values[static_cast<unsigned char>(alphabet[i])] = static_cast<std::uint8_t>(i);
+    return values;
+}
+
+// lz-string's own table: '=' is 64, whose low six bits are zero, so padding reads as 0 bits.
+constexpr auto kBase64Values = makeBase64Values();
+
+// Reads the code stream the way lz-string's _decompress does: six bits per character, most
+// significant first, values assembled least significant bit first. Past the end it reads
+// zeros, as the JavaScript does (charAt() of a missing index).
+class BitReader {
+public:
+    explicit BitReader(std::vector<std::uint8_t> values) : m_values(std::move(values)) {
+        m_value = valueAt(0);
+    }
+
+    std::uint32_t read(unsigned bitCount) {
+        std::uint32_t bits = 0;
+        for (unsigned i = 0; i < bitCount; ++i) {
+            const bool bit = (m_value & m_position) != 0;
+            m_position >>= 1;
+            if (m_position == 0) {
+                m_position = kResetPosition;
+                m_value = valueAt(m_index++);
+            }
+            bits |= static_cast<std::uint32_t>(bit) << i;
+        }
+        return bits;
+    }
+
+    // lz-string gives up ("") once it has read past the input without meeting the end marker.
+    bool exhausted() const { return m_index > m_values.size(); }
+
+private:
+    static constexpr std::uint32_t kResetPosition = 32;
+
+    std::uint32_t valueAt(std::size_t index) const { return index < m_values.size() ? m_values[index] : 0; }
+
+    std::vector<std::uint8_t> m_values;
+    std::uint32_t m_value = 0;
+    std::uint32_t m_position = kResetPosition;
+    std::size_t m_index = 1;
+};
+
+struct Span {
+    std::uint32_t offset;
+    std::uint32_t length;
+};
+
+void appendUtf8(std::string& out, std::uint32_t codePoint) {
+    if (codePoint < 0x80) {
+        out.push_back(static_cast<char>(codePoint));
+    } else if (codePoint < 0x800) {
+        out.push_back(static_cast<char>(0xC0 | (codePoint >> 6)));
+        out.push_back(static_cast<char>(0x80 | (codePoint & 0x3F)));
+    } else if (codePoint < 0x10000) {
+        out.push_back(static_cast<char>(0xE0 | (codePoint >> 12)));
+        out.push_back(static_cast<char>(0x80 | ((codePoint >> 6) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | (codePoint & 0x3F)));
+    } else {
+        out.push_back(static_cast<char>(0xF0 | (codePoint >> 18)));
+        out.push_back(static_cast<char>(0x80 | ((codePoint >> 12) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | ((codePoint >> 6) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | (codePoint & 0x3F)));
+    }
+}
+
+bool utf16ToUtf8(const std::u16string& units, std::size_t maxBytes, std::string& out) {
+    out.reserve(std::min(units.size() + units.size() / 4, maxBytes));
+    for (std::size_t i = 0; i < units.size(); ++i) {
+        std::uint32_t unit = units[i];
+        if (unit >= 0xD800 && unit <= 0xDBFF && i + 1 < units.size() && units[i + 1] >= 0xDC00 &&
+            units[i + 1] <= 0xDFFF) {
+            unit = 0x10000 + ((unit - 0xD800) << 10) + (units[i + 1] - 0xDC00);
+            ++i;
+        } else if (unit >= 0xD800 && unit <= 0xDFFF) {
+            unit = 0xFFFD;
+        }
+        appendUtf8(out, unit);
+        if (out.size() > maxBytes) return false;
+    }
+    return true;
+}
+
+LzStringResult invalid(std::string error) {
+    return {LzStringResult::Status::Invalid, {}, std::move(error)};
+}
+
+LzStringResult tooLarge(std::size_t maxDecodedBytes) {
+    return {LzStringResult::Status::TooLarge,
+            {},
+            "lz64 body decompresses to more than " + std::to_string(maxDecodedBytes) + " bytes"};
+}
+
+} // namespace
+
+LzStringResult decompressLzStringFromBase64(std::string_view base64, std::size_t maxDecodedBytes) {
+    std::vector<std::uint8_t> values;
+    values.reserve(base64.size());
+    for (std::size_t i = 0; i < base64.size(); ++i) {
+        const char ch = base64[i];
+        if (ch == '\r' || ch == '\n') continue;
+        const std::uint8_t value = kBase64Values[static_cast<unsigned char>(ch == ' ' ? '+' : ch)];
+        if (value == kNotBase64)
+            return invalid("lz64: byte " +
+                           std::to_string(static_cast<unsigned>(static_cast<unsigned char>(ch))) +
+                           " at offset " + std::to_string(i) + " is not a base64 character");
+        values.push_back(value);
+    }
+    if (values.empty()) return invalid("lz64: empty input");
+
+    // Spans are 32-bit; a cap beyond that is far past anything the collector accepts anyway.
+    const std::size_t maxUnits =
+        std::min<std::size_t>(maxDecodedBytes, std::numeric_limits<std::uint32_t>::max() / 2);
+
+    BitReader reader(std::move(values));
+    std::u16string output;
+    // Codes 0..2 are commands (8-bit literal, 16-bit literal, end), not entries.
+    std::vector<Span> dictionary(3, Span{0, 0});
+
+    auto readLiteral = [&](std::uint32_t command) {
+        return static_cast<char16_t>(reader.read(command == 0 ? 8 : 16));
+    };
+
+    const std::uint32_t first = reader.read(2);
+    if (first == 2) return {};
+    if (first == 3) return invalid("lz64: the stream does not start with a literal");
+    dictionary.push_back({0, 1});
+    output.push_back(readLiteral(first));
+    Span previous{0, 1};
+
+    std::uint32_t enlargeIn = 4;
+    unsigned numBits = 3;
+    auto countEntry = [&] {
+        if (--enlargeIn == 0) {
+            enlargeIn = std::uint32_t{1} << numBits;
+            ++numBits;
+        }
+    };
+
+    for (;;) {
+        if (reader.exhausted()) return invalid("lz64: the data ends before its end marker (truncated?)");
+        if (numBits > 31) return invalid("lz64: code width beyond 31 bits");
+
+        const std::uint32_t code = reader.read(numBits);
+        if (code == 2) break;
+        if (code < 2) {
+            // A literal is an entry of its own and, at once, the next output piece.
+            const Span current{static_cast<std::uint32_t>(output.size()), 1};
+            output.push_back(readLiteral(code));
+            dictionary.push_back(current);
+            countEntry();
+            dictionary.push_back({previous.offset, previous.length + 1});
+            countEntry();
+            previous = current;
+        } else {
+            if (code > dictionary.size())
+                return invalid("lz64: code " + std::to_string(code) + " refers to no dictionary entry (" +
+                               std::to_string(dictionary.size()) + " defined)");
+            // code == size: the entry being defined right now, previous piece + its first unit.
+            const bool selfReference = code == dictionary.size();
+            const Span source = selfReference ? previous : dictionary[code];
+            const std::size_t start = output.size();
+            const std::size_t pieceLength = std::size_t{source.length} + (selfReference ? 1 : 0);
+            // Checked before growing: one piece can be as long as everything decoded so far.
+            if (start + pieceLength > maxUnits) return tooLarge(maxDecodedBytes);
+            output.resize(start + pieceLength);
+            std::copy_n(output.begin() + source.offset, source.length,
+                        output.begin() + static_cast<std::ptrdiff_t>(start));
+            if (selfReference) output[start + source.length] = output[source.offset];
+            // The new entry is the previous piece followed by the first unit of this one, which
+            // the output holds right after it.
+            dictionary.push_back({previous.offset, previous.length + 1});
+            countEntry();
+            previous = {static_cast<std::uint32_t>(start), static_cast<std::uint32_t>(pieceLength)};
+        }
+        if (output.size() > maxUnits) return tooLarge(maxDecodedBytes);
+    }
+
+    LzStringResult result;
+    if (!utf16ToUtf8(output, maxDecodedBytes, result.text)) return tooLarge(maxDecodedBytes);
+    return result;
+}
+
+} // namespace pipescope::collector_detail

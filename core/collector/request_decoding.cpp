@@ -1,0 +1,475 @@
+#include "collector/request_decoding.h"
+
+#include "collector/lz_string.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <simdjson.h>
+#include <zlib.h>
+
+namespace pipescope::collector_detail {
+namespace {
+
+constexpr std::size_t kInflateChunk = 64 * 1024;
+// A thread's simdjson parser keeps the capacity of the largest body it parsed; above this it
+// is dropped after use so a rare 100 MB batch does not pin that much per server thread.
+constexpr std::size_t kParserCapacityKept = 16u << 20;
+
+bool isSpace(char ch) {
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
+}
+
+std::string_view trim(std::string_view text) {
+    while (!text.empty() && isSpace(text.front()))
+        text.remove_prefix(1);
+    while (!text.empty() && isSpace(text.back()))
+        text.remove_suffix(1);
+    return text;
+}
+
+std::string lowercase(std::string_view text) {
+    std::string lower(text);
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char ch) { return static_cast<char>(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch); });
+    return lower;
+}
+
+bool startsWith(std::string_view text, std::string_view prefix) {
+    return text.substr(0, prefix.size()) == prefix;
+}
+
+DecodedBody failure(DecodedBody::Status status, std::string reason, std::string detail) {
+    DecodedBody body;
+    body.status = status;
+    body.reason = std::move(reason);
+    body.detail = std::move(detail);
+    return body;
+}
+
+DecodedBody invalidBody(std::string reason, std::string detail) {
+    return failure(DecodedBody::Status::Invalid, std::move(reason), std::move(detail));
+}
+
+DecodedBody decodedTooLarge(std::string detail) {
+    return failure(DecodedBody::Status::TooLarge, "decompressed_too_large", std::move(detail));
+}
+
+// Inflates gzip (and zlib) streams, several members in a row included, never holding more than
+// maxBytes + one chunk of output: a bomb is refused while it inflates.
+DecodedBody gunzip(std::string_view compressed, std::size_t maxBytes) {
+    z_stream stream{};
+    if (inflateInit2(&stream, 15 + 32) != Z_OK) // 15 + 32: either header, detected
+        return invalidBody("gzip_invalid", "gzip: zlib could not be initialised");
+    stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data()));
+    stream.avail_in =
+        static_cast<uInt>(std::min<std::size_t>(compressed.size(), std::numeric_limits<uInt>::max()));
+
+    DecodedBody body;
+    body.encoding = BodyEncoding::Gzip;
+    std::size_t produced = 0;
+    for (;;) {
+        if (produced > maxBytes) {
+            inflateEnd(&stream);
+            return decodedTooLarge("gzip body inflates to more than " + std::to_string(maxBytes) + " bytes");
+        }
+        const std::size_t room = std::min(kInflateChunk, maxBytes + 1 - produced);
+        body.json.resize(produced + room);
+        stream.next_out = reinterpret_cast<Bytef*>(body.json.data() + produced);
+        stream.avail_out = static_cast<uInt>(room);
+        const int status = inflate(&stream, Z_NO_FLUSH);
+        produced += room - stream.avail_out;
+        const std::size_t consumed = compressed.size() - stream.avail_in;
+        if (status == Z_STREAM_END) {
+            if (stream.avail_in == 0) break;
+            inflateReset(&stream); // concatenated members are one gzip file
+            continue;
+        }
+        if (status == Z_OK) continue;
+        if (status == Z_BUF_ERROR && stream.avail_in == 0) {
+            inflateEnd(&stream);
+            return invalidBody("gzip_truncated", "gzip stream ends after " +
+                                                     std::to_string(compressed.size()) +
+                                                     " bytes without its end (truncated body?)");
+        }
+        std::string detail = "gzip: ";
+        detail += stream.msg != nullptr ? stream.msg : "invalid data";
+        detail += " at compressed byte " + std::to_string(consumed);
+        inflateEnd(&stream);
+        return invalidBody("gzip_invalid", std::move(detail));
+    }
+    inflateEnd(&stream);
+    body.json.resize(produced);
+    if (produced > maxBytes)
+        return decodedTooLarge("gzip body inflates to more than " + std::to_string(maxBytes) + " bytes");
+    return body;
+}
+
+constexpr std::uint8_t kNotBase64 = 0xFF;
+
+constexpr std::array<std::uint8_t, 256> makeBase64Values() {
+    std::array<std::uint8_t, 256> values{};
+    for (auto& value : values)
+        value = kNotBase64;
+    constexpr std::string_view alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (std::size_t i = 0; i < alphabet.size(); ++i)
+        values[static_cast<unsigned char>(alphabet[i])] = static_cast<std::uint8_t>(i);
+    values['-'] = 62; // the URL-safe alphabet too
+    values['_'] = 63;
+    values[' '] = 62; // a '+' that went through form decoding unescaped
+    return values;
+}
+
+constexpr auto kBase64Values = makeBase64Values();
+
+bool decodeBase64(std::string_view text, std::string& out, std::string& error) {
+    out.clear();
+    out.reserve(text.size() / 4 * 3 + 3);
+    std::uint32_t accumulator = 0;
+    int bits = 0;
+    bool padding = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char ch = text[i];
+        if (ch == '\r' || ch == '\n' || ch == '\t') continue;
+        if (ch == '=') {
+            padding = true;
+            continue;
+        }
+        const std::uint8_t value = kBase64Values[static_cast<unsigned char>(ch)];
+        if (value == kNotBase64 || padding) {
+            error = "base64: byte " + std::to_string(static_cast<unsigned>(static_cast<unsigned char>(ch))) +
+                    " at offset " + std::to_string(i) +
+                    (padding ? " follows the '=' padding" : " is not base64");
+            return false;
+        }
+        accumulator = (accumulator << 6) | value;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out.push_back(static_cast<char>((accumulator >> bits) & 0xFF));
+        }
+    }
+    if (bits >= 6) { // one character alone cannot encode a byte
+        error = "base64: the text ends inside a byte (" + std::to_string(text.size()) + " characters)";
+        return false;
+    }
+    return true;
+}
+
+bool looksLikeJson(std::string_view text) {
+    text = trim(text);
+    return !text.empty() && (text.front() == '{' || text.front() == '[');
+}
+
+DecodedBody decodeForm(std::string_view raw, std::string_view compressionParam, std::size_t maxBytes) {
+    std::string data;
+    bool hasData = false;
+    std::string compression(compressionParam);
+    std::string name;
+    std::string value;
+    std::size_t position = 0;
+    while (position <= raw.size()) {
+        const std::size_t end = std::min(raw.find('&', position), raw.size());
+        const std::string_view field = raw.substr(position, end - position);
+        const std::size_t equals = std::min(field.find('='), field.size());
+        if (!decodeFormComponent(field.substr(0, equals), name) ||
+            !decodeFormComponent(field.substr(std::min(equals + 1, field.size())), value))
+            return invalidBody("form_invalid",
+                               "form body: a '%' without two hex digits in the field at offset " +
+                                   std::to_string(position));
+        if (name == "data") {
+            data = std::move(value);
+            hasData = true;
+        } else if (name == "compression") {
+            compression = value;
+        }
+        position = end + 1;
+    }
+    if (!hasData) return invalidBody("form_invalid", "form body has no data field");
+
+    DecodedBody body;
+    compression = lowercase(trim(compression));
+    if (compression == "lz64") {
+        LzStringResult decoded = decompressLzStringFromBase64(trim(data), maxBytes);
+        if (decoded.status == LzStringResult::Status::TooLarge)
+            return decodedTooLarge(std::move(decoded.error));
+        if (decoded.status == LzStringResult::Status::Invalid)
+            return invalidBody("lz64_invalid", "form field data: " + decoded.error);
+        body.encoding = BodyEncoding::FormLz64;
+        body.json = std::move(decoded.text);
+        return body;
+    }
+    body.encoding = BodyEncoding::Form;
+    if (looksLikeJson(data)) {
+        body.json = std::move(data);
+        return body;
+    }
+    std::string error;
+    if (!decodeBase64(trim(data), body.json, error))
+        return invalidBody("base64_invalid", "form field data: " + error);
+    return body;
+}
+
+// Replaces every byte that is not part of a well-formed UTF-8 sequence with '?', keeping
+// offsets, so the token can still be read from a body the sink gets unchanged.
+std::string withValidUtf8(std::string_view text) {
+    std::string out(text);
+    const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
+    std::size_t i = 0;
+    while (i < text.size()) {
+        const unsigned char lead = bytes[i];
+        std::size_t length = 0;
+        std::uint32_t min = 0;
+        if (lead < 0x80) {
+            ++i;
+            continue;
+        } else if (lead >= 0xC2 && lead <= 0xDF) {
+            length = 2;
+            min = 0x80;
+        } else if (lead >= 0xE0 && lead <= 0xEF) {
+            length = 3;
+            min = 0x800;
+        } else if (lead >= 0xF0 && lead <= 0xF4) {
+            length = 4;
+            min = 0x10000;
+        }
+        bool valid = length != 0 && i + length <= text.size();
+        std::uint32_t codePoint = length == 2 ? (lead & 0x1F) : length == 3 ? (lead & 0x0F) : (lead & 0x07);
+        for (std::size_t k = 1; valid && k < length; ++k) {
+            valid = (bytes[i + k] & 0xC0) == 0x80;
+            codePoint = (codePoint << 6) | (bytes[i + k] & 0x3F);
+        }
+        valid = valid && codePoint >= min && codePoint <= 0x10FFFF &&
+                !(codePoint >= 0xD800 && codePoint <= 0xDFFF);
+        if (valid) {
+            i += length;
+        } else {
+            out[i] = '?';
+            ++i;
+        }
+    }
+    return out;
+}
+
+// A nlohmann SAX handler that builds nothing: used only on bodies simdjson refused, to report
+// the error as a message with a byte offset. nlohmann's SAX parser is iterative, so depth is
+// no danger here.
+struct SyntaxErrorProbe {
+    using json = nlohmann::json;
+    std::size_t position = std::string::npos;
+    std::string message;
+
+    bool null() { return true; }
+    bool boolean(bool) { return true; }
+    bool number_integer(json::number_integer_t) { return true; }
+    bool number_unsigned(json::number_unsigned_t) { return true; }
+    bool number_float(json::number_float_t, const json::string_t&) { return true; }
+    bool string(json::string_t&) { return true; }
+    bool binary(json::binary_t&) { return true; }
+    bool start_object(std::size_t) { return true; }
+    bool key(json::string_t&) { return true; }
+    bool end_object() { return true; }
+    bool start_array(std::size_t) { return true; }
+    bool end_array() { return true; }
+    bool parse_error(std::size_t byteOffset, const std::string&, const nlohmann::detail::exception& error) {
+        position = byteOffset;
+        message = error.what();
+        return false;
+    }
+};
+
+std::string_view stringMember(simdjson::dom::object object, std::string_view key) {
+    std::string_view value;
+    if (object.at_key(key).get_string().get(value) == simdjson::SUCCESS) return value;
+    return {};
+}
+
+std::string_view tokenMember(simdjson::dom::object object) {
+    for (std::string_view key : {"api_key", "token", "$token", "writeKey"}) {
+        if (std::string_view value = stringMember(object, key); !value.empty()) return value;
+    }
+    return {};
+}
+
+std::string_view firstElementObjectToken(simdjson::dom::array array);
+
+std::string_view eventToken(simdjson::dom::object event) {
+    simdjson::dom::object properties;
+    if (event.at_key("properties").get_object().get(properties) == simdjson::SUCCESS) {
+        for (std::string_view key : {"token", "$token"}) {
+            if (std::string_view value = stringMember(properties, key); !value.empty()) return value;
+        }
+    }
+    return tokenMember(event);
+}
+
+std::string_view firstElementObjectToken(simdjson::dom::array array) {
+    for (simdjson::dom::element element : array) {
+        simdjson::dom::object event;
+        if (element.get_object().get(event) == simdjson::SUCCESS) return eventToken(event);
+        break;
+    }
+    return {};
+}
+
+void readDocument(simdjson::dom::element document, JsonInspection& inspection) {
+    inspection.valid = true;
+    simdjson::dom::object object;
+    simdjson::dom::array array;
+    if (document.get_object().get(object) == simdjson::SUCCESS) {
+        inspection.isObject = true;
+        inspection.hasType = object.at_key("type").error() == simdjson::SUCCESS;
+        std::string_view token = tokenMember(object);
+        simdjson::dom::array batch;
+        if (token.empty() && object.at_key("batch").get_array().get(batch) == simdjson::SUCCESS)
+            token = firstElementObjectToken(batch);
+        else if (token.empty())
+            token = eventToken(object);
+        inspection.token = std::string(token);
+    } else if (document.get_array().get(array) == simdjson::SUCCESS) {
+        inspection.token = std::string(firstElementObjectToken(array));
+    }
+}
+
+} // namespace
+
+std::string basicAuthUser(std::string_view authorization) {
+    authorization = trim(authorization);
+    if (lowercase(authorization.substr(0, 6)) != "basic ") return {};
+    std::string credentials;
+    std::string error;
+    if (!decodeBase64(trim(authorization.substr(6)), credentials, error)) return {};
+    return credentials.substr(0, credentials.find(':'));
+}
+
+bool decodeFormComponent(std::string_view encoded, std::string& decoded) {
+    decoded.clear();
+    decoded.reserve(encoded.size());
+    auto hexValue = [](char ch) -> int {
+        if (ch >= '0' && ch <= '9') return ch - '0';
+        if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+        if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+        return -1;
+    };
+    for (std::size_t i = 0; i < encoded.size(); ++i) {
+        const char ch = encoded[i];
+        if (ch == '+') {
+            decoded.push_back(' ');
+        } else if (ch == '%') {
+            if (i + 2 >= encoded.size()) return false;
+            const int high = hexValue(encoded[i + 1]);
+            const int low = hexValue(encoded[i + 2]);
+            if (high < 0 || low < 0) return false;
+            decoded.push_back(static_cast<char>(high * 16 + low));
+            i += 2;
+        } else {
+            decoded.push_back(ch);
+        }
+    }
+    return true;
+}
+
+DecodedBody decodeRequestBody(std::string& raw, const BodyHints& hints, std::size_t maxDecodedBytes) {
+    const std::string encoding = lowercase(trim(hints.contentEncoding));
+    const std::string compression = lowercase(trim(hints.compressionParam));
+    const bool gzipHeader = encoding == "gzip" || encoding == "x-gzip" || encoding == "deflate";
+    if (!encoding.empty() && encoding != "identity" && !gzipHeader)
+        return invalidBody("unsupported_content_encoding",
+                           "Content-Encoding '" + encoding + "' is not supported (gzip, deflate or none)");
+    const bool gzipMagic = raw.size() >= 2 && static_cast<unsigned char>(raw[0]) == 0x1F &&
+                           static_cast<unsigned char>(raw[1]) == 0x8B;
+    if (gzipHeader || gzipMagic || compression == "gzip-js" || compression == "gzip")
+        return gunzip(raw, maxDecodedBytes);
+
+    // posthog-js's form bodies start with data=; a form content type alone does not make a
+    // form (curl -d sends JSON as application/x-www-form-urlencoded).
+    const std::string_view text = trim(raw);
+    const bool formType = startsWith(lowercase(trim(hints.contentType)), "application/x-www-form-urlencoded");
+    const bool dataField =
+        startsWith(text, "data=") || (formType && text.find("&data=") != std::string_view::npos);
+    if (dataField || (formType && !text.empty() && !looksLikeJson(text) && compression != "lz64" &&
+                      compression != "base64"))
+        return decodeForm(raw, compression, maxDecodedBytes);
+
+    DecodedBody body;
+    if (compression == "lz64") {
+        LzStringResult decoded = decompressLzStringFromBase64(text, maxDecodedBytes);
+        if (decoded.status == LzStringResult::Status::TooLarge)
+            return decodedTooLarge(std::move(decoded.error));
+        if (decoded.status == LzStringResult::Status::Invalid)
+            return invalidBody("lz64_invalid", std::move(decoded.error));
+        body.encoding = BodyEncoding::Lz64;
+        body.json = std::move(decoded.text);
+        return body;
+    }
+    if (compression == "base64") {
+        std::string error;
+        if (!decodeBase64(text, body.json, error)) return invalidBody("base64_invalid", std::move(error));
+        body.encoding = BodyEncoding::Base64;
+        return body;
+    }
+    body.encoding = BodyEncoding::Plain;
+    body.json = std::move(raw);
+    raw.clear();
+    return body;
+}
+
+JsonInspection inspectJson(std::string& json) {
+    JsonInspection inspection;
+    if (trim(json).empty()) {
+        inspection.reason = "empty_body";
+        inspection.detail = "the body is empty";
+        return inspection;
+    }
+    if (json.capacity() - json.size() < simdjson::SIMDJSON_PADDING)
+        json.reserve(json.size() + simdjson::SIMDJSON_PADDING);
+
+    thread_local simdjson::dom::parser parser;
+    simdjson::dom::element document;
+    simdjson::error_code error = parser.parse(json.data(), json.size(), false).get(document);
+    std::string repaired;
+    if (error == simdjson::UTF8_ERROR) {
+        // The pipeline decides what invalid UTF-8 in a string means; the collector only needs
+        // the token, so it reads a repaired copy.
+        repaired = withValidUtf8(json);
+        repaired.reserve(repaired.size() + simdjson::SIMDJSON_PADDING);
+        error = parser.parse(repaired.data(), repaired.size(), false).get(document);
+    }
+    if (error == simdjson::SUCCESS) {
+        readDocument(document, inspection);
+    } else if (error == simdjson::DEPTH_ERROR) {
+        inspection.reason = "json_too_deep";
+        inspection.detail = "JSON nested deeper than " + std::to_string(parser.max_depth()) + " levels";
+    } else {
+        SyntaxErrorProbe probe;
+        nlohmann::json::sax_parse(repaired.empty() ? json : repaired, &probe);
+        if (probe.position == std::string::npos) {
+            // Valid JSON that simdjson cannot represent (an integer beyond 64 bits, say): pass
+            // it on; the pipeline dead-letters what it cannot decode.
+            inspection.valid = true;
+        } else {
+            inspection.reason = "not_json";
+            std::string message = probe.message;
+            if (const std::size_t bracket = message.find("] ");
+                message.front() == '[' && bracket != std::string::npos)
+                message.erase(0, bracket + 2);
+            inspection.detail = "not JSON at byte offset " +
+                                std::to_string(probe.position > 0 ? probe.position - 1 : 0) + ": " + message;
+        }
+    }
+    if (parser.capacity() > kParserCapacityKept) parser = simdjson::dom::parser{};
+    return inspection;
+}
+
+void insertTypeMember(std::string& json, std::string_view type) {
+    const std::size_t brace = json.find_first_not_of(" \t\r\n");
+    if (brace == std::string::npos || json[brace] != '{') return;
+    const std::size_t next = json.find_first_not_of(" \t\r\n", brace + 1);
+    std::string member = "\"type\":\"" + std::string(type) + "\"";
+    if (next != std::string::npos && json[next] != '}') member += ',';
+    json.insert(brace + 1, member);
+}
+
+} // namespace pipescope::collector_detail

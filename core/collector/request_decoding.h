@@ -1,0 +1,59 @@
+#pragma once
+// Turning a capture request body into JSON, and the light look into that JSON the collector
+// needs (the token, whether a Segment message has a type). Private to core/collector/.
+
+#include "collector/collector.h"
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace pipescope::collector_detail {
+
+// What the request says about its body.
+struct BodyHints {
+    std::string_view contentEncoding;  // Content-Encoding header
+    std::string_view contentType;      // Content-Type header
+    std::string_view compressionParam; // ?compression= (posthog-js: gzip-js, lz64, base64)
+};
+
+struct DecodedBody {
+    enum class Status { Ok, Invalid, TooLarge };
+    Status status = Status::Ok;
+    BodyEncoding encoding = BodyEncoding::Plain;
+    std::string json;   // Ok: the decoded JSON text (not validated yet)
+    std::string reason; // Invalid / TooLarge: a RejectedRequest reason code
+    std::string detail;
+};
+
+// Decodes `raw` by the hints and the body's first bytes. For a plain body the bytes are moved
+// from `raw` into the result (no copy of a 20 MB body); otherwise `raw` is left untouched, so
+// the caller still holds what was received.
+DecodedBody decodeRequestBody(std::string& raw, const BodyHints& hints, std::size_t maxDecodedBytes);
+
+struct JsonInspection {
+    bool valid = false;
+    std::string reason; // when !valid: "not_json", "json_too_deep" or "empty_body"
+    std::string detail; // when !valid: the parser's message and the byte offset
+    std::string token;  // empty when the body names none
+    bool isObject = false;
+    bool hasType = false; // a top-level object with a "type" member
+};
+
+// Parses once (simdjson, depth-limited; no recursion however deep the input) to validate and
+// read the token. Invalid UTF-8 inside otherwise valid JSON counts as valid. `json` gets
+// SIMDJSON_PADDING spare capacity if it lacks it.
+JsonInspection inspectJson(std::string& json);
+
+// Makes `type` the first member of the top-level object `json`.
+void insertTypeMember(std::string& json, std::string_view type);
+
+// The username of an `Authorization: Basic <base64 user:password>` header (Segment's write
+// key); empty when the header is absent or not Basic.
+std::string basicAuthUser(std::string_view authorization);
+
+// application/x-www-form-urlencoded value decoding ('+' is a space, %XX a byte); false when a
+// '%' is not followed by two hex digits.
+bool decodeFormComponent(std::string_view encoded, std::string& decoded);
+
+} // namespace pipescope::collector_detail
