@@ -79,6 +79,10 @@ void TestFormat::singleEvent_data() {
         << QByteArray(R"({"event":"$identify","distinct_id":"user-9","properties":{"$anon_distinct_id":"anon-1","$lib":"web"}})")
         << "posthog" << "$identify" << "user-9" << "anon-1" << "user-9" << "" << "none" << "client"
         << "$anon_distinct_id";
+    QTest::newRow("posthog-node identify with its \"type\" field is still PostHog")
+        << QByteArray(R"({"distinct_id":"user-9","event":"$identify","type":"identify","library":"posthog-node",)"
+                      R"("properties":{"$set":{"plan":"pro"},"$lib":"posthog-node"}})")
+        << "posthog" << "$identify" << "user-9" << "" << "user-9" << "" << "none" << "server" << "$set";
     QTest::newRow("posthog $is_server wins over $lib")
         << QByteArray(R"({"event":"e","distinct_id":"u","properties":{"$lib":"web","$is_server":true}})")
         << "posthog" << "e" << "u" << "" << "" << "" << "none" << "server" << "$lib";

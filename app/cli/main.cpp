@@ -1,7 +1,11 @@
 // pipescope-cli: the headless face of the engine. Exit codes: 0 clean, 1 findings, 2 usage or
 // input errors.
 
+#include <atomic>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <thread>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -18,6 +22,7 @@
 #include "pipeline/check.h"
 #include "schema/schema.h"
 #include "identity/identity_graph.h"
+#include "pipeline/run.h"
 #include "store/capture_store.h"
 
 namespace {
@@ -32,6 +37,7 @@ commands:
   check     decode, deduplicate, validate and stitch identities of NDJSON traffic; report
   export    write events, dead letters or duplicates of a capture as NDJSON
   identity  explain a distinct id's person, or list the identity issues of a capture
+  run       the local pipeline: a collector for PostHog / Segment SDKs, a capture, destinations
   help    show help for a command: pipescope-cli help check
   version print the version
 )";
@@ -73,11 +79,13 @@ duplicates, identity issues); 2 usage or input errors (missing file, unreadable 
 corrupt gzip, unreadable dedup state).
 )";
 
-constexpr const char* kExportUsage = R"(usage: pipescope-cli export --capture FILE [--events | --dlq | --duplicates] [--raw] [--reason R] [--output FILE]
+constexpr const char* kExportUsage = R"(usage: pipescope-cli export --capture FILE [--events | --dlq | --duplicates | --deliveries] [--raw] [--reason R] [--destination NAME] [--output FILE]
 
   --events     the captured events (default), one JSON object per line with their verdict
   --dlq        the dead-letter queue, one JSON object per line with reason and detail
   --duplicates the duplicates, with their key, first occurrence and gap
+  --deliveries every delivery attempt to a destination (`run`): events, attempt, status, error,
+               outcome (delivered, retrying, dead_lettered); --destination NAME for one
   --raw        only the original bytes, one input per line: feed them back to `check`
   --reason R   with --dlq: only entries of this reason (unparseable, rejected,
                schema_violation, unplanned)
@@ -97,6 +105,27 @@ correlation keys the capture was made with) and
   --json         JSON instead of text
 
 exit: 0 found (no issues, for --issues), 1 issues listed or ID not found, 2 usage or input errors.
+)";
+
+constexpr const char* kRunUsage = R"(usage: pipescope-cli run [--config FILE] [options]
+
+Starts the local collector (PostHog- and Segment-compatible) and runs every accepted request
+through decode, dedup, validation and identity into a capture, and on to the destinations of the
+config. Point an SDK's host at the collector (e.g. http://127.0.0.1:8089). Without --config:
+collector on 127.0.0.1:8089, a new capture in the current folder, schemas from ./schemas when
+present. A capture that exists is continued (after a crash or a stop): nothing acknowledged is
+lost or counted twice. SIGINT/SIGTERM stop cleanly: in-flight requests finish, destinations flush.
+
+options:
+  --config FILE         JSON config (see resources/pipescope.json)
+  --capture FILE        the capture to write or continue (overrides the config)
+  --port N              collector port (0: any free port; the chosen one is printed)
+  --address ADDR        collector address (default 127.0.0.1; anything else is reachable
+                        from other machines: an explicit choice)
+  --schemas DIR         schemas as DIR/<event>/<version>.json
+  --stats               print a stats line every stats interval (default 5s)
+  --stats-interval SPAN e.g. 1s, 5s
+  --duration SPAN       stop by itself after SPAN (e.g. 30s), for scripted runs
 )";
 
 struct UsageError : std::runtime_error {
@@ -263,7 +292,8 @@ nlohmann::json embedded(const std::string& text) {
 }
 
 int runExportCommand(int argc, char** argv) {
-    const Arguments args(argc, argv, 2, {"capture", "output", "reason"}, {"events", "dlq", "duplicates", "raw", "help"});
+    const Arguments args(argc, argv, 2, {"capture", "output", "reason", "destination"},
+                         {"events", "dlq", "duplicates", "deliveries", "raw", "help"});
     if (args.flag("help")) {
         std::cout << kExportUsage;
         return kExitOk;
@@ -271,8 +301,10 @@ int runExportCommand(int argc, char** argv) {
     const auto capturePath = args.value("capture");
     if (!capturePath) throw UsageError("export: --capture FILE is required");
     if (!args.positional().empty()) throw UsageError("export: unexpected argument \"" + args.positional().front() + "\"");
-    if (int(args.flag("events")) + int(args.flag("dlq")) + int(args.flag("duplicates")) > 1)
-        throw UsageError("export: choose one of --events, --dlq and --duplicates");
+    if (int(args.flag("events")) + int(args.flag("dlq")) + int(args.flag("duplicates")) + int(args.flag("deliveries")) > 1)
+        throw UsageError("export: choose one of --events, --dlq, --duplicates and --deliveries");
+    if (args.value("destination") && !args.flag("deliveries")) throw UsageError("export: --destination goes with --deliveries");
+    if (args.flag("deliveries") && args.flag("raw")) throw UsageError("export: --raw goes with --events or --dlq");
     if (args.flag("duplicates") && args.flag("raw")) throw UsageError("export: --raw goes with --events or --dlq");
     const auto reason = args.value("reason");
     if (reason && !args.flag("dlq")) throw UsageError("export: --reason goes with --dlq");
@@ -290,7 +322,17 @@ int runExportCommand(int argc, char** argv) {
         return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     };
     std::uint64_t written = 0;
-    if (args.flag("duplicates")) {
+    if (args.flag("deliveries")) {
+        for (const auto& d : reader.deliveries(args.value("destination").value_or(""))) {
+            nlohmann::json record = {{"destination", d.destination}, {"events", embedded(d.seqs)},
+                                     {"attempt", d.attempt}, {"started", pipescope::formatTimestamp(d.startedAt)},
+                                     {"duration_ms", d.durationMillis}, {"outcome", d.outcome}};
+            if (d.httpStatus) record["http_status"] = d.httpStatus;
+            if (!d.error.empty()) record["error"] = d.error;
+            *out << dump(record) << '\n';
+            ++written;
+        }
+    } else if (args.flag("duplicates")) {
         constexpr std::int64_t kPage = 4096;
         for (std::int64_t offset = 0;; offset += kPage) {
             const auto page = reader.duplicates(offset, kPage);
@@ -473,6 +515,77 @@ int runIdentityCommand(int argc, char** argv) {
     return issues.empty() ? kExitOk : kExitFindings;
 }
 
+std::atomic<bool> g_stopRequested{false};
+extern "C" void requestStop(int) { g_stopRequested = true; }
+
+int runRunCommand(int argc, char** argv) {
+    const Arguments args(argc, argv, 2,
+                         {"config", "capture", "port", "address", "schemas", "stats-interval", "duration"},
+                         {"stats", "help"});
+    if (args.flag("help")) {
+        std::cout << kRunUsage;
+        return kExitOk;
+    }
+    if (!args.positional().empty()) throw UsageError("run: unexpected argument \"" + args.positional().front() + "\"");
+    const auto configPath = args.value("config");
+    pipescope::RunConfig config =
+        configPath ? pipescope::loadRunConfig(*configPath) : pipescope::defaultRunConfig(std::filesystem::current_path());
+    if (auto capture = args.value("capture")) config.capturePath = *capture;
+    if (auto schemas = args.value("schemas")) config.schemasDir = *schemas;
+    if (auto address = args.value("address")) config.collector.bindAddress = *address;
+    if (auto port = args.value("port")) {
+        std::size_t used = 0;
+        int value = -1;
+        try {
+            value = std::stoi(*port, &used);
+        } catch (const std::exception&) {
+        }
+        if (used != port->size() || value < 0 || value > 65535)
+            throw UsageError("--port: expected 0..65535, got \"" + *port + "\"");
+        config.collector.port = static_cast<std::uint16_t>(value);
+    }
+    auto span = [](const char* option, const std::string& text) {
+        std::string error;
+        const auto millis = pipescope::parseDurationMillis(text, &error);
+        if (!millis) throw UsageError(std::string("--") + option + ": " + error);
+        return *millis;
+    };
+    if (auto interval = args.value("stats-interval")) config.statsIntervalMillis = span("stats-interval", *interval);
+    std::optional<std::int64_t> duration;
+    if (auto d = args.value("duration")) duration = span("duration", *d);
+    const bool printStats = args.flag("stats");
+    const std::int64_t statsEvery = std::max<std::int64_t>(100, config.statsIntervalMillis);
+    const std::string address = config.collector.bindAddress;
+
+    pipescope::RunEngine engine(std::move(config));
+    std::signal(SIGINT, requestStop);
+    std::signal(SIGTERM, requestStop);
+    std::signal(SIGPIPE, SIG_IGN);
+    engine.start();
+    const std::string base = "http://" + (address == "0.0.0.0" || address == "::" ? std::string("127.0.0.1") : address) +
+                             ":" + std::to_string(engine.port());
+    std::cout << "pipescope run: collector listening on " << base << "\n"
+              << "  capture: " << engine.capturePath().string() << (engine.resumed() ? " (continued)" : " (new)") << "\n"
+              << "  point PostHog SDKs (api_host) and Segment SDKs (host) at " << base << "\n"
+              << "  stop with Ctrl-C" << std::endl;
+
+    const auto started = std::chrono::steady_clock::now();
+    auto nextStats = started + std::chrono::milliseconds(statsEvery);
+    while (!g_stopRequested) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        const auto now = std::chrono::steady_clock::now();
+        if (duration && now - started >= std::chrono::milliseconds(*duration)) break;
+        if (printStats && now >= nextStats) {
+            std::cout << engine.statsLine(double(statsEvery) / 1000.0) << std::endl;
+            nextStats += std::chrono::milliseconds(statsEvery);
+        }
+    }
+    std::cout << "pipescope run: stopping (finishing accepted requests, flushing destinations)" << std::endl;
+    engine.stop();
+    std::cout << engine.statsLine(0) << "\n" << engine.report().summary() << std::flush;
+    return kExitOk;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -486,6 +599,7 @@ int main(int argc, char** argv) {
         if (command == "check") return runCheckCommand(argc, argv);
         if (command == "export") return runExportCommand(argc, argv);
         if (command == "identity") return runIdentityCommand(argc, argv);
+        if (command == "run") return runRunCommand(argc, argv);
         if (command == "version" || command == "--version") {
             std::cout << "pipescope-cli " << PIPESCOPE_VERSION << "\n";
             return kExitOk;
@@ -495,6 +609,7 @@ int main(int argc, char** argv) {
             std::cout << (topic == "check"      ? kCheckUsage
                           : topic == "export"   ? kExportUsage
                           : topic == "identity" ? kIdentityUsage
+                          : topic == "run"      ? kRunUsage
                                                 : kUsage);
             return kExitOk;
         }

@@ -211,7 +211,11 @@ void EventDecoder::decodeElement(element value, Origin origin, std::string_view 
     if (format == Format::Auto) {
         const std::string_view type = stringMember(obj, "type");
         element ignored;
-        if (isSegmentType(type))
+        // posthog-node and posthog-python send "type": "identify" / "alias" / "capture" beside
+        // "distinct_id"; a Segment message never has a distinct_id.
+        if (member(obj, "distinct_id", ignored) && member(obj, "event", ignored))
+            format = Format::PostHog;
+        else if (isSegmentType(type))
             format = Format::Segment;
         else if (member(obj, "event", ignored))
             format = Format::PostHog;

@@ -121,7 +121,69 @@ void Pipeline::deadLetter(std::string reason, std::string detail, const Origin& 
     entry.eventSeq = eventSeq;
     entry.raw = std::move(raw);
     entry.createdAt = nowMillis();
+    entry.ingestId = m_request ? std::optional<std::int64_t>(m_request->ingestId) : std::nullopt;
     m_capture->append(std::move(entry));
+}
+
+void Pipeline::processRequest(std::string_view body, const RequestContext& request) {
+    m_request = &request;
+    processLine(body, Origin{request.origin, static_cast<std::uint64_t>(request.ingestId), -1}, false);
+    m_request = nullptr;
+}
+
+void Pipeline::applyRequest(Event& event, std::size_t eventsInRequest) const {
+    // The collector's clock is the received time; its source mapping outranks library fields;
+    // an X-Idempotency-Key names the one event of a single-event request.
+    event.receivedAt = m_request->receivedAt;
+    if (m_request->stream) event.stream = *m_request->stream;
+    if (!m_request->idempotencyKey.empty() && eventsInRequest == 1) {
+        event.id = m_request->idempotencyKey;
+        event.idSource = IdSource::IdempotencyKey;
+    }
+}
+
+void Pipeline::restore(const CaptureReader& capture) {
+    m_nextSeq = capture.maxEventSeq() + 1;
+    simdjson::dom::parser parser;
+    simdjson::dom::parser emptyParser;
+    const simdjson::dom::element emptyObject = emptyParser.parse(std::string_view("{}")).value();
+    std::string origin;
+    capture.forEachEvent([&](const StoredEvent& stored) {
+        if (stored.verdict == Verdict::Duplicate) return true;
+        if (m_options.dedup && !stored.dedupKey.empty()) {
+            std::uint64_t keyHash = 0;
+            constexpr std::string_view kFingerprint = "fingerprint:";
+            if (stored.dedupKey.rfind(kFingerprint, 0) == 0)
+                keyHash = std::stoull(stored.dedupKey.substr(kFingerprint.size()), nullptr, 16);
+            else
+                keyHash = dedupKeyHash(stored.dedupKey);
+            const std::int64_t time = stored.receivedAt ? *stored.receivedAt
+                                      : stored.timestamp ? *stored.timestamp
+                                                         : stored.sentAt.value_or(0);
+            m_dedup.observe(keyHash, dedupContentHash(stored.name, stored.distinctId, stored.properties), time);
+        }
+        const bool deadLettered = stored.verdict == Verdict::Invalid ||
+                                  (stored.verdict == Verdict::Unplanned && m_options.unplanned == UnplannedPolicy::Dlq);
+        if (deadLettered) return true;
+        simdjson::dom::element properties;
+        if (parser.parse(stored.properties).get(properties) != simdjson::SUCCESS || !properties.is_object())
+            properties = emptyObject;
+        origin = stored.originSource + ":" + std::to_string(stored.originLine);
+        if (stored.originIndex >= 0) origin += "#" + std::to_string(stored.originIndex);
+        IdentityEvent input;
+        input.seq = stored.seq;
+        input.name = stored.name;
+        input.distinctId = stored.distinctId;
+        input.anonymousId = stored.anonymousId;
+        input.userId = stored.userId;
+        input.aliasId = stored.aliasId;
+        input.stream = parseStream(stored.stream).value_or(Stream::Unknown);
+        input.timeMillis = stored.timestamp ? stored.timestamp : stored.receivedAt;
+        input.origin = origin;
+        input.correlations = m_correlations.extract(properties);
+        m_identity.observe(input);
+        return true;
+    });
 }
 
 void Pipeline::processLine(std::string_view line, Origin origin, bool padded, bool oversize,
@@ -161,9 +223,15 @@ void Pipeline::processLine(std::string_view line, Origin origin, bool padded, bo
                        rejected.distinctId, std::nullopt, rejected.rawBytes(), rejected.message);
         }
     };
-    for (const Event& event : decoded.events) {
-        flushRejectedBefore(event.origin.index);
-        processEvent(event);
+    for (const Event& decodedEvent : decoded.events) {
+        flushRejectedBefore(decodedEvent.origin.index);
+        if (m_request) {
+            Event event = decodedEvent;
+            applyRequest(event, decoded.eventCount());
+            processEvent(event);
+        } else {
+            processEvent(decodedEvent);
+        }
     }
     flushRejectedBefore(-1);
 }
@@ -190,6 +258,7 @@ StoredEvent Pipeline::toStored(const Event& event, std::int64_t seq, Verdict ver
     stored.failures = "[]";
     stored.properties = std::move(properties);
     stored.raw = event.rawBytes();
+    if (m_request) stored.ingestId = m_request->ingestId;
     return stored;
 }
 

@@ -41,6 +41,17 @@ struct PipelineOptions {
     std::vector<std::string> correlate;
 };
 
+// A request the collector accepted, as the pipeline needs to know it.
+struct RequestContext {
+    std::int64_t ingestId = 0;    // its row in the capture's ingest log
+    std::string origin;           // "http:/batch/": with the ingest id, where its events came from
+    std::int64_t receivedAt = 0;  // epoch ms: the dedup window's clock
+    std::optional<Stream> stream; // from the source mapping (token, write key, path), if any
+    std::string idempotencyKey;   // X-Idempotency-Key: the dedup key of a single-event request
+};
+
+class CaptureReader;
+
 class Pipeline {
 public:
     // `schemas` and `capture` may be null (no validation / nothing kept); both must outlive it.
@@ -59,6 +70,13 @@ public:
 
     const DedupWindow& dedupWindow() const { return m_dedup; }
     const IdentityGraph& identityGraph() const { return m_identity; }
+    // One collector request's decoded body (not padded: it is copied).
+    void processRequest(std::string_view body, const RequestContext& request);
+    // Continues from an existing capture: seqs go on after its last event, the dedup window and
+    // the identity graph are rebuilt from the events it holds.
+    void restore(const CaptureReader& capture);
+    std::int64_t lastSeq() const { return m_nextSeq - 1; }
+
     RunReport& report() { return m_report; }
     const RunReport& report() const { return m_report; }
 
@@ -68,6 +86,7 @@ private:
     bool deduplicate(const Event& event, std::int64_t seq, const std::string& properties);
     StoredEvent toStored(const Event& event, std::int64_t seq, Verdict verdict, std::string properties) const;
     void observeIdentity(const Event& event, std::int64_t seq);
+    void applyRequest(Event& event, std::size_t eventsInRequest) const;
     void deadLetter(std::string reason, std::string detail, const Origin& origin, std::string_view name,
                     std::string_view distinctId, std::optional<std::int64_t> eventSeq, std::string raw,
                     std::string message);
@@ -85,6 +104,7 @@ private:
     CorrelationExtractor m_correlations;
     std::string m_originText;
     std::string m_dedupKey; // the current event's key ("" when none)
+    const RequestContext* m_request = nullptr; // the collector request being processed
 };
 
 struct CheckOptions {

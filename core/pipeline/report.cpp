@@ -83,8 +83,12 @@ nlohmann::json RunReport::toJson() const {
 
 std::string RunReport::summary() const {
     std::ostringstream out;
-    out << "pipescope check: " << plural(files.size(), "input", "inputs") << ", " << plural(lines, "line", "lines")
-        << ", " << plural(events, "event", "events") << "\n";
+    if (files.empty() && lines > 0) // `run`: the collector's requests, not files
+        out << "pipescope run: " << plural(lines, "request", "requests") << ", " << plural(events, "event", "events")
+            << "\n";
+    else
+        out << "pipescope check: " << plural(files.size(), "input", "inputs") << ", " << plural(lines, "line", "lines")
+            << ", " << plural(events, "event", "events") << "\n";
     std::size_t width = 0;
     for (const auto& file : files) width = std::max(width, file.path.size());
     for (const auto& file : files) {

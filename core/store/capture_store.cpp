@@ -967,7 +967,7 @@ std::int64_t CaptureReader::cursor(const std::string& destination) const {
 std::vector<DeliveryRecord> CaptureReader::deliveries(const std::string& destination) const {
     Statement s(m_impl->connection,
                 "SELECT destination, seqs, attempt, started_at, duration_ms, http_status, error, outcome"
-                " FROM deliveries WHERE destination = ?1 ORDER BY id");
+                " FROM deliveries WHERE ?1 = '' OR destination = ?1 ORDER BY id");
     s.text(1, destination);
     std::vector<DeliveryRecord> rows;
     while (s.next())

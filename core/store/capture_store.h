@@ -208,7 +208,7 @@ public:
     std::int64_t maxEventSeq() const;
     std::vector<StoredEvent> deliverableAfter(std::int64_t afterSeq, std::int64_t limit) const;
     std::int64_t cursor(const std::string& destination) const;
-    std::vector<DeliveryRecord> deliveries(const std::string& destination) const;
+    std::vector<DeliveryRecord> deliveries(const std::string& destination) const; // "" for every destination
     std::vector<std::pair<std::int64_t, std::string>> destinationDeadLetters(const std::string& destination) const;
 
     // Streams every row in order; the callback returns false to stop early.

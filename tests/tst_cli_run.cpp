@@ -1,0 +1,521 @@
+// End-to-end for `pipescope-cli run`: real processes on loopback, real SDKs from the npm registry
+// (posthog-node, @segment/analytics-node, posthog-js in Debian's Chromium), real HTTP. Each test
+// starts and stops its own processes; every wait is bounded.
+#include <QDir>
+#include <QFile>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QProcess>
+#include <QRegularExpression>
+#include <QSet>
+#include <QStandardPaths>
+#include <QTcpServer>
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include <curl/curl.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "cli_test_support.h"
+
+using namespace cli_test;
+
+namespace {
+
+// A running `pipescope-cli run`, stopped (SIGTERM) or killed by the test.
+class RunProcess {
+public:
+    bool start(const QStringList& args) {
+        m_process.setProcessChannelMode(QProcess::SeparateChannels);
+        m_process.start(QStringLiteral(PIPESCOPE_CLI), QStringList{"run"} + args);
+        if (!m_process.waitForStarted(10000)) return false;
+        const QRegularExpression listening("collector listening on http://[^:]+:(\\d+)");
+        QElapsedTimer timer;
+        timer.start();
+        while (timer.elapsed() < 20000) {
+            m_process.waitForReadyRead(200);
+            m_out += m_process.readAllStandardOutput();
+            const auto match = listening.match(QString::fromUtf8(m_out));
+            if (match.hasMatch()) {
+                m_port = match.captured(1).toInt();
+                return true;
+            }
+            if (m_process.state() == QProcess::NotRunning) break;
+        }
+        m_err = m_process.readAllStandardError();
+        return false;
+    }
+    // SIGTERM: a clean stop. Returns the exit code (-1 when it did not stop in time).
+    int stop(int timeoutMillis = 60000) {
+        m_process.terminate();
+        return finish(timeoutMillis);
+    }
+    void kill() {
+        m_process.kill(); // SIGKILL: no chance to flush anything
+        m_process.waitForFinished(10000);
+    }
+    int finish(int timeoutMillis) {
+        if (!m_process.waitForFinished(timeoutMillis)) {
+            m_process.kill();
+            m_process.waitForFinished(5000);
+            return -1;
+        }
+        m_out += m_process.readAllStandardOutput();
+        m_err += m_process.readAllStandardError();
+        return m_process.exitStatus() == QProcess::NormalExit ? m_process.exitCode() : -2;
+    }
+    int port() const { return m_port; }
+    QString url() const { return QString("http://127.0.0.1:%1").arg(m_port); }
+    const QByteArray& out() const { return m_out; }
+    const QByteArray& err() const { return m_err; }
+
+private:
+    QProcess m_process;
+    QByteArray m_out, m_err;
+    int m_port = 0;
+};
+
+struct Response {
+    long status = 0;
+    std::string body;
+    std::string retryAfter;
+    CURLcode error = CURLE_OK;
+};
+
+std::size_t collect(char* data, std::size_t size, std::size_t n, void* out) {
+    static_cast<std::string*>(out)->append(data, size * n);
+    return size * n;
+}
+std::size_t header(char* data, std::size_t size, std::size_t n, void* out) {
+    const std::string line(data, size * n);
+    if (line.rfind("Retry-After:", 0) == 0 || line.rfind("retry-after:", 0) == 0)
+        *static_cast<std::string*>(out) = line.substr(12, line.find_last_not_of("\r\n") - 11);
+    return size * n;
+}
+
+Response post(const std::string& url, const std::string& body, const std::vector<std::string>& headers = {},
+              long timeoutMillis = 10000) {
+    Response response;
+    CURL* curl = curl_easy_init();
+    curl_slist* list = nullptr;
+    bool typed = false;
+    for (const auto& h : headers) {
+        list = curl_slist_append(list, h.c_str());
+        typed = typed || h.rfind("Content-Type:", 0) == 0;
+    }
+    if (!typed) list = curl_slist_append(list, "Content-Type: application/json");
+    list = curl_slist_append(list, "Expect:");
+    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeoutMillis);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response.body);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, header);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &response.retryAfter);
+    response.error = curl_easy_perform(curl);
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.status);
+    curl_slist_free_all(list);
+    curl_easy_cleanup(curl);
+    return response;
+}
+
+std::string captureEvent(int i, const QString& prefix = "load") {
+    return QString(R"({"api_key":"phc_e2e","event":"order_completed","distinct_id":"user-%1","uuid":"%2-%3",)"
+                   R"("properties":{"$lib":"posthog-node","amount":%3,"currency":"EUR"}})")
+        .arg(i % 17)
+        .arg(prefix)
+        .arg(i)
+        .toStdString();
+}
+
+std::size_t sendNothing(char*, std::size_t, std::size_t, void*) { return CURL_READFUNC_PAUSE; }
+
+// A PostHog /batch/ body of `count` events.
+std::string batchOf(const QString& prefix, int first, int count) {
+    std::string batch = "{\"api_key\":\"phc_local\",\"batch\":[";
+    for (int i = first; i < first + count; ++i) batch += (i > first ? "," : "") + captureEvent(i, prefix);
+    return batch + "]}";
+}
+
+void writeConfig(const QString& file, const QList<QJsonObject>& destinations) {
+    QJsonArray array;
+    for (const QJsonObject& d : destinations) array.append(d);
+    writeFile(file, QJsonDocument(QJsonObject{{"destinations", array}}).toJson());
+}
+
+int freePort() {
+    QTcpServer server;
+    server.listen(QHostAddress::LocalHost, 0);
+    return server.serverPort();
+}
+
+QList<QJsonObject> exportEvents(const QString& capture) {
+    const Run run = cli({"export", "--capture", capture, "--events"});
+    return ndjson(run.out);
+}
+
+// (No raw string literal spans lines in this file: moc's tokenizer loses the class after one.)
+const QByteArray kOrderSchema = "{\"type\": \"object\", \"required\": [\"amount\", \"currency\"], \"properties\": "
+                                "{\"amount\": {\"type\": \"number\"}, \"currency\": {\"type\": \"string\"}}}";
+
+} // namespace
+
+class TestCliRun : public QObject {
+    Q_OBJECT
+
+private slots:
+    void initTestCase() {
+        QVERIFY(m_dir.isValid());
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        writeFile(path("schemas/order_completed/1.json"), kOrderSchema);
+        // The SDKs, from the npm registry, installed under the build directory (never in the tree).
+        m_node = QStandardPaths::findExecutable("node");
+        const QString npm = QStandardPaths::findExecutable("npm");
+        QVERIFY2(!m_node.isEmpty() && !npm.isEmpty(), "node and npm are required (packaging/install-deps.sh installs them)");
+        const QString source = QStringLiteral(PIPESCOPE_SOURCE_DIR) + "/tests/e2e";
+        m_modules = QStringLiteral(PIPESCOPE_BINARY_DIR) + "/e2e-node";
+        QDir().mkpath(m_modules);
+        // The scripts sit beside node_modules: ES modules resolve packages from where they are.
+        for (const char* file : {"package.json", "package-lock.json", "send_with_sdks.mjs", "serve_page.mjs"}) {
+            QFile::remove(m_modules + "/" + file);
+            QVERIFY(QFile::copy(source + "/" + file, m_modules + "/" + file));
+        }
+        if (!QFileInfo::exists(m_modules + "/node_modules/.package-lock.json") ||
+            QFileInfo(m_modules + "/node_modules/.package-lock.json").lastModified() <
+                QFileInfo(source + "/package-lock.json").lastModified()) {
+            QProcess install;
+            install.setWorkingDirectory(m_modules);
+            install.start(npm, {"ci", "--no-audit", "--no-fund", "--loglevel=error"});
+            QVERIFY(install.waitForFinished(300000));
+            QVERIFY2(install.exitCode() == 0, install.readAllStandardError().constData());
+        }
+    }
+
+    void cleanupTestCase() { curl_global_cleanup(); }
+
+    void realServerSdks() {
+        RunProcess run;
+        QVERIFY2(run.start({"--port", "0", "--capture", path("sdk.pipescope"), "--schemas", path("schemas")}),
+                 run.err().constData());
+        QProcess sdk;
+        sdk.start(m_node, {m_modules + "/send_with_sdks.mjs", "--host", run.url(), "--events", "20"});
+        QVERIFY(sdk.waitForFinished(60000));
+        QVERIFY2(sdk.exitCode() == 0, sdk.readAllStandardError().constData());
+        const QJsonObject sent = QJsonDocument::fromJson(sdk.readAllStandardOutput()).object();
+        QCOMPARE(run.stop(), 0);
+
+        QHash<QString, QJsonObject> byId;
+        QMultiHash<QString, QJsonObject> byName;
+        for (const QJsonObject& event : exportEvents(path("sdk.pipescope"))) {
+            byId.insert(event["id"].toString(), event);
+            byName.insert(event["name"].toString(), event);
+            QCOMPARE(event["stream"].toString(), QString("server")); // posthog-node / analytics-node
+        }
+        const QJsonArray posthog = sent["posthog"].toArray();
+        const QJsonArray segment = sent["segment"].toArray();
+        QCOMPARE(posthog.size(), 22);
+        QCOMPARE(segment.size(), 23);
+        for (const auto& value : posthog) {
+            const QJsonObject expected = value.toObject();
+            if (expected.contains("uuid")) {
+                const QJsonObject got = byId.value(expected["uuid"].toString());
+                QCOMPARE(got["name"].toString(), expected["name"].toString());
+                QCOMPARE(got["distinct_id"].toString(), expected["distinct_id"].toString());
+                QCOMPARE(got["verdict"].toString(), QString("valid"));
+            } else {
+                QVERIFY2(byName.contains(expected["name"].toString()), qPrintable(expected["name"].toString()));
+            }
+        }
+        for (const auto& value : segment) {
+            const QJsonObject expected = value.toObject();
+            const QJsonObject got = byId.value(expected["messageId"].toString());
+            QCOMPARE(got["name"].toString(), expected["name"].toString());
+            QCOMPARE(got["distinct_id"].toString(), expected["distinct_id"].toString());
+        }
+        // Every event once: nothing lost, nothing doubled by the SDKs' batching.
+        QCOMPARE(byName.size(), posthog.size() + segment.size());
+        QCOMPARE(byName.count("$identify"), 2);
+        QCOMPARE(byName.count("$create_alias"), 2);
+        // The aliases and identifies stitched: the report printed at the stop says so.
+        QVERIFY2(run.out().contains("Identity"), run.out().constData());
+        const Run person = cli({"identity", "--capture", path("sdk.pipescope"), "--explain", "legacy-42", "--json"});
+        QCOMPARE(person.exitCode, 0);
+        QStringList ids;
+        for (const auto& member : QJsonDocument::fromJson(person.out).object()["ids"].toArray())
+            ids << member.toObject()["id"].toString();
+        QVERIFY2(ids.contains("node-user-0"), person.out.constData());
+    }
+
+    void hostileInput() {
+        const QByteArray config = "{\"collector\": {\"max_body_bytes\": 2097152, \"max_decompressed_bytes\": 16777216, "
+                                  "\"connection_timeout_seconds\": 2, \"tokens\": [\"phc_e2e\"]}}";
+        writeFile(path("hostile.json"), config);
+        RunProcess run;
+        QVERIFY2(run.start({"--config", path("hostile.json"), "--port", "0", "--capture", path("hostile.pipescope")}),
+                 run.err().constData());
+        const std::string batch = run.url().toStdString() + "/batch/";
+
+        // Oversize, decided from Content-Length before the body is read.
+        QCOMPARE(post(batch, std::string(3 << 20, ' ')).status, 413L);
+        // A gzip bomb: 64 MB of zeros in a few KB.
+        {
+            std::string zeros(64 << 20, '0');
+            uLongf packedSize = compressBound(static_cast<uLong>(zeros.size()));
+            std::string packed(packedSize, '\0');
+            z_stream z{};
+            deflateInit2(&z, 9, Z_DEFLATED, 31, 9, Z_DEFAULT_STRATEGY);
+            z.next_in = reinterpret_cast<Bytef*>(zeros.data());
+            z.avail_in = static_cast<uInt>(zeros.size());
+            z.next_out = reinterpret_cast<Bytef*>(packed.data());
+            z.avail_out = static_cast<uInt>(packed.size());
+            QCOMPARE(deflate(&z, Z_FINISH), Z_STREAM_END);
+            packed.resize(z.total_out);
+            deflateEnd(&z);
+            QCOMPARE(post(batch, packed, {"Content-Encoding: gzip"}).status, 413L);
+        }
+        {
+            // Truncated gzip: 400, and the raw body is kept in the DLQ.
+            const std::string event = captureEvent(7, "gz");
+            std::string packed(compressBound(static_cast<uLong>(event.size())) + 32, '\0');
+            z_stream z{};
+            deflateInit2(&z, 6, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY);
+            z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(event.data()));
+            z.avail_in = static_cast<uInt>(event.size());
+            z.next_out = reinterpret_cast<Bytef*>(packed.data());
+            z.avail_out = static_cast<uInt>(packed.size());
+            QCOMPARE(deflate(&z, Z_FINISH), Z_STREAM_END);
+            packed.resize(z.total_out);
+            deflateEnd(&z);
+            QCOMPARE(post(batch, packed.substr(0, packed.size() / 2), {"Content-Encoding: gzip"}).status, 400L);
+        }
+        // Not JSON, and JSON nested 100,000 deep: 400 with an error, never a crash.
+        const Response notJson = post(batch, "{\"api_key\":\"phc_e2e\",\"batch\":[{\"event\":");
+        QCOMPARE(notJson.status, 400L);
+        QVERIFY2(notJson.body.find("error") != std::string::npos, notJson.body.c_str());
+        QVERIFY(post(batch, std::string(100000, '[') + std::string(100000, ']')).status == 400L);
+        // Unknown token.
+        QCOMPARE(post(batch, R"({"api_key":"phc_stranger","batch":[{"event":"e","distinct_id":"u"}]})").status, 401L);
+        // Accepted: invalid UTF-8, NUL bytes in ids (escaped), a 1 MB property value.
+        const std::string invalidUtf8 = std::string("{\"api_key\":\"phc_e2e\",\"batch\":[{\"event\":\"bad") + char(0xff) +
+                                        char(0xfe) + "utf8\",\"distinct_id\":\"u1\"}]}";
+        QCOMPARE(post(batch, invalidUtf8).status, 200L);
+        QCOMPARE(post(batch, R"({"api_key":"phc_e2e","batch":[{"event":"nul","distinct_id":"a\u0000b"}]})").status, 200L);
+        const std::string big = "{\"api_key\":\"phc_e2e\",\"batch\":[{\"event\":\"big\",\"distinct_id\":\"u2\","
+                                "\"properties\":{\"blob\":\"" + std::string(1 << 20, 'x') + "\"}}]}";
+        QCOMPARE(post(batch, big).status, 200L);
+        // A slow client holds one connection and is timed out; others are served meanwhile.
+        std::thread slow([url = run.url().toStdString()] {
+            CURL* curl = curl_easy_init();
+            curl_easy_setopt(curl, CURLOPT_URL, (url + "/batch/").c_str());
+            curl_easy_setopt(curl, CURLOPT_POST, 1L);
+            curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, 1000L);
+            curl_easy_setopt(curl, CURLOPT_READFUNCTION, sendNothing); // the headers, then silence
+            curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 6000L);
+            curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+            curl_easy_perform(curl);
+            curl_easy_cleanup(curl);
+        });
+        QTest::qWait(300);
+        QCOMPARE(post(batch, captureEvent(1, "after-slow")).status, 200L);
+        slow.join();
+        QCOMPARE(run.stop(), 0);
+
+        // Nothing else was lost: the accepted events are captured, the undecodable bodies are dead letters.
+        QSet<QString> names;
+        for (const QJsonObject& e : exportEvents(path("hostile.pipescope"))) names << e["name"].toString();
+        QVERIFY2(names.contains("nul") && names.contains("big") && names.contains("order_completed"),
+                 qPrintable(QStringList(names.values()).join(",")));
+        const QList<QJsonObject> dead = ndjson(cli({"export", "--capture", path("hostile.pipescope"), "--dlq"}).out);
+        // Refused by the collector (400): truncated gzip, not JSON, too deep. Accepted (200) but not
+        // UTF-8, so not JSON: dead-lettered by the pipeline with the parser's message.
+        QCOMPARE(dead.size(), 4);
+        QStringList messages;
+        for (const QJsonObject& d : dead) {
+            QCOMPARE(d["reason"].toString(), QString("unparseable"));
+            messages << d["detail"].toObject()["message"].toString();
+            QVERIFY(!d["raw"].toString().isEmpty());
+        }
+        QVERIFY2(messages.filter("UTF-8", Qt::CaseInsensitive).size() == 1, qPrintable(messages.join(" | ")));
+    }
+
+    void crashSafety() {
+        // kill -9 while a client sends with retries; after the restart every event that got a
+        // 200 is in the capture exactly once, and the destination resumes from its cursor.
+        const int port = freePort();
+        writeConfig(path("crash.json"),
+                    {QJsonObject{{"name", "file"}, {"type", "ndjson"}, {"path", path("crash-out.ndjson")}}});
+        const QStringList args{"--config", path("crash.json"), "--port", QString::number(port), "--capture",
+                               path("crash.pipescope")};
+        auto run = std::make_unique<RunProcess>();
+        QVERIFY2(run->start(args), run->err().constData());
+        const std::string url = QString("http://127.0.0.1:%1/capture/").arg(port).toStdString();
+
+        constexpr int kEvents = 600;
+        std::atomic<int> acknowledged{0};
+        std::atomic<bool> done{false};
+        std::thread client([&] {
+            QElapsedTimer deadline;
+            deadline.start();
+            for (int i = 0; i < kEvents && deadline.elapsed() < 120000; ++i) {
+                // Like an SDK: retry the same event (same uuid) until it is acknowledged.
+                while (deadline.elapsed() < 120000) {
+                    if (post(url, captureEvent(i, "crash"), {}, 3000).status == 200) {
+                        ++acknowledged;
+                        break;
+                    }
+                    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                }
+            }
+            done = true;
+        });
+        QTRY_VERIFY_WITH_TIMEOUT(acknowledged >= kEvents / 3, 60000);
+        run->kill();
+        const int ackedBeforeCrash = acknowledged;
+        QTest::qWait(300);
+        run = std::make_unique<RunProcess>();
+        QVERIFY2(run->start(args), run->err().constData());
+        QVERIFY(run->out().contains("(continued)"));
+        QTRY_VERIFY_WITH_TIMEOUT(done.load(), 120000);
+        client.join();
+        QCOMPARE(acknowledged.load(), kEvents);
+        QVERIFY(ackedBeforeCrash < kEvents);
+        QCOMPARE(run->stop(), 0);
+
+        QMap<QString, int> unique;
+        for (const QJsonObject& e : exportEvents(path("crash.pipescope")))
+            if (e["verdict"].toString() != "duplicate") ++unique[e["id"].toString()];
+        QCOMPARE(unique.size(), kEvents);
+        for (auto it = unique.begin(); it != unique.end(); ++it) QVERIFY2(it.value() == 1, qPrintable(it.key()));
+        // The destination got every event at least once (at-least-once across the crash).
+        QFile out(path("crash-out.ndjson"));
+        QVERIFY(out.open(QIODevice::ReadOnly));
+        QSet<QString> delivered;
+        for (const QJsonObject& e : ndjson(out.readAll())) delivered << e["id"].toString();
+        QCOMPARE(delivered.size(), kEvents);
+    }
+
+    void forwardingToASecondRun() {
+        // The second run is the upstream "PostHog": the first forwards to its /batch/.
+        RunProcess upstream;
+        QVERIFY2(upstream.start({"--port", "0", "--capture", path("upstream.pipescope")}), upstream.err().constData());
+        writeConfig(path("forward.json"), {QJsonObject{{"name", "upstream"}, {"type", "posthog"}, {"url", upstream.url()},
+                                                   {"api_key", "phc_fwd"}, {"batch_size", 25},
+                                                   {"flush_interval_ms", 100}}});
+        RunProcess local;
+        QVERIFY2(local.start({"--config", path("forward.json"), "--port", "0", "--capture", path("forward.pipescope")}),
+                 local.err().constData());
+        const std::string batch = batchOf("fwd", 0, 60);
+        QCOMPARE(post(local.url().toStdString() + "/batch/", batch).status, 200L);
+        // The same batch again (a client retry): deduplicated locally, so forwarded once.
+        QCOMPARE(post(local.url().toStdString() + "/batch/", batch).status, 200L);
+        QCOMPARE(local.stop(), 0);
+        QCOMPARE(upstream.stop(), 0);
+
+        // Ids that are not UUIDs ("fwd-7") go upstream as a UUID derived from them: PostHog wants UUIDs.
+        QMap<QString, int> arrived;
+        QSet<int> amounts;
+        for (const QJsonObject& e : exportEvents(path("upstream.pipescope"))) {
+            QCOMPARE(e["verdict"].toString(), QString("unplanned"));
+            QCOMPARE(e["stream"].toString(), QString("server"));
+            ++arrived[e["id"].toString()];
+            amounts << e["properties"].toObject()["amount"].toInt();
+        }
+        QCOMPARE(arrived.size(), 60);
+        for (auto it = arrived.begin(); it != arrived.end(); ++it) QCOMPARE(it.value(), 1);
+        QCOMPARE(amounts.size(), 60);
+    }
+
+    void destinationsAreIsolated() {
+        const int closed = freePort(); // nothing listens there
+        writeConfig(path("isolation.json"),
+                    {QJsonObject{{"name", "down"}, {"type", "webhook"},
+                                 {"url", QString("http://127.0.0.1:%1/hook").arg(closed)}, {"batch_size", 20},
+                                 {"max_attempts", 3}, {"backoff_initial_ms", 50}, {"backoff_max_ms", 200}},
+                     QJsonObject{{"name", "file"}, {"type", "ndjson"}, {"path", "isolation-out.ndjson"},
+                                 {"batch_size", 20}, {"flush_interval_ms", 100}}});
+        RunProcess run;
+        QVERIFY2(run.start({"--config", path("isolation.json"), "--port", "0", "--capture", path("isolation.pipescope")}),
+                 run.err().constData());
+        for (int b = 0; b < 5; ++b) {
+            QCOMPARE(post(run.url().toStdString() + "/batch/", batchOf("iso", b * 20, 20)).status, 200L);
+        }
+        // The working destination delivers everything while the other one is still failing.
+        auto linesOut = [&] {
+            QFile file(path("isolation-out.ndjson"));
+            return file.open(QIODevice::ReadOnly) ? file.readAll().count('\n') : 0;
+        };
+        QTRY_COMPARE_WITH_TIMEOUT(linesOut(), 100, 15000);
+        QCOMPARE(run.stop(), 0);
+
+        const QList<QJsonObject> attempts =
+            ndjson(cli({"export", "--capture", path("isolation.pipescope"), "--deliveries", "--destination", "down"}).out);
+        QSet<qint64> deadLettered;
+        int failedAttempts = 0;
+        for (const QJsonObject& a : attempts) {
+            QCOMPARE(a["destination"].toString(), QString("down"));
+            QVERIFY(!a["error"].toString().isEmpty());
+            ++failedAttempts;
+            if (a["outcome"].toString() == "dead_lettered")
+                for (const auto& seq : a["events"].toArray()) deadLettered << seq.toInteger();
+        }
+        QCOMPARE(deadLettered.size(), 100);     // every event, after max_attempts
+        QCOMPARE(failedAttempts, 5 * 3);        // 5 batches x 3 attempts
+        const QList<QJsonObject> delivered =
+            ndjson(cli({"export", "--capture", path("isolation.pipescope"), "--deliveries", "--destination", "file"}).out);
+        for (const QJsonObject& a : delivered) QCOMPARE(a["outcome"].toString(), QString("delivered"));
+    }
+
+    void posthogJsInChromium() {
+        const QString chromium = QStandardPaths::findExecutable("chromium");
+        QVERIFY2(!chromium.isEmpty(), "Debian's chromium is required (packaging/install-deps.sh installs it)");
+        RunProcess run;
+        QVERIFY2(run.start({"--port", "0", "--capture", path("browser.pipescope")}), run.err().constData());
+        // The page comes from another origin, as on a real site: posthog-js needs CORS to post.
+        QProcess page;
+        page.start(m_node, {m_modules + "/serve_page.mjs", "--collector", run.url(), "--seconds", "90"});
+        QVERIFY(page.waitForReadyRead(20000));
+        const int pagePort = QJsonDocument::fromJson(page.readAllStandardOutput()).object()["port"].toInt();
+        QVERIFY(pagePort > 0);
+        QTemporaryDir profile;
+        QProcess browser;
+        browser.start(chromium, {"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                                 "--user-data-dir=" + profile.path(), "--remote-debugging-port=0",
+                                 QString("http://127.0.0.1:%1/").arg(pagePort)});
+        QVERIFY(browser.waitForStarted(20000));
+        auto captured = [&] { return exportEvents(path("browser.pipescope")).size(); };
+        QTRY_VERIFY_WITH_TIMEOUT(captured() >= 2, 45000);
+        browser.kill();
+        browser.waitForFinished(10000);
+        page.kill();
+        page.waitForFinished(5000);
+        QCOMPARE(run.stop(), 0);
+
+        QMap<QString, QJsonObject> byName;
+        for (const QJsonObject& e : exportEvents(path("browser.pipescope"))) byName.insert(e["name"].toString(), e);
+        QVERIFY2(byName.contains("$pageview") && byName.contains("checkout_started"),
+                 qPrintable(QStringList(byName.keys()).join(",")));
+        for (const QJsonObject& e : byName) {
+            QCOMPARE(e["stream"].toString(), QString("client"));
+            QCOMPARE(e["id_source"].toString(), QString("posthog_uuid"));
+            QCOMPARE(e["distinct_id"].toString(), byName["$pageview"]["distinct_id"].toString());
+        }
+        QCOMPARE(byName["checkout_started"]["properties"].toObject()["cart_value"].toInt(), 42);
+    }
+
+private:
+    QString path(const QString& name) const { return m_dir.filePath(name); }
+    QTemporaryDir m_dir;
+    QString m_node;
+    QString m_modules;
+};
+
+QTEST_GUILESS_MAIN(TestCliRun)
+#include "tst_cli_run.moc"
