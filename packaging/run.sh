@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Quick start: installs what is missing, builds, and runs the main job on its embedded default,
-# `pipescope-cli check` over the demo traffic and schemas in resources/. Any arguments are
+# Quick start: installs what is missing, builds, prints `pipescope-cli check` over the demo
+# traffic and schemas in resources/, then starts the main job on its embedded default:
+# `pipescope-cli run`, the local collector writing a capture (Ctrl-C stops it). Any arguments are
 # passed to pipescope-cli instead (e.g. `packaging/run.sh check --schemas s/ events.ndjson`).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,4 +26,10 @@ The demo traffic has planted problems, so findings are expected (exit $status).
   JSON report:   $build/demo-report.json
   capture:       $build/demo.pipescope
   dead letters:  $cli export --capture $build/demo.pipescope --dlq
+  identities:    $cli identity --capture $build/demo.pipescope --issues
+
+Starting the local pipeline on its embedded default (collector on 127.0.0.1:8089, a new capture
+in $build, the demo schemas). Point a PostHog or Segment SDK at http://127.0.0.1:8089; Ctrl-C stops.
 MSG
+cd "$build"
+exec "$cli" run --schemas "$root/resources/schemas" --stats

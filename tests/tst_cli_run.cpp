@@ -510,6 +510,31 @@ private slots:
         QCOMPARE(byName["checkout_started"]["properties"].toObject()["cart_value"].toInt(), 42);
     }
 
+    void configErrors_data() {
+        QTest::addColumn<QByteArray>("config");
+        QTest::addColumn<QStringList>("message");
+        QTest::newRow("typo") << QByteArray("{\"destinatons\": []}") << QStringList{"destinatons", "unknown setting"};
+        QTest::newRow("not json") << QByteArray("{\n  \"collector\": {\"port\": 8089,}\n}")
+                                  << QStringList{"line 2", "not valid JSON"};
+        QTest::newRow("bad port") << QByteArray("{\"collector\": {\"port\": 70000}}")
+                                  << QStringList{"collector.port", "out of range"};
+        QTest::newRow("bad window") << QByteArray("{\"dedup\": {\"window\": \"soon\"}}") << QStringList{"dedup.window"};
+        QTest::newRow("destination without url")
+            << QByteArray("{\"destinations\": [{\"name\": \"p\", \"type\": \"posthog\", \"api_key\": \"k\"}]}")
+            << QStringList{"destinations[0].url", "required"};
+        QTest::newRow("bad stream") << QByteArray("{\"streams\": {\"tokens\": {\"phc\": \"browser\"}}}")
+                                    << QStringList{"streams.tokens.phc", "client"};
+    }
+    void configErrors() {
+        QFETCH(QByteArray, config);
+        QFETCH(QStringList, message);
+        writeFile(path("bad-config.json"), config);
+        const Run run = cli({"run", "--config", path("bad-config.json"), "--port", "0", "--duration", "1s"});
+        QCOMPARE(run.exitCode, 2);
+        for (const QString& part : message) QVERIFY2(run.err.contains(part.toUtf8()), run.err.constData());
+        QVERIFY(run.err.contains("bad-config.json"));
+    }
+
 private:
     QString path(const QString& name) const { return m_dir.filePath(name); }
     QTemporaryDir m_dir;

@@ -28,19 +28,19 @@ std::int64_t nowMillis() {
 class ConfigObject {
 public:
     ConfigObject(const json& value, std::string where, std::set<std::string> known) : m_value(value), m_where(std::move(where)) {
-        if (!value.is_object()) throw RunConfigError(m_where + ": expected an object");
+        if (!value.is_object()) throw RunConfigError((m_where.empty() ? "the config" : m_where) + ": expected an object");
         for (const auto& [key, _] : value.items())
             if (!known.count(key)) {
                 std::string list;
                 for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-                throw RunConfigError(m_where + "." + key + ": unknown setting (known: " + list + ")");
+                throw RunConfigError(field(key.c_str()) + ": unknown setting (known: " + list + ")");
             }
     }
     const json* find(const char* key) const {
         const auto it = m_value.find(key);
         return it == m_value.end() || it->is_null() ? nullptr : &*it;
     }
-    std::string field(const char* key) const { return m_where + "." + key; }
+    std::string field(const char* key) const { return m_where.empty() ? key : m_where + "." + key; }
     std::optional<std::string> text(const char* key) const {
         const json* value = find(key);
         if (!value) return std::nullopt;
@@ -235,7 +235,11 @@ RunConfig loadRunConfig(const std::filesystem::path& file) {
                              ": not valid JSON: " + e.what());
     }
     const std::filesystem::path base = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
-    return parseRunConfig(value, base, file.filename().string());
+    try {
+        return parseRunConfig(value, base, "");
+    } catch (const RunConfigError& e) {
+        throw RunConfigError(file.string() + ": " + e.what());
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
