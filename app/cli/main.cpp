@@ -407,12 +407,6 @@ int runExportCommand(int argc, char** argv) {
     return kExitOk;
 }
 
-std::string originText(const pipescope::StoredEvent& event) {
-    std::string text = event.originSource + ":" + std::to_string(event.originLine);
-    if (event.originIndex >= 0) text += "#" + std::to_string(event.originIndex);
-    return text;
-}
-
 // Feeds a capture's valid, unique events to an identity graph in capture order, as `check` did.
 pipescope::IdentityGraph replayIdentity(const pipescope::CaptureReader& reader) {
     pipescope::IdentityOptions options;
@@ -424,32 +418,12 @@ pipescope::IdentityGraph replayIdentity(const pipescope::CaptureReader& reader) 
                 if (key.is_string()) options.correlationKeys.push_back(key.get<std::string>());
         }
     }
-    const bool unplannedDeadLettered = reader.meta("unplanned_policy") == "dlq";
+    const auto unplanned =
+        pipescope::parseUnplannedPolicy(reader.meta("unplanned_policy")).value_or(pipescope::UnplannedPolicy::Allow);
     pipescope::IdentityGraph graph(options);
-    pipescope::CorrelationExtractor correlations(options.correlationKeys);
-    simdjson::dom::parser parser;
-    simdjson::dom::parser emptyParser; // its document must outlive every parse of `parser`
-    const simdjson::dom::element emptyObject = emptyParser.parse(std::string_view("{}")).value();
+    pipescope::StoredIdentityReplay replay(graph, unplanned);
     reader.forEachEvent([&](const pipescope::StoredEvent& event) {
-        using pipescope::Verdict;
-        if (event.verdict == Verdict::Duplicate || event.verdict == Verdict::Invalid) return true;
-        if (event.verdict == Verdict::Unplanned && unplannedDeadLettered) return true;
-        const std::string origin = originText(event);
-        simdjson::dom::element properties;
-        if (parser.parse(event.properties).get(properties) != simdjson::SUCCESS || !properties.is_object())
-            properties = emptyObject;
-        pipescope::IdentityEvent input;
-        input.seq = event.seq;
-        input.name = event.name;
-        input.distinctId = event.distinctId;
-        input.anonymousId = event.anonymousId;
-        input.userId = event.userId;
-        input.aliasId = event.aliasId;
-        input.stream = pipescope::parseStream(event.stream).value_or(pipescope::Stream::Unknown);
-        input.timeMillis = event.timestamp ? event.timestamp : event.receivedAt;
-        input.origin = origin;
-        input.correlations = correlations.extract(properties);
-        graph.observe(input);
+        replay.observe(event);
         return true;
     });
     graph.finish();

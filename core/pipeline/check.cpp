@@ -144,10 +144,7 @@ void Pipeline::applyRequest(Event& event, std::size_t eventsInRequest) const {
 
 void Pipeline::restore(const CaptureReader& capture) {
     m_nextSeq = capture.maxEventSeq() + 1;
-    simdjson::dom::parser parser;
-    simdjson::dom::parser emptyParser;
-    const simdjson::dom::element emptyObject = emptyParser.parse(std::string_view("{}")).value();
-    std::string origin;
+    StoredIdentityReplay identity(m_identity, m_options.unplanned);
     capture.forEachEvent([&](const StoredEvent& stored) {
         if (stored.verdict == Verdict::Duplicate) return true;
         if (m_options.dedup && !stored.dedupKey.empty()) {
@@ -162,28 +159,37 @@ void Pipeline::restore(const CaptureReader& capture) {
                                                          : stored.sentAt.value_or(0);
             m_dedup.observe(keyHash, dedupContentHash(stored.name, stored.distinctId, stored.properties), time);
         }
-        const bool deadLettered = stored.verdict == Verdict::Invalid ||
-                                  (stored.verdict == Verdict::Unplanned && m_options.unplanned == UnplannedPolicy::Dlq);
-        if (deadLettered) return true;
-        simdjson::dom::element properties;
-        if (parser.parse(stored.properties).get(properties) != simdjson::SUCCESS || !properties.is_object())
-            properties = emptyObject;
-        origin = stored.originSource + ":" + std::to_string(stored.originLine);
-        if (stored.originIndex >= 0) origin += "#" + std::to_string(stored.originIndex);
-        IdentityEvent input;
-        input.seq = stored.seq;
-        input.name = stored.name;
-        input.distinctId = stored.distinctId;
-        input.anonymousId = stored.anonymousId;
-        input.userId = stored.userId;
-        input.aliasId = stored.aliasId;
-        input.stream = parseStream(stored.stream).value_or(Stream::Unknown);
-        input.timeMillis = stored.timestamp ? stored.timestamp : stored.receivedAt;
-        input.origin = origin;
-        input.correlations = m_correlations.extract(properties);
-        m_identity.observe(input);
+        identity.observe(stored);
         return true;
     });
+}
+
+StoredIdentityReplay::StoredIdentityReplay(IdentityGraph& graph, UnplannedPolicy unplanned)
+    : m_graph(graph), m_unplanned(unplanned), m_correlations(graph.options().correlationKeys) {
+    m_emptyObject = m_emptyParser.parse(std::string_view("{}")).value();
+}
+
+void StoredIdentityReplay::observe(const StoredEvent& stored) {
+    // Only what went through identity the first time: valid, unique, not dead-lettered.
+    if (stored.verdict == Verdict::Duplicate || stored.verdict == Verdict::Invalid) return;
+    if (stored.verdict == Verdict::Unplanned && m_unplanned == UnplannedPolicy::Dlq) return;
+    simdjson::dom::element properties;
+    if (m_parser.parse(stored.properties).get(properties) != simdjson::SUCCESS || !properties.is_object())
+        properties = m_emptyObject;
+    m_origin = stored.originSource + ":" + std::to_string(stored.originLine);
+    if (stored.originIndex >= 0) m_origin += "#" + std::to_string(stored.originIndex);
+    IdentityEvent input;
+    input.seq = stored.seq;
+    input.name = stored.name;
+    input.distinctId = stored.distinctId;
+    input.anonymousId = stored.anonymousId;
+    input.userId = stored.userId;
+    input.aliasId = stored.aliasId;
+    input.stream = parseStream(stored.stream).value_or(Stream::Unknown);
+    input.timeMillis = stored.timestamp ? stored.timestamp : stored.receivedAt;
+    input.origin = m_origin;
+    input.correlations = m_correlations.extract(properties);
+    m_graph.observe(input);
 }
 
 void Pipeline::processLine(std::string_view line, Origin origin, bool padded, bool oversize,

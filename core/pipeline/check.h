@@ -52,6 +52,23 @@ struct RequestContext {
 
 class CaptureReader;
 
+// Feeds stored events to an identity graph as the pipeline did when it processed them: a capture
+// read back (`identity --explain`, a resumed `run`) rebuilds the same graph.
+class StoredIdentityReplay {
+public:
+    StoredIdentityReplay(IdentityGraph& graph, UnplannedPolicy unplanned);
+    void observe(const StoredEvent& stored);
+
+private:
+    IdentityGraph& m_graph;
+    UnplannedPolicy m_unplanned;
+    CorrelationExtractor m_correlations;
+    simdjson::dom::parser m_parser;
+    simdjson::dom::parser m_emptyParser; // its document outlives every parse of m_parser
+    simdjson::dom::element m_emptyObject;
+    std::string m_origin;
+};
+
 class Pipeline {
 public:
     // `schemas` and `capture` may be null (no validation / nothing kept); both must outlive it.
