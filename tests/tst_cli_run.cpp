@@ -510,6 +510,42 @@ private slots:
         QCOMPARE(byName["checkout_started"]["properties"].toObject()["cart_value"].toInt(), 42);
     }
 
+    void streamsByTokenAndPathAndIdempotencyKeys() {
+        const QJsonObject config{{"streams", QJsonObject{{"tokens", QJsonObject{{"phc_web", "client"}}},
+                                                         {"paths", QJsonObject{{"/v1/", "server"}}}}}};
+        writeFile(path("streams.json"), QJsonDocument(config).toJson());
+        RunProcess run;
+        QVERIFY2(run.start({"--config", path("streams.json"), "--port", "0", "--capture", path("streams.pipescope")}),
+                 run.err().constData());
+        const std::string base = run.url().toStdString();
+        // posthog-node's $lib says server, but the token is mapped to the client stream.
+        const std::string mapped = QString::fromStdString(captureEvent(1, "mapped")).replace("phc_e2e", "phc_web").toStdString();
+        QCOMPARE(post(base + "/capture/", mapped).status, 200L);
+        // analytics.js says client, but /v1/ is mapped to the server stream.
+        const QJsonObject segment{{"type", "track"}, {"event", "signup"}, {"userId", "u-9"}, {"messageId", "m-1"},
+                                  {"context", QJsonObject{{"library", QJsonObject{{"name", "analytics.js"}}}}}};
+        QCOMPARE(post(base + "/v1/track", json(segment).toStdString()).status, 200L);
+        // X-Idempotency-Key names the event of a single-event request: the second is a duplicate
+        // although its uuid differs.
+        QCOMPARE(post(base + "/capture/", captureEvent(2, "first"), {"X-Idempotency-Key: order-77"}).status, 200L);
+        QCOMPARE(post(base + "/capture/", captureEvent(3, "second"), {"X-Idempotency-Key: order-77"}).status, 200L);
+        QCOMPARE(run.stop(), 0);
+
+        QMultiMap<QString, QJsonObject> byId;
+        for (const QJsonObject& e : exportEvents(path("streams.pipescope"))) byId.insert(e["id"].toString(), e);
+        QCOMPARE(byId.value("mapped-1")["stream"].toString(), QString("client"));
+        QCOMPARE(byId.value("m-1")["stream"].toString(), QString("server"));
+        const QList<QJsonObject> keyed = byId.values("order-77");
+        QCOMPARE(keyed.size(), 2); // both requests are captured, with the key as their id
+        for (const QJsonObject& e : keyed) QCOMPARE(e["id_source"].toString(), QString("idempotency_key"));
+        QCOMPARE(keyed[0]["verdict"].toString() == "duplicate", keyed[1]["verdict"].toString() != "duplicate");
+        const QList<QJsonObject> dups = ndjson(cli({"export", "--capture", path("streams.pipescope"), "--duplicates"}).out);
+        QCOMPARE(dups.size(), 1);
+        QCOMPARE(dups[0]["key"].toString(), QString("order-77"));
+        QCOMPARE(dups[0]["key_source"].toString(), QString("idempotency_key"));
+        QVERIFY(dups[0]["conflicting"].toBool()); // the properties differ (amount 2 vs 3)
+    }
+
     void configErrors_data() {
         QTest::addColumn<QByteArray>("config");
         QTest::addColumn<QStringList>("message");
