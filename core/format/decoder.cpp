@@ -3,6 +3,8 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <cstring>
+#include <memory>
 
 #include <nlohmann/json.hpp>
 
@@ -27,15 +29,16 @@ constexpr std::array<std::string_view, 18> kServerLibraries{
     "analytics-node", "analytics-python", "analytics-go",    "analytics-ruby",       "analytics-java",
     "analytics-php",  "analytics-dotnet", "analytics-kotlin-server"};
 
-// Returns the member `key` of `obj`, or a null-typed element_type check fails when absent.
-inline bool member(object obj, std::string_view key, element& out) {
-    return obj.at_key(key).get(out) == simdjson::SUCCESS;
+// `key == literal` for a key already known to have the literal's length: a memcmp of constant size,
+// which the compiler turns into a few integer compares instead of a library call.
+template <std::size_t N>
+inline bool sameBytes(std::string_view key, const char (&literal)[N]) {
+    return std::memcmp(key.data(), literal, N - 1) == 0;
 }
 
-inline std::string_view stringMember(object obj, std::string_view key) {
-    std::string_view value;
-    if (obj.at_key(key).get_string().get(value) == simdjson::SUCCESS) return value;
-    return {};
+// Member `key` of `value` when `value` is an object that has it.
+bool objectMember(element value, std::string_view key, element& out) {
+    return value.is_object() && value.get_object().value_unsafe().at_key(key).get(out) == simdjson::SUCCESS;
 }
 
 Millis timeOf(element value) {
@@ -53,11 +56,6 @@ Millis timeOf(element value) {
     }
 }
 
-Millis timeMember(object obj, std::string_view key) {
-    element value;
-    return member(obj, key, value) ? timeOf(value) : std::nullopt;
-}
-
 bool isSegmentType(std::string_view type) {
     return type == "track" || type == "identify" || type == "page" || type == "screen" || type == "group" ||
            type == "alias";
@@ -71,6 +69,141 @@ std::string parserMessage(std::string what) {
 }
 
 } // namespace
+
+// Every top-level key a decoder reads. An event object is walked once to find them all: at_key is
+// a linear scan, and looking each one up separately walked a dozen-member Segment message about
+// fifteen times.
+enum class EventDecoder::Member : std::uint8_t {
+    batch,
+    sent_at,
+    sentAt,
+    type,
+    distinct_id,
+    event,
+    name,
+    properties,
+    traits,
+    dollar_distinct_id, // "$distinct_id"
+    uuid,
+    timestamp,
+    userId,
+    anonymousId,
+    previousId,
+    messageId,
+    originalTimestamp,
+    receivedAt,
+    context,
+    id,
+    id_source,
+    anonymous_id,
+    user_id,
+    alias_id,
+    stream,
+    received_at,
+    none, // a key no decoder reads
+};
+
+struct EventDecoder::Members {
+    static constexpr std::size_t kCount = static_cast<std::size_t>(Member::none);
+    static_assert(kCount <= 32, "presence is a 32-bit mask");
+
+    explicit Members(object obj) {
+        std::uint32_t found = 0;
+        for (const auto field : obj) {
+            const Member key = memberOf(field.key);
+            if (key == Member::none) continue;
+            const std::uint32_t bit = std::uint32_t{1} << static_cast<unsigned>(key);
+            // The first of duplicate keys wins, as with at_key.
+            if (found & bit) continue;
+            found |= bit;
+            std::construct_at(&values[static_cast<std::size_t>(key)].value, field.value);
+        }
+        present = found;
+    }
+
+    bool get(Member key, element& out) const {
+        if (!(present & (std::uint32_t{1} << static_cast<unsigned>(key)))) return false;
+        out = values[static_cast<std::size_t>(key)].value;
+        return true;
+    }
+
+    // The member's string, or an empty view (null data()) when it is absent or not a string.
+    std::string_view string(Member key) const {
+        element value;
+        if (!get(key, value) || !value.is_string()) return {};
+        return value.get_string().value_unsafe();
+    }
+
+    Millis time(Member key) const {
+        element value;
+        return get(key, value) ? timeOf(value) : std::nullopt;
+    }
+
+    static Member memberOf(std::string_view key) {
+        switch (key.size()) {
+        case 2:
+            if (sameBytes(key, "id")) return Member::id;
+            break;
+        case 4:
+            if (sameBytes(key, "type")) return Member::type;
+            if (sameBytes(key, "name")) return Member::name;
+            if (sameBytes(key, "uuid")) return Member::uuid;
+            break;
+        case 5:
+            if (sameBytes(key, "event")) return Member::event;
+            if (sameBytes(key, "batch")) return Member::batch;
+            break;
+        case 6:
+            if (sameBytes(key, "userId")) return Member::userId;
+            if (sameBytes(key, "sentAt")) return Member::sentAt;
+            if (sameBytes(key, "traits")) return Member::traits;
+            if (sameBytes(key, "stream")) return Member::stream;
+            break;
+        case 7:
+            if (sameBytes(key, "context")) return Member::context;
+            if (sameBytes(key, "sent_at")) return Member::sent_at;
+            if (sameBytes(key, "user_id")) return Member::user_id;
+            break;
+        case 8:
+            if (sameBytes(key, "alias_id")) return Member::alias_id;
+            break;
+        case 9:
+            if (sameBytes(key, "timestamp")) return Member::timestamp;
+            if (sameBytes(key, "messageId")) return Member::messageId;
+            if (sameBytes(key, "id_source")) return Member::id_source;
+            break;
+        case 10:
+            if (sameBytes(key, "properties")) return Member::properties;
+            if (sameBytes(key, "receivedAt")) return Member::receivedAt;
+            if (sameBytes(key, "previousId")) return Member::previousId;
+            break;
+        case 11:
+            if (sameBytes(key, "distinct_id")) return Member::distinct_id;
+            if (sameBytes(key, "anonymousId")) return Member::anonymousId;
+            if (sameBytes(key, "received_at")) return Member::received_at;
+            break;
+        case 12:
+            if (sameBytes(key, "$distinct_id")) return Member::dollar_distinct_id;
+            if (sameBytes(key, "anonymous_id")) return Member::anonymous_id;
+            break;
+        case 17:
+            if (sameBytes(key, "originalTimestamp")) return Member::originalTimestamp;
+            break;
+        default:
+            break;
+        }
+        return Member::none;
+    }
+
+    // Only the entries marked in `present` are ever constructed and read: initialising all of
+    // them cost more than the scan that fills a few.
+    union Value {
+        Value() {}
+        element value;
+    };
+    std::uint32_t present = 0;
+    Value values[kCount];
+};
 
 Stream streamOfLibrary(std::string_view library) {
     for (auto name : kClientLibraries)
@@ -139,10 +272,10 @@ void EventDecoder::decodeValue(element value, Origin origin, std::string_view ra
         decodeElement(value, origin, rawLine, hint, {});
         return;
     }
-    const object obj = value.get_object().value_unsafe();
+    const Members members(value.get_object().value_unsafe());
     element batch;
-    if (!member(obj, "batch", batch)) {
-        decodeElement(value, origin, rawLine, hint, {});
+    if (!members.get(Member::batch, batch)) {
+        decodeObject(value, members, origin, rawLine, hint, {});
         return;
     }
     if (batch.type() != element_type::ARRAY) {
@@ -152,8 +285,8 @@ void EventDecoder::decodeValue(element value, Origin origin, std::string_view ra
     // A batch envelope: PostHog {api_key, batch, sent_at} or Segment {batch, sentAt, writeKey}.
     // The envelope's sent-at time applies to every element that has none of its own.
     Envelope envelope;
-    envelope.sentAt = timeMember(obj, "sent_at");
-    if (!envelope.sentAt) envelope.sentAt = timeMember(obj, "sentAt");
+    envelope.sentAt = members.time(Member::sent_at);
+    if (!envelope.sentAt) envelope.sentAt = members.time(Member::sentAt);
     std::int32_t index = 0;
     const simdjson::dom::array items = batch.get_array().value_unsafe();
     for (element item : items) {
@@ -175,9 +308,9 @@ void EventDecoder::reject(Origin origin, element value, std::string_view rawLine
     rejected.rawLine = rawLine;
 }
 
-std::string_view EventDecoder::idMember(object obj, std::string_view key) {
+std::string_view EventDecoder::idMember(const Members& members, Member key) {
     element value;
-    if (!member(obj, key, value)) return {};
+    if (!members.get(key, value)) return {};
     return idText(value);
 }
 
@@ -206,20 +339,24 @@ void EventDecoder::decodeElement(element value, Origin origin, std::string_view 
         reject(origin, value, rawLine, "not a JSON object (an event must be an object)", {}, {});
         return;
     }
-    const object obj = value.get_object().value_unsafe();
+    decodeObject(value, Members(value.get_object().value_unsafe()), origin, rawLine, hint, envelope);
+}
+
+void EventDecoder::decodeObject(element value, const Members& members, Origin origin, std::string_view rawLine,
+                                Format hint, const Envelope& envelope) {
     Format format = hint;
     if (format == Format::Auto) {
-        const std::string_view type = stringMember(obj, "type");
+        const std::string_view type = members.string(Member::type);
         element ignored;
         // posthog-node and posthog-python send "type": "identify" / "alias" / "capture" beside
         // "distinct_id"; a Segment message never has a distinct_id.
-        if (member(obj, "distinct_id", ignored) && member(obj, "event", ignored))
+        if (members.get(Member::distinct_id, ignored) && members.get(Member::event, ignored))
             format = Format::PostHog;
         else if (isSegmentType(type))
             format = Format::Segment;
-        else if (member(obj, "event", ignored))
+        else if (members.get(Member::event, ignored))
             format = Format::PostHog;
-        else if (member(obj, "name", ignored))
+        else if (members.get(Member::name, ignored))
             format = Format::Canonical;
         else if (!type.empty()) {
             reject(origin, value, rawLine,
@@ -243,10 +380,10 @@ void EventDecoder::decodeElement(element value, Origin origin, std::string_view 
     event.properties = m_emptyObject;
 
     switch (format) {
-    case Format::PostHog: decodePostHog(obj, event); break;
-    case Format::Segment: decodeSegment(obj, event); break;
+    case Format::PostHog: decodePostHog(members, event); break;
+    case Format::Segment: decodeSegment(members, event); break;
     case Format::Canonical:
-    case Format::Auto: decodeCanonical(obj, event); break;
+    case Format::Auto: decodeCanonical(members, event); break;
     }
     if (!m_rejectMessage.empty()) {
         reject(origin, value, rawLine, std::move(m_rejectMessage), event.name, event.distinctId);
@@ -257,24 +394,24 @@ void EventDecoder::decodeElement(element value, Origin origin, std::string_view 
     m_result.events.push_back(event);
 }
 
-bool EventDecoder::takeProperties(object obj, std::string_view key, Event& event) {
+bool EventDecoder::takeProperties(const Members& members, Member key, Event& event) {
     element properties;
-    if (!member(obj, key, properties) || properties.is_null()) return true;
+    if (!members.get(key, properties) || properties.is_null()) return true;
     if (properties.type() != element_type::OBJECT) {
-        m_rejectMessage = "\"" + std::string(key) + "\" is not an object";
+        m_rejectMessage = key == Member::traits ? "\"traits\" is not an object" : "\"properties\" is not an object";
         return false;
     }
     event.properties = properties;
     return true;
 }
 
-void EventDecoder::decodePostHog(object obj, Event& event) {
-    event.name = stringMember(obj, "event");
+void EventDecoder::decodePostHog(const Members& members, Event& event) {
+    event.name = members.string(Member::event);
     if (event.name.empty()) {
         m_rejectMessage = "no event name: \"event\" is missing, empty or not a string";
         return;
     }
-    if (!takeProperties(obj, "properties", event)) return;
+    if (!takeProperties(members, Member::properties, event)) return;
     const object properties = event.properties.get_object().value_unsafe();
 
     // The properties this decoder reads, found in one pass: simdjson's at_key is a linear scan,
@@ -287,36 +424,47 @@ void EventDecoder::decodePostHog(object obj, Event& event) {
         const auto take = [&](bool& have, element& slot) {
             if (!have) have = true, slot = field.value; // the first of duplicate keys wins, as with at_key
         };
-        if (key.empty()) continue;
-        if (key[0] != '$') {
-            if (key == "distinct_id") take(haveDistinctId, propDistinctId);
-            else if (key == "alias") take(haveAlias, alias);
-        } else if (key == "$lib") take(haveLib, lib);
-        else if (key == "$is_server") take(haveIsServer, isServer);
-        else if (key == "$anon_distinct_id") take(haveAnon, anonDistinctId);
-        else if (key == "$time") take(haveTime, time);
+        switch (key.size()) {
+        case 4:
+            if (sameBytes(key, "$lib")) take(haveLib, lib);
+            break;
+        case 5:
+            if (sameBytes(key, "$time")) take(haveTime, time);
+            else if (sameBytes(key, "alias")) take(haveAlias, alias);
+            break;
+        case 10:
+            if (sameBytes(key, "$is_server")) take(haveIsServer, isServer);
+            break;
+        case 11:
+            if (sameBytes(key, "distinct_id")) take(haveDistinctId, propDistinctId);
+            break;
+        case 17:
+            if (sameBytes(key, "$anon_distinct_id")) take(haveAnon, anonDistinctId);
+            break;
+        default: break;
+        }
     }
 
     // The first of these that is present wins, even when empty: an empty id is an identity
     // problem to report later, not a reason to drop the event.
-    event.distinctId = idMember(obj, "distinct_id");
+    event.distinctId = idMember(members, Member::distinct_id);
     if (event.distinctId.data() == nullptr && haveDistinctId) event.distinctId = idText(propDistinctId);
-    if (event.distinctId.data() == nullptr) event.distinctId = idMember(obj, "$distinct_id");
+    if (event.distinctId.data() == nullptr) event.distinctId = idMember(members, Member::dollar_distinct_id);
     if (event.distinctId.data() == nullptr) {
         m_rejectMessage = "no distinct id: none of \"distinct_id\", \"properties.distinct_id\" or "
                           "\"$distinct_id\" is a string or number";
         return;
     }
-    event.id = stringMember(obj, "uuid");
+    event.id = members.string(Member::uuid);
     if (!event.id.empty()) event.idSource = IdSource::PostHogUuid;
     if (haveAnon) event.anonymousId = idText(anonDistinctId);
     if (event.name == "$identify") event.userId = event.distinctId;
     if (haveAlias && (event.name == "$create_alias" || event.name == "$merge_dangerously"))
         event.aliasId = idText(alias);
 
-    event.timestamp = timeMember(obj, "timestamp");
+    event.timestamp = members.time(Member::timestamp);
     if (!event.timestamp && haveTime) event.timestamp = timeOf(time);
-    event.sentAt = timeMember(obj, "sent_at");
+    event.sentAt = members.time(Member::sent_at);
 
     if (haveIsServer && isServer.is_bool())
         event.stream = isServer.get_bool().value_unsafe() ? Stream::Server : Stream::Client;
@@ -324,11 +472,11 @@ void EventDecoder::decodePostHog(object obj, Event& event) {
         event.stream = streamOfLibrary(lib.get_string().value_unsafe());
 }
 
-void EventDecoder::decodeSegment(object obj, Event& event) {
-    const std::string_view type = stringMember(obj, "type");
-    std::string_view propertiesKey = "properties";
+void EventDecoder::decodeSegment(const Members& members, Event& event) {
+    const std::string_view type = members.string(Member::type);
+    Member propertiesKey = Member::properties;
     if (type == "track") {
-        event.name = stringMember(obj, "event");
+        event.name = members.string(Member::event);
         if (event.name.empty()) {
             m_rejectMessage = "no event name: Segment track message without \"event\"";
             return;
@@ -339,10 +487,10 @@ void EventDecoder::decodeSegment(object obj, Event& event) {
         event.name = "$screen";
     } else if (type == "identify") {
         event.name = "$identify";
-        propertiesKey = "traits";
+        propertiesKey = Member::traits;
     } else if (type == "group") {
         event.name = "$groupidentify";
-        propertiesKey = "traits";
+        propertiesKey = Member::traits;
     } else if (type == "alias") {
         event.name = "$create_alias";
     } else {
@@ -350,56 +498,59 @@ void EventDecoder::decodeSegment(object obj, Event& event) {
                                        : "unknown Segment message type \"" + std::string(type) + "\"";
         return;
     }
-    if (!takeProperties(obj, propertiesKey, event)) return;
+    if (!takeProperties(members, propertiesKey, event)) return;
 
-    event.userId = idMember(obj, "userId");
-    event.anonymousId = idMember(obj, "anonymousId");
-    if (type == "alias") event.aliasId = idMember(obj, "previousId");
+    event.userId = idMember(members, Member::userId);
+    event.anonymousId = idMember(members, Member::anonymousId);
+    if (type == "alias") event.aliasId = idMember(members, Member::previousId);
     event.distinctId = !event.userId.empty() || event.anonymousId.data() == nullptr ? event.userId
                                                                                    : event.anonymousId;
     if (event.distinctId.data() == nullptr) {
         m_rejectMessage = "no distinct id: Segment message with neither \"userId\" nor \"anonymousId\"";
         return;
     }
-    event.id = stringMember(obj, "messageId");
+    event.id = members.string(Member::messageId);
     if (!event.id.empty()) event.idSource = IdSource::SegmentMessageId;
-    event.timestamp = timeMember(obj, "timestamp");
-    if (!event.timestamp) event.timestamp = timeMember(obj, "originalTimestamp");
-    event.sentAt = timeMember(obj, "sentAt");
-    event.receivedAt = timeMember(obj, "receivedAt");
+    event.timestamp = members.time(Member::timestamp);
+    if (!event.timestamp) event.timestamp = members.time(Member::originalTimestamp);
+    event.sentAt = members.time(Member::sentAt);
+    event.receivedAt = members.time(Member::receivedAt);
 
-    element library;
-    if (obj.at_pointer("/context/library/name").get(library) == simdjson::SUCCESS && library.is_string())
-        event.stream = streamOfLibrary(library.get_string().value_unsafe());
+    // context.library.name, read as at_pointer("/context/library/name") reads it (objects only, the
+    // first of duplicate keys), without parsing the pointer for every message.
+    element context, library, name;
+    if (members.get(Member::context, context) && objectMember(context, "library", library) &&
+        objectMember(library, "name", name) && name.is_string())
+        event.stream = streamOfLibrary(name.get_string().value_unsafe());
 }
 
-void EventDecoder::decodeCanonical(object obj, Event& event) {
-    event.name = stringMember(obj, "name");
+void EventDecoder::decodeCanonical(const Members& members, Event& event) {
+    event.name = members.string(Member::name);
     if (event.name.empty()) {
         m_rejectMessage = "no event name: canonical event without \"name\"";
         return;
     }
-    if (!takeProperties(obj, "properties", event)) return;
-    event.distinctId = idMember(obj, "distinct_id");
+    if (!takeProperties(members, Member::properties, event)) return;
+    event.distinctId = idMember(members, Member::distinct_id);
     if (event.distinctId.data() == nullptr) {
         m_rejectMessage = "no distinct id: canonical event without \"distinct_id\"";
         return;
     }
-    event.id = stringMember(obj, "id");
+    event.id = members.string(Member::id);
     if (!event.id.empty()) {
-        const std::string_view source = stringMember(obj, "id_source");
+        const std::string_view source = members.string(Member::id_source);
         event.idSource = source == "idempotency_key"      ? IdSource::IdempotencyKey
                          : source == "posthog_uuid"       ? IdSource::PostHogUuid
                          : source == "segment_message_id" ? IdSource::SegmentMessageId
                                                           : IdSource::Canonical;
     }
-    event.anonymousId = idMember(obj, "anonymous_id");
-    event.userId = idMember(obj, "user_id");
-    event.aliasId = idMember(obj, "alias_id");
-    event.stream = parseStream(stringMember(obj, "stream")).value_or(Stream::Unknown);
-    event.timestamp = timeMember(obj, "timestamp");
-    event.sentAt = timeMember(obj, "sent_at");
-    event.receivedAt = timeMember(obj, "received_at");
+    event.anonymousId = idMember(members, Member::anonymous_id);
+    event.userId = idMember(members, Member::user_id);
+    event.aliasId = idMember(members, Member::alias_id);
+    event.stream = parseStream(members.string(Member::stream)).value_or(Stream::Unknown);
+    event.timestamp = members.time(Member::timestamp);
+    event.sentAt = members.time(Member::sent_at);
+    event.receivedAt = members.time(Member::received_at);
 }
 
 } // namespace pipescope

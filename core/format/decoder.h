@@ -4,6 +4,7 @@
 // Detection is per line and, inside a batch, per element; a forced format skips detection.
 
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <string>
 #include <string_view>
@@ -54,18 +55,23 @@ private:
     struct Envelope {
         Millis sentAt;
     };
+    // The top-level members the decoders read, collected in one pass (defined in decoder.cpp).
+    enum class Member : std::uint8_t;
+    struct Members;
 
     void decodeValue(simdjson::dom::element value, Origin origin, std::string_view rawLine, Format hint);
     void decodeElement(simdjson::dom::element value, Origin origin, std::string_view rawLine, Format hint,
                        const Envelope& envelope);
-    void decodePostHog(simdjson::dom::object obj, Event& event);
-    void decodeSegment(simdjson::dom::object obj, Event& event);
-    void decodeCanonical(simdjson::dom::object obj, Event& event);
-    bool takeProperties(simdjson::dom::object obj, std::string_view key, Event& event);
+    void decodeObject(simdjson::dom::element value, const Members& members, Origin origin,
+                      std::string_view rawLine, Format hint, const Envelope& envelope);
+    void decodePostHog(const Members& members, Event& event);
+    void decodeSegment(const Members& members, Event& event);
+    void decodeCanonical(const Members& members, Event& event);
+    bool takeProperties(const Members& members, Member key, Event& event);
     void reject(Origin origin, simdjson::dom::element value, std::string_view rawLine, std::string message,
                 std::string_view name, std::string_view distinctId);
     // A string or number member as text; a null data() view when absent or of another type.
-    std::string_view idMember(simdjson::dom::object obj, std::string_view key);
+    std::string_view idMember(const Members& members, Member key);
     std::string_view idText(simdjson::dom::element value);
     // Keeps text (e.g. a numeric id turned into a string) alive until the next decode.
     std::string_view keep(std::string text);

@@ -165,8 +165,10 @@ private:
                     return v.is_string();
                 });
                 if (node->enumAllStrings)
-                    for (const auto& v : sub)
+                    for (const auto& v : sub) {
                         node->enumStrings.push_back(v.get_ref<const std::string&>());
+                        node->enumKeys.emplace_back(node->enumStrings.back());
+                    }
             } else if (keyword == "const") {
                 node->constValue = &sub;
             } else if (keyword == "multipleOf") {
@@ -337,7 +339,6 @@ private:
         PropertySlot slot;
         slot.name = name;
         slot.key = PropertyKey(slot.name);
-        slot.hash = slot.key.hash();
         rules.slots.push_back(std::move(slot));
         return static_cast<std::uint32_t>(rules.slots.size() - 1);
     }
@@ -353,25 +354,35 @@ private:
         }
         if (node.object) {
             auto& rules = *node.object;
+            // At most half full, so that a key no keyword mentions (most keys of an SDK event)
+            // usually stops at its first, empty, bucket.
             std::size_t size = 1;
-            while (size < rules.slots.size() * 2)
+            unsigned bits = 0;
+            while (size < rules.slots.size() * 2) {
                 size *= 2;
-            rules.buckets.assign(rules.slots.empty() ? 0 : size, -1);
+                ++bits;
+            }
+            rules.buckets.assign(rules.slots.empty() ? 0 : size, PropertyBucket{});
+            rules.bucketShift = 64 - bits;
             for (std::size_t i = 0; i < rules.slots.size(); ++i) {
+                const PropertySlot& slot = rules.slots[i];
                 std::size_t mask = size - 1;
-                std::size_t b = rules.slots[i].hash & mask;
-                while (rules.buckets[b] >= 0)
+                std::size_t b = rules.bucketOf(slot.key);
+                while (rules.buckets[b].slot >= 0)
                     b = (b + 1) & mask;
-                rules.buckets[b] = static_cast<std::int32_t>(i);
+                rules.buckets[b] = {slot.key.head, slot.key.tail, static_cast<std::uint32_t>(slot.key.size),
+                                    static_cast<std::int32_t>(i), slot.property};
+                rules.nameLengths |= std::uint64_t{1} << std::min<std::size_t>(slot.key.size, 63);
             }
             rules.requiredMask.assign((rules.slots.size() + 63) / 64, 0);
             for (auto slot : rules.requiredSlots)
                 rules.requiredMask[slot / 64] |= std::uint64_t{1} << (slot % 64);
             rules.trackSeen = !rules.requiredSlots.empty() || !rules.dependencySlots.empty();
         }
+        node.hasApplicators =
+            !node.allOf.empty() || !node.anyOf.empty() || !node.oneOf.empty() || node.notSchema || node.ifSchema;
         node.hasChecks = node.types || node.constValue || node.enumValues || node.hasNumberRules ||
-                         node.hasStringRules || node.array || node.object || !node.allOf.empty() ||
-                         !node.anyOf.empty() || !node.oneOf.empty() || node.notSchema || node.ifSchema;
+                         node.hasStringRules || node.array || node.object || node.hasApplicators;
     }
 
     std::size_t loadDocument(const std::string& uri, const PendingRef& pending) {

@@ -50,7 +50,9 @@ std::uint8_t typeBitsOf(element v) {
 
 std::uint8_t typeBitsOf(KeyString) { return kString; }
 
-std::string_view stringOf(element v) { return v.get_string().value_unsafe(); }
+// Flattened so that simdjson's get_string is inlined here (and this into its callers): left to
+// itself the compiler made it a call for every string value.
+[[gnu::flatten]] std::string_view stringOf(element v) { return v.get_string().value_unsafe(); }
 std::string_view stringOf(KeyString k) { return k.value; }
 
 Number numberOf(element v) {
@@ -92,8 +94,14 @@ int compareValues(T a, T b) {
     return a < b ? -1 : (a > b ? 1 : 0);
 }
 
+// Integers up to 2^53 in magnitude convert to double exactly, so comparing as doubles is exact
+// then (and avoids the truncation below, the usual case: a price against an integer limit).
+constexpr std::int64_t kExactInDouble = std::int64_t{1} << 53;
+
 // Exact: compares the integer part first, then looks at the fraction.
 int compareIntDouble(std::int64_t i, double d) {
+    if (i >= -kExactInDouble && i <= kExactInDouble && !std::isnan(d))
+        return compareValues(static_cast<double>(i), d);
     if (d >= 9223372036854775808.0) return -1;
     if (d < -9223372036854775808.0) return 1;
     double whole = std::trunc(d);
@@ -104,6 +112,8 @@ int compareIntDouble(std::int64_t i, double d) {
 }
 
 int compareUIntDouble(std::uint64_t u, double d) {
+    if (u <= static_cast<std::uint64_t>(kExactInDouble) && !std::isnan(d))
+        return compareValues(static_cast<double>(u), d);
     if (d < 0) return 1;
     if (d >= 18446744073709551616.0) return -1;
     double whole = std::trunc(d);
@@ -295,6 +305,21 @@ private:
     std::uint64_t* m_words = m_inline;
 };
 
+// The same for objects whose keywords mention at most 64 names (nearly all): one word that stays in
+// a register, with nothing to construct or destroy.
+class SeenSlotsWord {
+public:
+    explicit SeenSlotsWord(std::size_t) {}
+    void set(std::uint32_t slot) { m_word |= std::uint64_t{1} << slot; }
+    bool test(std::uint32_t slot) const { return (m_word >> slot) & 1; }
+    bool containsAll(const std::vector<std::uint64_t>& mask) const {
+        return mask.empty() || (m_word & mask[0]) == mask[0];
+    }
+
+private:
+    std::uint64_t m_word = 0;
+};
+
 bool stringValid(const Node& n, std::string_view s) {
     if (n.minLength > 0 || n.maxLength != kNoLimit) {
         // Code points never outnumber bytes, so short strings skip the count.
@@ -321,7 +346,7 @@ bool numberValid(const Node& n, const Number& x) {
 template <class V>
 bool valid(const Node& node, V v);
 
-bool arrayValid(const ArrayRules& rules, simdjson::dom::array items) {
+[[gnu::noinline]] bool arrayValid(const ArrayRules& rules, simdjson::dom::array items) {
     std::uint64_t count = 0;
     for (element item : items) {
         if (rules.isTuple) {
@@ -356,29 +381,35 @@ bool arrayValid(const ArrayRules& rules, simdjson::dom::array items) {
     return true;
 }
 
-bool objectValid(const ObjectRules& rules, element value) {
+template <class Seen>
+bool objectValidWith(const ObjectRules& rules, element value) {
     auto object = value.get_object().value_unsafe();
-    SeenSlots seen(rules.slots.size());
+    Seen seen(rules.slots.size());
     std::uint64_t count = 0;
+    // Read once: the calls below could, as far as the compiler knows, change `rules`.
+    const bool hasPatterns = !rules.patterns.empty();
+    const Node* const additional = rules.additional;
+    const Node* const propertyNames = rules.propertyNames;
     for (auto field : object) {
         ++count;
         bool matched = false;
-        std::int32_t slot = rules.find(field.key);
-        if (slot >= 0) {
-            seen.set(static_cast<std::uint32_t>(slot));
-            if (const Node* property = rules.slots[static_cast<std::size_t>(slot)].property) {
+        if (const PropertyBucket* bucket = rules.findBucket(field.key)) {
+            seen.set(static_cast<std::uint32_t>(bucket->slot));
+            if (const Node* property = bucket->property) {
                 matched = true;
                 if (!valid(*property, field.value)) return false;
             }
         }
-        for (const auto& pattern : rules.patterns) {
-            if (pattern.regex->search(field.key)) {
-                matched = true;
-                if (!valid(*pattern.schema, field.value)) return false;
+        if (hasPatterns) {
+            for (const auto& pattern : rules.patterns) {
+                if (pattern.regex->search(field.key)) {
+                    matched = true;
+                    if (!valid(*pattern.schema, field.value)) return false;
+                }
             }
         }
-        if (!matched && rules.additional && !valid(*rules.additional, field.value)) return false;
-        if (rules.propertyNames && !valid(*rules.propertyNames, KeyString{field.key})) return false;
+        if (!matched && additional && !valid(*additional, field.value)) return false;
+        if (propertyNames && !valid(*propertyNames, KeyString{field.key})) return false;
     }
     if (count < rules.minProperties || count > rules.maxProperties) return false;
     if (rules.trackSeen) {
@@ -395,18 +426,36 @@ bool objectValid(const ObjectRules& rules, element value) {
     return true;
 }
 
+// Kept out of valid(): inlined, its loop state made every valid() call, most of them on a
+// string or a number, pay for a large stack frame.
+[[gnu::noinline]] bool objectValid(const ObjectRules& rules, element value) {
+    return rules.slots.size() <= 64 ? objectValidWith<SeenSlotsWord>(rules, value)
+                                    : objectValidWith<SeenSlots>(rules, value);
+}
+
+template <class V>
+bool applicatorsValid(const Node& n, V v);
+
+// Compares key words (as the property lookup does) rather than calling memcmp per candidate.
+bool enumStringsContain(const Node& n, std::string_view s) {
+    const PropertyKey key(s);
+    for (std::size_t i = 0; i < n.enumKeys.size(); ++i)
+        if (n.enumKeys[i].sameWords(key) &&
+            (key.size <= 16 || std::memcmp(n.enumStrings[i].data() + 8, s.data() + 8, key.size - 16) == 0))
+            return true;
+    return false;
+}
+
 template <class V>
 bool valid(const Node& start, V v) {
     const Node& n = start.ref ? *start.ref : start;
-    if (n.isFalse) return false;
-    if (!n.hasChecks) return true;
+    if (!n.hasChecks) return !n.isFalse;
     std::uint8_t bits = typeBitsOf(v);
     if (n.types && !(n.types & bits)) return false;
     if (n.constValue && !equalToJson(v, *n.constValue)) return false;
     if (n.enumAllStrings) {
         if (!(bits & kString)) return false;
-        std::string_view s = stringOf(v);
-        if (std::find(n.enumStrings.begin(), n.enumStrings.end(), s) == n.enumStrings.end()) return false;
+        if (!enumStringsContain(n, stringOf(v))) return false;
     } else if (n.enumValues) {
         bool any = false;
         for (const auto& candidate : *n.enumValues) {
@@ -428,6 +477,11 @@ bool valid(const Node& start, V v) {
             if (n.object && !objectValid(*n.object, v)) return false;
         }
     }
+    return !n.hasApplicators || applicatorsValid(n, v);
+}
+
+template <class V>
+bool applicatorsValid(const Node& n, V v) {
     for (const Node* sub : n.allOf)
         if (!valid(*sub, v)) return false;
     if (!n.anyOf.empty()) {
