@@ -4,7 +4,6 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
-#include <memory>
 
 #include <nlohmann/json.hpp>
 
@@ -31,8 +30,7 @@ constexpr std::array<std::string_view, 18> kServerLibraries{
 
 // `key == literal` for a key already known to have the literal's length: a memcmp of constant size,
 // which the compiler turns into a few integer compares instead of a library call.
-template <std::size_t N>
-inline bool sameBytes(std::string_view key, const char (&literal)[N]) {
+template <std::size_t N> inline bool sameBytes(std::string_view key, const char (&literal)[N]) {
     return std::memcmp(key.data(), literal, N - 1) == 0;
 }
 
@@ -116,14 +114,14 @@ struct EventDecoder::Members {
             // The first of duplicate keys wins, as with at_key.
             if (found & bit) continue;
             found |= bit;
-            std::construct_at(&values[static_cast<std::size_t>(key)].value, field.value);
+            values[static_cast<std::size_t>(key)] = field.value;
         }
         present = found;
     }
 
     bool get(Member key, element& out) const {
         if (!(present & (std::uint32_t{1} << static_cast<unsigned>(key)))) return false;
-        out = values[static_cast<std::size_t>(key)].value;
+        out = values[static_cast<std::size_t>(key)];
         return true;
     }
 
@@ -195,14 +193,8 @@ struct EventDecoder::Members {
         return Member::none;
     }
 
-    // Only the entries marked in `present` are ever constructed and read: initialising all of
-    // them cost more than the scan that fills a few.
-    union Value {
-        Value() {}
-        element value;
-    };
     std::uint32_t present = 0;
-    Value values[kCount];
+    std::array<element, kCount> values; // only the entries marked in `present` are read
 };
 
 Stream streamOfLibrary(std::string_view library) {
@@ -342,8 +334,8 @@ void EventDecoder::decodeElement(element value, Origin origin, std::string_view 
     decodeObject(value, Members(value.get_object().value_unsafe()), origin, rawLine, hint, envelope);
 }
 
-void EventDecoder::decodeObject(element value, const Members& members, Origin origin, std::string_view rawLine,
-                                Format hint, const Envelope& envelope) {
+void EventDecoder::decodeObject(element value, const Members& members, Origin origin,
+                                std::string_view rawLine, Format hint, const Envelope& envelope) {
     Format format = hint;
     if (format == Format::Auto) {
         const std::string_view type = members.string(Member::type);
@@ -380,10 +372,16 @@ void EventDecoder::decodeObject(element value, const Members& members, Origin or
     event.properties = m_emptyObject;
 
     switch (format) {
-    case Format::PostHog: decodePostHog(members, event); break;
-    case Format::Segment: decodeSegment(members, event); break;
+    case Format::PostHog:
+        decodePostHog(members, event);
+        break;
+    case Format::Segment:
+        decodeSegment(members, event);
+        break;
     case Format::Canonical:
-    case Format::Auto: decodeCanonical(members, event); break;
+    case Format::Auto:
+        decodeCanonical(members, event);
+        break;
     }
     if (!m_rejectMessage.empty()) {
         reject(origin, value, rawLine, std::move(m_rejectMessage), event.name, event.distinctId);
@@ -398,7 +396,8 @@ bool EventDecoder::takeProperties(const Members& members, Member key, Event& eve
     element properties;
     if (!members.get(key, properties) || properties.is_null()) return true;
     if (properties.type() != element_type::OBJECT) {
-        m_rejectMessage = key == Member::traits ? "\"traits\" is not an object" : "\"properties\" is not an object";
+        m_rejectMessage =
+            key == Member::traits ? "\"traits\" is not an object" : "\"properties\" is not an object";
         return false;
     }
     event.properties = properties;
@@ -429,8 +428,10 @@ void EventDecoder::decodePostHog(const Members& members, Event& event) {
             if (sameBytes(key, "$lib")) take(haveLib, lib);
             break;
         case 5:
-            if (sameBytes(key, "$time")) take(haveTime, time);
-            else if (sameBytes(key, "alias")) take(haveAlias, alias);
+            if (sameBytes(key, "$time"))
+                take(haveTime, time);
+            else if (sameBytes(key, "alias"))
+                take(haveAlias, alias);
             break;
         case 10:
             if (sameBytes(key, "$is_server")) take(haveIsServer, isServer);
@@ -441,7 +442,8 @@ void EventDecoder::decodePostHog(const Members& members, Event& event) {
         case 17:
             if (sameBytes(key, "$anon_distinct_id")) take(haveAnon, anonDistinctId);
             break;
-        default: break;
+        default:
+            break;
         }
     }
 

@@ -165,10 +165,8 @@ private:
                     return v.is_string();
                 });
                 if (node->enumAllStrings)
-                    for (const auto& v : sub) {
+                    for (const auto& v : sub)
                         node->enumStrings.push_back(v.get_ref<const std::string&>());
-                        node->enumKeys.emplace_back(node->enumStrings.back());
-                    }
             } else if (keyword == "const") {
                 node->constValue = &sub;
             } else if (keyword == "multipleOf") {
@@ -379,8 +377,8 @@ private:
                 rules.requiredMask[slot / 64] |= std::uint64_t{1} << (slot % 64);
             rules.trackSeen = !rules.requiredSlots.empty() || !rules.dependencySlots.empty();
         }
-        node.hasApplicators =
-            !node.allOf.empty() || !node.anyOf.empty() || !node.oneOf.empty() || node.notSchema || node.ifSchema;
+        node.hasApplicators = !node.allOf.empty() || !node.anyOf.empty() || !node.oneOf.empty() ||
+                              node.notSchema || node.ifSchema;
         node.hasChecks = node.types || node.constValue || node.enumValues || node.hasNumberRules ||
                          node.hasStringRules || node.array || node.object || node.hasApplicators;
     }

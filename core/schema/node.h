@@ -61,7 +61,8 @@ struct PropertyKey {
     // compiler build the key on the stack and read it back.
     static std::uint64_t headOf(const char* bytes, std::size_t size) {
         if (size >= 8) return load<std::uint64_t>(bytes);
-        if (size >= 4) return load<std::uint32_t>(bytes) | std::uint64_t{load<std::uint32_t>(bytes + size - 4)} << 32;
+        if (size >= 4)
+            return load<std::uint32_t>(bytes) | std::uint64_t{load<std::uint32_t>(bytes + size - 4)} << 32;
         if (size == 0) return 0;
         // Bytes 0, size / 2 and size - 1 cover every byte of a 1-3 byte name.
         return std::uint64_t{static_cast<unsigned char>(bytes[0])} |
@@ -71,8 +72,7 @@ struct PropertyKey {
     static std::uint64_t tailOf(const char* bytes, std::size_t size) {
         return size >= 8 ? load<std::uint64_t>(bytes + size - 8) : 0;
     }
-    template <class T>
-    static T load(const char* bytes) {
+    template <class T> static T load(const char* bytes) {
         T value;
         std::memcpy(&value, bytes, sizeof value);
         return value;
@@ -80,7 +80,8 @@ struct PropertyKey {
 
     // Multiplicative hashing: the table index is taken from the high bits of the product.
     std::uint64_t hash() const {
-        return (head ^ ((tail << 29) | (tail >> 35)) ^ (size * 0x9E3779B97F4A7C15ull)) * 0xFF51AFD7ED558CCDull;
+        return (head ^ ((tail << 29) | (tail >> 35)) ^ (size * 0x9E3779B97F4A7C15ull)) *
+               0xFF51AFD7ED558CCDull;
     }
 
     bool sameWords(const PropertyKey& other) const {
@@ -145,7 +146,9 @@ struct ObjectRules {
     bool trackSeen = false;
 
     // Only for a non-empty table, which has at least two buckets (so the shift is below 64).
-    std::size_t bucketOf(const PropertyKey& key) const { return static_cast<std::size_t>(key.hash() >> bucketShift); }
+    std::size_t bucketOf(const PropertyKey& key) const {
+        return static_cast<std::size_t>(key.hash() >> bucketShift);
+    }
 
     // The bucket holding `name`, or nullptr when no keyword mentions it. Inlined: it runs for
     // every key of every instance object, and as a call its key words went through the stack.
@@ -193,7 +196,6 @@ struct alignas(64) Node {
 
     std::unique_ptr<ArrayRules> array;
     std::unique_ptr<ObjectRules> object;
-    std::vector<PropertyKey> enumKeys; // enumStrings' key words, for comparing without memcmp
     std::vector<std::string_view> enumStrings;
 
     std::optional<Number> minimum, maximum, exclusiveMinimum, exclusiveMaximum, multipleOf;

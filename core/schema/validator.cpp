@@ -52,7 +52,9 @@ std::uint8_t typeBitsOf(KeyString) { return kString; }
 
 // Flattened so that simdjson's get_string is inlined here (and this into its callers): left to
 // itself the compiler made it a call for every string value.
-[[gnu::flatten]] std::string_view stringOf(element v) { return v.get_string().value_unsafe(); }
+[[gnu::flatten]] std::string_view stringOf(element v) {
+    return v.get_string().value_unsafe();
+}
 std::string_view stringOf(KeyString k) { return k.value; }
 
 Number numberOf(element v) {
@@ -94,14 +96,8 @@ int compareValues(T a, T b) {
     return a < b ? -1 : (a > b ? 1 : 0);
 }
 
-// Integers up to 2^53 in magnitude convert to double exactly, so comparing as doubles is exact
-// then (and avoids the truncation below, the usual case: a price against an integer limit).
-constexpr std::int64_t kExactInDouble = std::int64_t{1} << 53;
-
 // Exact: compares the integer part first, then looks at the fraction.
 int compareIntDouble(std::int64_t i, double d) {
-    if (i >= -kExactInDouble && i <= kExactInDouble && !std::isnan(d))
-        return compareValues(static_cast<double>(i), d);
     if (d >= 9223372036854775808.0) return -1;
     if (d < -9223372036854775808.0) return 1;
     double whole = std::trunc(d);
@@ -112,8 +108,6 @@ int compareIntDouble(std::int64_t i, double d) {
 }
 
 int compareUIntDouble(std::uint64_t u, double d) {
-    if (u <= static_cast<std::uint64_t>(kExactInDouble) && !std::isnan(d))
-        return compareValues(static_cast<double>(u), d);
     if (d < 0) return 1;
     if (d >= 18446744073709551616.0) return -1;
     double whole = std::trunc(d);
@@ -381,8 +375,7 @@ bool valid(const Node& node, V v);
     return true;
 }
 
-template <class Seen>
-bool objectValidWith(const ObjectRules& rules, element value) {
+template <class Seen> bool objectValidWith(const ObjectRules& rules, element value) {
     auto object = value.get_object().value_unsafe();
     Seen seen(rules.slots.size());
     std::uint64_t count = 0;
@@ -433,18 +426,7 @@ bool objectValidWith(const ObjectRules& rules, element value) {
                                     : objectValidWith<SeenSlots>(rules, value);
 }
 
-template <class V>
-bool applicatorsValid(const Node& n, V v);
-
-// Compares key words (as the property lookup does) rather than calling memcmp per candidate.
-bool enumStringsContain(const Node& n, std::string_view s) {
-    const PropertyKey key(s);
-    for (std::size_t i = 0; i < n.enumKeys.size(); ++i)
-        if (n.enumKeys[i].sameWords(key) &&
-            (key.size <= 16 || std::memcmp(n.enumStrings[i].data() + 8, s.data() + 8, key.size - 16) == 0))
-            return true;
-    return false;
-}
+template <class V> bool applicatorsValid(const Node& n, V v);
 
 template <class V>
 bool valid(const Node& start, V v) {
@@ -455,7 +437,8 @@ bool valid(const Node& start, V v) {
     if (n.constValue && !equalToJson(v, *n.constValue)) return false;
     if (n.enumAllStrings) {
         if (!(bits & kString)) return false;
-        if (!enumStringsContain(n, stringOf(v))) return false;
+        std::string_view s = stringOf(v);
+        if (std::find(n.enumStrings.begin(), n.enumStrings.end(), s) == n.enumStrings.end()) return false;
     } else if (n.enumValues) {
         bool any = false;
         for (const auto& candidate : *n.enumValues) {
@@ -480,8 +463,7 @@ bool valid(const Node& start, V v) {
     return !n.hasApplicators || applicatorsValid(n, v);
 }
 
-template <class V>
-bool applicatorsValid(const Node& n, V v) {
+template <class V> bool applicatorsValid(const Node& n, V v) {
     for (const Node* sub : n.allOf)
         if (!valid(*sub, v)) return false;
     if (!n.anyOf.empty()) {
