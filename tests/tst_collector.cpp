@@ -60,9 +60,12 @@ public:
         m_changed.notify_all();
     }
 
-    void reject(RejectedRequest rejected) override {
-        std::lock_guard lock(m_mutex);
-        m_rejected.push_back(std::move(rejected));
+    void reject(RejectedRequest rejected, Completion done) override {
+        {
+            std::lock_guard lock(m_mutex);
+            m_rejected.push_back(std::move(rejected));
+        }
+        done({IngestStatus::Committed, 0, {}});
     }
 
     bool overloaded() const override { return m_overloaded; }

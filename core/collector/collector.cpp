@@ -654,7 +654,7 @@ MHD_Result CollectorServer::answerRejected(MHD_Connection* connection, RequestSt
     rejected.contentEncoding = state.contentEncoding;
     rejected.userAgent = state.userAgent;
     try {
-        m_sink.reject(std::move(rejected));
+        m_sink.reject(std::move(rejected), [](IngestResult) {});
     } catch (const std::exception& error) {
         return answerRetryLater(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "reject_failed",
                                 "the undecodable body could not be kept: " + std::string(error.what()),

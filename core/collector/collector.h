@@ -131,8 +131,10 @@ public:
     // Collector is destroyed (the answer is then dropped).
     virtual void ingest(IngestRequest request, Completion done) = 0;
 
-    // Keeps an undecodable body (the dead-letter queue). Called before the 400 is answered.
-    virtual void reject(RejectedRequest rejected) = 0;
+    // Keeps an undecodable body (the dead-letter queue) and must call `done` exactly once, as
+    // ingest() does: the 400 is answered only after `done` reported Committed (clients never
+    // retry a 400, so the body must be durable first); Failed answers 503 instead.
+    virtual void reject(RejectedRequest rejected, Completion done) = 0;
 
     // True while the sink's backlog is above its bound: capture requests are answered 429
     // before their body is read.

@@ -397,7 +397,7 @@ void RunEngine::ingest(IngestRequest request, Completion done) {
     });
 }
 
-void RunEngine::reject(RejectedRequest rejected) {
+void RunEngine::reject(RejectedRequest rejected, Completion done) {
     // The body could not be decoded: it is kept as it came, with the collector's reason.
     DlqEntry entry;
     entry.reason = "unparseable";
@@ -414,6 +414,7 @@ void RunEngine::reject(RejectedRequest rejected) {
     entry.createdAt = rejected.receivedAtMillis ? rejected.receivedAtMillis : nowMillis();
     m_capture->append(std::move(entry));
     ++m_rejectedRequests;
+    done({IngestStatus::Committed, 0, {}});
 }
 
 bool RunEngine::overloaded() const {

@@ -98,7 +98,7 @@ public:
 
     // IngestSink
     void ingest(IngestRequest request, Completion done) override;
-    void reject(RejectedRequest rejected) override;
+    void reject(RejectedRequest rejected, Completion done) override;
     bool overloaded() const override;
 
 private:

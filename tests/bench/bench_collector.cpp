@@ -137,7 +137,7 @@ LoadResult drive(const std::string& url, int connections, double seconds, std::s
 class InstantSink final : public pipescope::IngestSink {
 public:
     void ingest(pipescope::IngestRequest, Completion done) override { done({pipescope::IngestStatus::Committed, 0, {}}); }
-    void reject(pipescope::RejectedRequest) override {}
+    void reject(pipescope::RejectedRequest, Completion done) override { done({pipescope::IngestStatus::Committed, 0, {}}); }
     bool overloaded() const override { return false; }
 };
 
