@@ -276,13 +276,14 @@ private slots:
             request.vendor = "posthog";
             request.body = R"({"batch":[]})";
             request.idempotencyKey = i % 2 ? "key-" + std::to_string(i) : "";
-            writer.appendIngest(std::move(request), [&, path](std::int64_t id, const std::string& error) {
+            const bool queued = writer.appendIngest(std::move(request), [&, path](std::int64_t id, const std::string& error) {
                 // The acknowledgement comes only once another connection can read the request.
                 const bool visible = error.empty() && CaptureReader(path).ingestAfter(id - 1, 1).size() == 1;
                 std::lock_guard lock(mutex);
                 ids.push_back(id);
                 visibleWhenAcknowledged.push_back(visible);
             });
+            QVERIFY(queued);
         }
         writer.flush();
         std::lock_guard lock(mutex);
@@ -302,7 +303,7 @@ private slots:
         {
             CaptureWriter writer(path);
             for (int request = 1; request <= 3; ++request) {
-                writer.appendIngest(IngestRecord{0, 1, "/batch/", "posthog", "", "", "plain", "", "{}"}, {});
+                QVERIFY(writer.appendIngest(IngestRecord{0, 1, "/batch/", "posthog", "", "", "plain", "", "{}"}, {}));
                 for (int k = 0; k < 2; ++k) {
                     StoredEvent e = makeEvent(request * 10 + k, "e", "u");
                     e.ingestId = request;

@@ -536,12 +536,25 @@ int runRunCommand(int argc, char** argv) {
     std::signal(SIGTERM, requestStop);
     std::signal(SIGPIPE, SIG_IGN);
     engine.start();
-    const std::string base = "http://" + (address == "0.0.0.0" || address == "::" ? std::string("127.0.0.1") : address) +
-                             ":" + std::to_string(engine.port());
-    std::cout << "pipescope run: collector listening on " << base << "\n"
+    // Say what is bound, not what is convenient: a wildcard address is every interface.
+    const bool wildcard = address == "0.0.0.0" || address == "::" || address == "[::]";
+    const bool loopback = address == "localhost" || address == "::1" || address.rfind("127.", 0) == 0;
+    const std::string port = std::to_string(engine.port());
+    const std::string bound = (address.find(':') != std::string::npos && address.front() != '[' ? "[" + address + "]"
+                                                                                                : address) +
+                              ":" + port;
+    const std::string base = "http://" + (wildcard ? std::string("127.0.0.1:") + port : bound);
+    std::cout << "pipescope run: collector listening on " << (wildcard ? bound + " (every interface)" : "http://" + bound)
+              << "\n"
               << "  capture: " << engine.capturePath().string() << (engine.resumed() ? " (continued)" : " (new)") << "\n"
-              << "  point PostHog SDKs (api_host) and Segment SDKs (host) at " << base << "\n"
+              << "  point PostHog SDKs (api_host) and Segment SDKs (host) at " << base
+              << (wildcard ? " (or this machine's address on your network)" : "") << "\n"
               << "  stop with Ctrl-C" << std::endl;
+    if (!loopback)
+        std::cerr << "pipescope run: warning: the collector is reachable from the network on " << bound
+                  << (wildcard ? " (every interface)" : "")
+                  << ", not only from this machine: anyone who can reach it can write events into the capture"
+                  << (engine.tokensConfigured() ? "" : " (no collector.tokens are set)") << std::endl;
 
     const auto started = std::chrono::steady_clock::now();
     auto nextStats = started + std::chrono::milliseconds(statsEvery);

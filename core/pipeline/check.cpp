@@ -464,7 +464,10 @@ RunReport runCheck(const CheckOptions& options) {
     }
 
     std::unique_ptr<CaptureWriter> capture;
-    if (options.capturePath) capture = std::make_unique<CaptureWriter>(*options.capturePath);
+    // `check` acknowledges nothing to anyone and can be run again: no fsync per commit.
+    if (options.capturePath)
+        capture = std::make_unique<CaptureWriter>(*options.capturePath,
+                                                  CaptureWriter::Options{.durability = Durability::Process});
 
     Pipeline pipeline(options.schemasDir ? &schemas : nullptr, capture.get(), options.pipeline, std::move(window));
     RunReport& report = pipeline.report();

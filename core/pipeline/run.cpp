@@ -1,5 +1,6 @@
 #include "pipeline/run.h"
 
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -144,7 +145,7 @@ RunConfig parseRunConfig(const json& value, const std::filesystem::path& baseDir
     config.schemasDir.reset();
     const ConfigObject root(value, where,
                             {"collector", "streams", "capture", "schemas", "unplanned", "dedup", "identity",
-                             "destinations", "max_backlog_requests", "stats_interval", "$comment"});
+                             "destinations", "max_backlog_requests", "stats_interval", "durability", "$comment"});
     if (const json* collector = root.find("collector")) {
         const ConfigObject c(*collector, root.field("collector"),
                              {"address", "port", "max_body_bytes", "max_decompressed_bytes", "max_in_flight_bytes",
@@ -213,6 +214,13 @@ RunConfig parseRunConfig(const json& value, const std::filesystem::path& baseDir
     }
     if (auto v = root.number<std::size_t>("max_backlog_requests", 1, std::size_t(1) << 32)) config.maxBacklogRequests = *v;
     if (auto v = root.duration("stats_interval")) config.statsIntervalMillis = *v;
+    if (auto v = root.text("durability")) {
+        const auto durability = parseDurability(*v);
+        if (!durability)
+            throw RunConfigError(root.field("durability") + ": expected \"full\" (fsync every commit) or \"process\", got \"" +
+                                 *v + "\"");
+        config.durability = *durability;
+    }
     return config;
 }
 
@@ -301,6 +309,7 @@ RunEngine::RunEngine(RunConfig config) : m_config(std::move(config)) {
     CaptureWriter::Options options;
     options.replaceExisting = false; // a run never destroys a capture: it continues it
     options.resumeExisting = true;
+    options.durability = m_config.durability;
     m_capture = std::make_unique<CaptureWriter>(m_config.capturePath, options);
     m_pipeline = std::make_unique<Pipeline>(m_config.schemasDir ? &m_schemas : nullptr, m_capture.get(),
                                             m_config.pipeline);
@@ -308,9 +317,17 @@ RunEngine::RunEngine(RunConfig config) : m_config(std::move(config)) {
         m_capture->flush(); // the reader below must see the capture as reopened
         const CaptureReader reader(m_config.capturePath);
         m_pipeline->restore(reader);
-        if (const auto cursor = reader.state("pipeline_cursor")) m_pipelineCursor = std::stoll(*cursor);
+        if (const auto cursor = reader.state("pipeline_cursor")) {
+            std::int64_t value = 0;
+            const auto [end, ec] = std::from_chars(cursor->data(), cursor->data() + cursor->size(), value);
+            if (ec != std::errc() || end != cursor->data() + cursor->size())
+                throw StoreError(m_config.capturePath.string() + ": state 'pipeline_cursor' is not a request id");
+            m_pipelineCursor = value;
+        }
         m_lastIngestId = reader.ingestCount();
     }
+    m_durable.cursor = m_pipelineCursor.load();
+    m_durable.report = m_pipeline->report();
     for (const DestinationConfig& destination : m_config.destinations) {
         m_feeds.push_back(std::make_unique<CaptureFeed>(m_config.capturePath));
         m_logs.push_back(std::make_unique<CaptureDeliveryLog>(*m_capture, m_config.capturePath));
@@ -349,7 +366,11 @@ void RunEngine::stop() {
         m_stopping = true;
         m_wake.notify_all();
         if (m_worker.joinable()) m_worker.join();
-        m_capture->flush();
+        try {
+            m_capture->flush();
+        } catch (const StoreError&) {
+            // Reported by close() below; destinations still flush what is in the file.
+        }
         for (auto& destination : m_destinations) destination->notify(m_pipeline->lastSeq());
         for (auto& destination : m_destinations) destination->stop(true);
     }
@@ -358,7 +379,14 @@ void RunEngine::stop() {
         std::lock_guard lock(m_mutex);
         m_reportSnapshot = m_pipeline->report();
     }
-    m_capture->close();
+    try {
+        m_capture->close();
+    } catch (const StoreError& e) {
+        throw StoreError(std::string(e.what()) +
+                         " — every acknowledged request is in the capture's ingest log and is processed when the "
+                         "capture is continued (pipescope-cli run --capture " +
+                         m_config.capturePath.string() + ")");
+    }
 }
 
 std::uint16_t RunEngine::port() const { return m_collector->port(); }
@@ -374,6 +402,23 @@ std::optional<Stream> RunEngine::streamFor(const IngestRecord& request) const {
 }
 
 void RunEngine::ingest(IngestRequest request, Completion done) {
+    const int retryAfter = m_config.collector.retryAfterSeconds;
+    if (m_pipelineDead) {
+        std::lock_guard lock(m_mutex);
+        done({IngestStatus::Failed, retryAfter, "the pipeline worker stopped: " + m_pipelineError});
+        return;
+    }
+    // The backlog bound is hard: a request takes its place before it is handed to the writer, so
+    // however many arrive at once, no more than the bound are accepted and not yet processed.
+    const std::int64_t pending = m_pendingIngests.fetch_add(1) + 1;
+    const std::int64_t backlog = m_lastIngestId.load() - m_pipelineCursor.load() + pending;
+    if (backlog > static_cast<std::int64_t>(m_config.maxBacklogRequests)) {
+        --m_pendingIngests;
+        done({IngestStatus::Backpressure, retryAfter,
+              "the pipeline's backlog is full (" + std::to_string(m_config.maxBacklogRequests) +
+                  " requests accepted and not yet processed); retry later"});
+        return;
+    }
     IngestRecord record;
     record.receivedAt = request.receivedAtMillis ? request.receivedAtMillis : nowMillis();
     record.path = std::move(request.path);
@@ -383,22 +428,30 @@ void RunEngine::ingest(IngestRequest request, Completion done) {
     record.encoding = std::string(toString(request.encoding));
     record.remoteAddress = std::move(request.remoteAddress);
     record.body = std::move(request.body);
-    m_capture->appendIngest(std::move(record), [this, done = std::move(done)](std::int64_t id, const std::string& error) {
-        if (!error.empty()) {
-            done({IngestStatus::Failed, 1, "the capture could not be written: " + error});
-            return;
-        }
-        std::int64_t last = m_lastIngestId.load();
-        while (id > last && !m_lastIngestId.compare_exchange_weak(last, id)) {
-        }
-        ++m_accepted;
-        m_wake.notify_one();
-        done({IngestStatus::Committed, 0, {}});
-    });
+    const bool queued =
+        m_capture->appendIngest(std::move(record), [this, done, retryAfter](std::int64_t id, const std::string& error) {
+            if (!error.empty()) {
+                --m_pendingIngests;
+                done({IngestStatus::Failed, retryAfter, "the capture could not be written: " + error});
+                return;
+            }
+            std::int64_t last = m_lastIngestId.load();
+            while (id > last && !m_lastIngestId.compare_exchange_weak(last, id)) {
+            }
+            --m_pendingIngests; // after the id moved on: the backlog never reads low in between
+            ++m_accepted;
+            m_wake.notify_one();
+            done({IngestStatus::Committed, 0, {}});
+        });
+    if (!queued) {
+        --m_pendingIngests;
+        done({IngestStatus::Backpressure, retryAfter, "the capture's write queue is full; retry later"});
+    }
 }
 
 void RunEngine::reject(RejectedRequest rejected, Completion done) {
-    // The body could not be decoded: it is kept as it came, with the collector's reason.
+    // The body could not be decoded: it is kept as it came, with the collector's reason, and the
+    // 400 waits for that to be in the file (clients never retry a 400).
     DlqEntry entry;
     entry.reason = "unparseable";
     entry.detail = json{{"error", rejected.reason},
@@ -412,14 +465,21 @@ void RunEngine::reject(RejectedRequest rejected, Completion done) {
     entry.originSource = "http:" + rejected.path;
     entry.raw = std::move(rejected.rawBody);
     entry.createdAt = rejected.receivedAtMillis ? rejected.receivedAtMillis : nowMillis();
-    m_capture->append(std::move(entry));
-    ++m_rejectedRequests;
-    done({IngestStatus::Committed, 0, {}});
+    const int retryAfter = m_config.collector.retryAfterSeconds;
+    const bool queued = m_capture->appendRejected(std::move(entry), [this, done, retryAfter](const std::string& error) {
+        if (!error.empty()) {
+            done({IngestStatus::Failed, retryAfter, "the undecodable body could not be kept: " + error});
+            return;
+        }
+        ++m_rejectedRequests;
+        done({IngestStatus::Committed, 0, {}});
+    });
+    if (!queued) done({IngestStatus::Backpressure, retryAfter, "the capture's write queue is full; retry later"});
 }
 
 bool RunEngine::overloaded() const {
-    const auto backlog = m_lastIngestId.load() - m_pipelineCursor.load();
-    return backlog > static_cast<std::int64_t>(m_config.maxBacklogRequests) ||
+    const auto backlog = m_lastIngestId.load() - m_pipelineCursor.load() + m_pendingIngests.load();
+    return backlog >= static_cast<std::int64_t>(m_config.maxBacklogRequests) ||
            m_capture->queued() > CaptureWriter::Options{}.maxQueued * 3 / 4;
 }
 
@@ -427,6 +487,10 @@ void RunEngine::pipelineLoop() {
     try {
         CaptureReader reader(m_config.capturePath);
         for (;;) {
+            if (m_capture->pipelineFenced()) {
+                if (!recoverPipeline()) return;
+                continue;
+            }
             const std::int64_t before = m_pipelineCursor.load();
             processBacklog(reader);
             if (m_pipelineCursor.load() != before) continue;
@@ -439,7 +503,74 @@ void RunEngine::pipelineLoop() {
             m_wake.wait_for(lock, std::chrono::milliseconds(100));
         }
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "pipescope run: pipeline worker stopped: %s\n", e.what());
+        {
+            std::lock_guard lock(m_mutex);
+            m_pipelineError = e.what();
+        }
+        m_pipelineDead = true;
+        std::fprintf(stderr,
+                     "pipescope run: pipeline worker stopped: %s\n"
+                     "  new requests are answered 503; the accepted ones stay in the ingest log and are processed "
+                     "when the capture is continued\n",
+                     e.what());
+    }
+}
+
+bool RunEngine::recoverPipeline() {
+    m_pipelinePaused = true;
+    std::int64_t durableCursor = 0;
+    {
+        std::lock_guard lock(m_mutex);
+        durableCursor = m_durable.cursor;
+    }
+    std::fprintf(stderr,
+                 "pipescope run: cannot write the capture (%s): the pipeline's output after request %lld was not "
+                 "kept, so the pipeline is paused and redoes it once the capture can be written; accepted requests "
+                 "are safe in the ingest log, new ones are answered 503 while the writes fail\n",
+                 m_capture->lastError().c_str(), static_cast<long long>(durableCursor));
+    auto delay = std::chrono::milliseconds(100);
+    auto lastReport = std::chrono::steady_clock::now();
+    for (;;) {
+        try {
+            m_capture->flush(); // let everything queued before the failure go through (or fail)
+        } catch (const StoreError&) {
+        }
+        DurablePoint durable;
+        {
+            std::lock_guard lock(m_mutex);
+            durable = m_durable;
+            m_undurable.clear();
+        }
+        try {
+            m_capture->resyncPipeline(durable.cursor);
+            m_pipeline.reset();
+            m_pipeline = std::make_unique<Pipeline>(m_config.schemasDir ? &m_schemas : nullptr, m_capture.get(),
+                                                    m_config.pipeline);
+            m_capture->flush();
+            const CaptureReader reader(m_config.capturePath);
+            m_pipeline->restore(reader);
+            m_pipeline->report() = durable.report;
+            m_pipelineCursor = durable.cursor;
+            m_processed = durable.processed;
+            {
+                std::lock_guard lock(m_mutex);
+                m_reportSnapshot = durable.report;
+            }
+            m_pipelinePaused = false;
+            std::fprintf(stderr, "pipescope run: the capture can be written again: the pipeline resumed after request %lld\n",
+                         static_cast<long long>(durable.cursor));
+            return true;
+        } catch (const StoreError& e) {
+            const auto now = std::chrono::steady_clock::now();
+            if (now - lastReport >= std::chrono::seconds(10)) {
+                lastReport = now;
+                std::fprintf(stderr, "pipescope run: still cannot write the capture: %s\n", e.what());
+            }
+        }
+        if (m_stopping) return false;
+        std::unique_lock lock(m_mutex);
+        m_wake.wait_for(lock, delay);
+        delay = std::min(delay * 2, std::chrono::milliseconds(2000));
     }
 }
 
@@ -454,16 +585,25 @@ void RunEngine::processBacklog(CaptureReader& reader) {
         context.stream = streamFor(request);
         context.idempotencyKey = request.idempotencyKey;
         m_pipeline->processRequest(request.body, context);
-        // Written after the request's output: a crash in between leaves the cursor behind, and the
-        // restart discards that output and processes the request again.
-        m_capture->putState("pipeline_cursor", std::to_string(request.id));
         m_pipelineCursor = request.id;
         ++m_processed;
     }
+    // One cursor per batch, queued after the batch's output: a crash before it commits leaves the
+    // cursor behind, and the restart discards that output and processes the requests again. Its
+    // commit makes the batch's report the point a failed commit later rolls back to.
+    const std::int64_t cursor = requests.back().id;
     {
         std::lock_guard lock(m_mutex);
         m_reportSnapshot = m_pipeline->report();
+        m_undurable.push_back({cursor, m_reportSnapshot, m_processed.load()});
     }
+    m_capture->putState("pipeline_cursor", std::to_string(cursor), [this, cursor](const std::string& error) {
+        std::lock_guard lock(m_mutex);
+        while (!m_undurable.empty() && m_undurable.front().cursor <= cursor) {
+            if (error.empty() && m_undurable.front().cursor == cursor) m_durable = std::move(m_undurable.front());
+            m_undurable.pop_front();
+        }
+    });
     for (auto& destination : m_destinations) destination->notify(m_pipeline->lastSeq());
 }
 
@@ -472,7 +612,17 @@ RunStats RunEngine::stats() const {
     s.requestsAccepted = m_accepted.load();
     s.requestsRejected = m_rejectedRequests.load();
     s.requestsProcessed = m_processed.load();
-    s.backlog = static_cast<std::uint64_t>(std::max<std::int64_t>(0, m_lastIngestId.load() - m_pipelineCursor.load()));
+    s.backlog = static_cast<std::uint64_t>(
+        std::max<std::int64_t>(0, m_lastIngestId.load() - m_pipelineCursor.load() + m_pendingIngests.load()));
+    for (const auto& [status, count] : m_collector->stats().responsesByStatus)
+        if (status >= 400 && status != 404 && status != 405) s.refusedByStatus[status] = count;
+    s.failedCommits = m_capture->failedCommits();
+    s.captureError = m_capture->lastError();
+    if (m_pipelineDead) {
+        std::lock_guard lock(m_mutex);
+        s.captureError = m_pipelineError;
+    }
+    s.pipelineState = m_pipelineDead ? "stopped" : m_pipelinePaused ? "paused" : "running";
     {
         std::lock_guard lock(m_mutex);
         const RunReport& r = m_reportSnapshot;
@@ -507,6 +657,15 @@ std::string RunEngine::statsLine(double intervalSeconds) {
                   static_cast<unsigned long long>(s.invalid), static_cast<unsigned long long>(s.unplanned),
                   static_cast<unsigned long long>(s.duplicates), static_cast<unsigned long long>(s.rejected));
     std::string line = head;
+    if (!s.refusedByStatus.empty()) {
+        line += " | refused:";
+        for (const auto& [status, count] : s.refusedByStatus)
+            line += " " + std::to_string(count) + "x" + std::to_string(status);
+    }
+    if (s.pipelineState != "running")
+        line += " | pipeline " + s.pipelineState + ": " + s.captureError.substr(0, 120);
+    else if (s.failedCommits > 0)
+        line += " | " + std::to_string(s.failedCommits) + " failed commits (last: " + s.captureError.substr(0, 80) + ")";
     for (const DestinationStats& d : s.destinations) {
         line += " | " + d.name + ": " + std::to_string(d.deliveredEvents) + " delivered, " +
                 std::to_string(d.deadLetteredEvents) + " dead, lag " + std::to_string(d.lag) + ", " +

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -28,12 +29,9 @@
 #include "collector/collector.h"
 #include "pipeline/check.h"
 #include "route/destination.h"
+#include "store/capture_store.h"
 
 namespace pipescope {
-
-class CaptureWriter;
-class CaptureReader;
-struct IngestRecord;
 
 class RunConfigError : public std::runtime_error {
 public:
@@ -52,6 +50,9 @@ struct RunConfig {
     // Requests accepted but not yet processed beyond which the collector answers 429.
     std::size_t maxBacklogRequests = 20000;
     std::int64_t statsIntervalMillis = 5000;
+    // `full`: a 200 means the request is fsynced to disk (survives a power loss); `process`:
+    // it survives a crash of the process only, and the collector is faster.
+    Durability durability = Durability::Full;
 };
 
 // The embedded defaults: collector on 127.0.0.1:8089, a new capture in `directory`, schemas from
@@ -68,7 +69,15 @@ struct RunStats {
     std::uint64_t requestsAccepted = 0;
     std::uint64_t requestsRejected = 0; // undecodable bodies, dead-lettered
     std::uint64_t requestsProcessed = 0;
-    std::uint64_t backlog = 0;          // accepted, not yet processed
+    std::uint64_t backlog = 0;          // accepted (or being committed), not yet processed
+    // Answers that refused a request, by status: 401 (unknown token), 413, 429 (backlog or
+    // in-flight bound), 503 (a commit failed, the pipeline stopped, or the collector was stopping).
+    std::map<int, std::uint64_t> refusedByStatus;
+    std::uint64_t failedCommits = 0;    // capture transactions that failed (e.g. a full disk)
+    std::string captureError;           // the last of them
+    // "running"; "paused" while the capture cannot be written (the pipeline redoes its output
+    // once it can); "stopped" when the worker died (captureError says why; requests get 503).
+    std::string pipelineState = "running";
     std::uint64_t events = 0;
     std::uint64_t valid = 0, invalid = 0, unplanned = 0, duplicates = 0, rejected = 0, unparseable = 0;
     std::vector<DestinationStats> destinations;
@@ -91,6 +100,7 @@ public:
     std::uint16_t port() const;
     const std::filesystem::path& capturePath() const { return m_config.capturePath; }
     bool resumed() const { return m_resumed; }
+    bool tokensConfigured() const { return !m_config.collector.tokens.empty(); }
     RunStats stats() const;
     std::string statsLine(double intervalSeconds);
     // The report of everything processed since start (identity complete after stop()).
@@ -105,8 +115,19 @@ private:
     class CaptureFeed;
     class CaptureDeliveryLog;
 
+    // The pipeline's state at a request whose cursor is committed: what a recovery goes back to.
+    struct DurablePoint {
+        std::int64_t cursor = 0;
+        RunReport report;
+        std::uint64_t processed = 0;
+    };
+
     void pipelineLoop();
     void processBacklog(CaptureReader& reader);
+    // After a failed commit of pipeline output: waits until the capture can be written again,
+    // rolls it back to the last durable point and rebuilds the pipeline from it. False when the
+    // engine stops first (the requests stay in the ingest log for the next start).
+    bool recoverPipeline();
     std::optional<Stream> streamFor(const IngestRecord& request) const;
 
     RunConfig m_config;
@@ -128,7 +149,13 @@ private:
     std::atomic<std::uint64_t> m_accepted{0};
     std::atomic<std::uint64_t> m_rejectedRequests{0};
     std::atomic<std::uint64_t> m_processed{0};
+    std::atomic<std::int64_t> m_pendingIngests{0}; // handed to the writer, not yet committed
     std::atomic<bool> m_stopping{false};
+    std::atomic<bool> m_pipelinePaused{false};
+    std::atomic<bool> m_pipelineDead{false};
+    std::string m_pipelineError;              // guarded by m_mutex
+    DurablePoint m_durable;                   // guarded by m_mutex
+    std::deque<DurablePoint> m_undurable;     // batches whose cursor is not yet committed; m_mutex
     bool m_started = false;
     bool m_stopped = false;
     std::uint64_t m_lastEventsForRate = 0;

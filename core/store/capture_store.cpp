@@ -1,14 +1,24 @@
 #include "store/capture_store.h"
 
+#include <atomic>
+#include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <fstream>
+#include <future>
+#include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <variant>
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace pipescope {
 
@@ -20,6 +30,14 @@ std::string_view toString(Verdict verdict) {
     case Verdict::Valid: break;
     }
     return "valid";
+}
+
+std::string_view toString(Durability durability) { return durability == Durability::Process ? "process" : "full"; }
+
+std::optional<Durability> parseDurability(std::string_view text) {
+    if (text == "full") return Durability::Full;
+    if (text == "process") return Durability::Process;
+    return std::nullopt;
 }
 
 namespace {
@@ -299,6 +317,125 @@ void migrate(const Connection& connection, int from) {
     }
 }
 
+// Deletes what the pipeline wrote for requests after `cursor`: on resume, and after a failed
+// commit, those requests are processed again and must not leave their first output behind.
+void discardPipelineOutputAfter(const Connection& connection, std::int64_t cursor) {
+    const std::string after = std::to_string(cursor);
+    connection.exec(
+        ("DELETE FROM duplicates WHERE event_seq IN (SELECT seq FROM events WHERE ingest_id > " + after + ")").c_str());
+    connection.exec(("DELETE FROM dlq WHERE ingest_id > " + after).c_str());
+    connection.exec(("DELETE FROM events WHERE ingest_id > " + after).c_str());
+    // Identity issues describe the whole graph; the pipeline's finish writes them anew.
+    connection.exec("DELETE FROM identity_issues");
+}
+
+std::int64_t storedPipelineCursor(const Connection& connection) {
+    Statement s(connection, "SELECT value FROM state WHERE name = 'pipeline_cursor'");
+    if (!s.next()) return 0;
+    const std::string text = s.columnText(0);
+    std::int64_t value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() || value < 0)
+        throw StoreError(connection.path.string() + ": state 'pipeline_cursor' is not a request id: \"" +
+                         text.substr(0, 40) + "\"");
+    return value;
+}
+
+// One writer per capture, across processes and within one. The lock is an open-file-description
+// lock (F_OFD_SETLK) on one byte far from SQLite's own lock bytes (at 1 GiB), so it follows the
+// inode: a symlink, a `..` path or a hard link reach the same lock. The descriptors are never
+// closed: closing any descriptor of a file drops every POSIX lock this process holds on it,
+// SQLite's included; they are kept per inode and reused.
+class CaptureLock {
+public:
+    CaptureLock() = default;
+    // Locks `file` when it is an existing capture (before anything may replace or resume it).
+    explicit CaptureLock(const std::filesystem::path& file) {
+        std::error_code ec;
+        if (std::filesystem::is_regular_file(file, ec) && fileIsCapture(file)) acquire(file);
+    }
+    ~CaptureLock() { release(); }
+    CaptureLock(const CaptureLock&) = delete;
+    CaptureLock& operator=(const CaptureLock&) = delete;
+
+    bool holds(const std::filesystem::path& file) const {
+        struct stat st {};
+        return m_locked && ::stat(file.c_str(), &st) == 0 && Key{st.st_dev, st.st_ino} == m_key;
+    }
+
+    void acquire(const std::filesystem::path& file) {
+        release();
+        struct stat st {};
+        if (::stat(file.c_str(), &st) != 0)
+            throw StoreError(file.string() + ": cannot lock the capture: " + std::strerror(errno));
+        const Key key{st.st_dev, st.st_ino};
+        Registry& registry = this->registry();
+        std::lock_guard guard(registry.mutex);
+        if (registry.held.count(key))
+            throw StoreError(file.string() + ": this capture is already open for writing in this process; a capture "
+                                             "has one writer at a time");
+        int fd = -1;
+        if (const auto it = registry.fds.find(key); it != registry.fds.end()) {
+            struct stat cached {};
+            if (::fstat(it->second, &cached) == 0 && cached.st_nlink > 0) fd = it->second;
+            else registry.fds.erase(it); // a deleted file whose inode number came back: not this file
+        }
+        if (fd < 0) {
+            fd = ::open(file.c_str(), O_RDWR | O_CLOEXEC);
+            if (fd < 0) throw StoreError(file.string() + ": cannot lock the capture: " + std::strerror(errno));
+            registry.fds[key] = fd;
+        }
+        struct flock lock {};
+        lock.l_type = F_WRLCK;
+        lock.l_whence = SEEK_SET;
+        lock.l_start = kLockByte;
+        lock.l_len = 1;
+        if (::fcntl(fd, F_OFD_SETLK, &lock) != 0) {
+            if (errno == EAGAIN || errno == EACCES)
+                throw StoreError(file.string() +
+                                 ": this capture is being written by another Pipescope process (pipescope-cli run, "
+                                 "check --capture or the GUI); a capture has one writer at a time: stop the other "
+                                 "one, or choose another capture path");
+            throw StoreError(file.string() + ": cannot lock the capture: " + std::strerror(errno));
+        }
+        registry.held.insert(key);
+        m_fd = fd;
+        m_key = key;
+        m_locked = true;
+    }
+
+    void release() {
+        if (!m_locked) return;
+        struct flock unlock {};
+        unlock.l_type = F_UNLCK;
+        unlock.l_whence = SEEK_SET;
+        unlock.l_start = kLockByte;
+        unlock.l_len = 1;
+        ::fcntl(m_fd, F_OFD_SETLK, &unlock);
+        Registry& registry = this->registry();
+        std::lock_guard guard(registry.mutex);
+        registry.held.erase(m_key);
+        m_locked = false;
+    }
+
+private:
+    using Key = std::pair<dev_t, ino_t>;
+    struct Registry {
+        std::mutex mutex;
+        std::map<Key, int> fds;
+        std::set<Key> held;
+    };
+    static Registry& registry() {
+        static Registry instance;
+        return instance;
+    }
+    static constexpr off_t kLockByte = 0x7fff0000;
+
+    int m_fd = -1;
+    Key m_key{};
+    bool m_locked = false;
+};
+
 } // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -311,10 +448,20 @@ struct MetaRecord {
 struct StateRecord {
     std::string name;
     std::string bytes;
+    CaptureWriter::Committed committed;
 };
 struct PendingIngest {
     IngestRecord request;
     std::function<void(std::int64_t, const std::string&)> committed;
+};
+struct PendingReject {
+    DlqEntry entry;
+    CaptureWriter::Committed committed;
+};
+// resyncPipeline(): runs alone, in its own transaction.
+struct ResyncRecord {
+    std::int64_t cursor = 0;
+    std::shared_ptr<std::promise<void>> done;
 };
 struct CursorRecord {
     std::string destination;
@@ -328,11 +475,13 @@ struct DestinationDeadLetter {
 
 struct CaptureWriter::Impl {
     using Record = std::variant<StoredEvent, DlqEntry, DuplicateRecord, IdentityIssueRecord, MetaRecord, StateRecord,
-                                PendingIngest, DeliveryRecord, CursorRecord, DestinationDeadLetter>;
+                                PendingIngest, DeliveryRecord, CursorRecord, DestinationDeadLetter, PendingReject,
+                                ResyncRecord>;
 
     std::filesystem::path path;
     Options options;
     bool resumed = false; // an existing capture was opened, not created (initialised before connection)
+    CaptureLock lock;     // taken before the capture is resumed or replaced
     Connection connection;
     Statement insertEvent;
     Statement insertDlq;
@@ -346,8 +495,9 @@ struct CaptureWriter::Impl {
     Statement insertDelivery;
     Statement upsertCursor;
     Statement insertDestinationDlq;
-    // Ingest callbacks of the transaction being written, run after its COMMIT.
-    std::vector<std::pair<std::function<void(std::int64_t, const std::string&)>, std::int64_t>> pendingCallbacks;
+    // Callbacks of the transaction being written, run after its COMMIT (or its failure).
+    std::vector<std::function<void(const std::string& failure)>> pendingCallbacks;
+    bool fenced = false; // writer thread; mirrored in `fence` for other threads
 
     std::mutex mutex;
     std::condition_variable hasWork;      // writer waits for records
@@ -356,15 +506,18 @@ struct CaptureWriter::Impl {
     std::deque<Record> queue;
     std::uint64_t appended = 0;           // records handed to append()
     std::uint64_t done = 0;               // records committed (or lost to an error)
-    std::string error;                    // the first commit error; sticky
+    std::string error;                    // the first commit error since open or resync
+    std::string lastError;
+    std::uint64_t failedCommits = 0;
+    std::atomic<bool> fence{false};
     bool stopping = false;
     bool closed = false;
     std::thread writer;
 
     Impl(const std::filesystem::path& file, Options opts)
-        : path(file), options(opts), resumed(resumable(file, opts)),
+        : path(file), options(opts), resumed(resumable(file, opts)), lock(file),
           connection(resumed ? file : prepare(file, opts), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE),
-          insertEvent(resumed ? reopen(connection) : initialise(connection),
+          insertEvent(resumed ? reopen(connection, opts) : initialise(connection, opts),
                       "INSERT INTO events (seq, event_id, id_source, name, distinct_id, anonymous_id, user_id, stream,"
                       " format, timestamp, sent_at, received_at, origin_source, origin_line, origin_index, verdict,"
                       " schema_version, failures, properties, raw, alias_id, dedup_key, ingest_id)"
@@ -395,6 +548,8 @@ struct CaptureWriter::Impl {
           insertDestinationDlq(connection,
                                "INSERT INTO destination_dlq (destination, event_seq, reason, created_at)"
                                " VALUES (?1, ?2, ?3, ?4)") {
+        // A new capture (or one that replaced an earlier file) is a new inode: lock it now.
+        if (!lock.holds(path)) lock.acquire(path);
         writer = std::thread([this] { run(); });
     }
 
@@ -424,36 +579,36 @@ struct CaptureWriter::Impl {
     // Continues an existing capture: brings its schema up to date and discards whatever the
     // pipeline wrote for requests after its last recorded cursor, so that they are processed
     // again exactly once.
-    static const Connection& reopen(const Connection& connection) {
+    static void setDurability(const Connection& connection, Durability durability) {
+        // In WAL mode FULL syncs the WAL at every commit: a committed request survives a power
+        // loss. NORMAL syncs only at checkpoints: durable against a crash of the process, and a
+        // power loss may lose the last transactions but never corrupts the file.
+        connection.exec(durability == Durability::Full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
+    }
+
+    static const Connection& reopen(const Connection& connection, const Options& opts) {
         connection.exec("PRAGMA journal_mode = WAL");
-        connection.exec("PRAGMA synchronous = NORMAL");
+        setDurability(connection, opts.durability);
         const int version = readVersion(connection);
         if (version > kCaptureSchemaVersion)
             throw StoreError(connection.path.string() + ": written by a newer Pipescope (capture version " +
                              std::to_string(version) + ")");
         if (version < kCaptureSchemaVersion) migrate(connection, version);
-        std::int64_t cursor = 0;
-        {
-            Statement s(connection, "SELECT value FROM state WHERE name = 'pipeline_cursor'");
-            if (s.next()) cursor = std::stoll(s.columnText(0));
-        }
-        const std::string after = std::to_string(cursor);
+        const std::int64_t cursor = storedPipelineCursor(connection);
         connection.exec("BEGIN IMMEDIATE");
-        connection.exec(("DELETE FROM duplicates WHERE event_seq IN (SELECT seq FROM events WHERE ingest_id > " + after +
-                         ")").c_str());
-        connection.exec(("DELETE FROM dlq WHERE ingest_id > " + after).c_str());
-        connection.exec(("DELETE FROM events WHERE ingest_id > " + after).c_str());
-        // Identity issues describe the whole graph; the next run's finish writes them anew.
-        connection.exec("DELETE FROM identity_issues");
-        connection.exec("COMMIT");
+        try {
+            discardPipelineOutputAfter(connection, cursor);
+            connection.exec("COMMIT");
+        } catch (...) {
+            sqlite3_exec(connection.db, "ROLLBACK", nullptr, nullptr, nullptr);
+            throw;
+        }
         return connection;
     }
 
-    static const Connection& initialise(const Connection& connection) {
+    static const Connection& initialise(const Connection& connection, const Options& opts) {
         connection.exec("PRAGMA journal_mode = WAL");
-        // In WAL mode NORMAL is durable against application crashes; a power loss may lose the
-        // last transactions but never corrupts the file.
-        connection.exec("PRAGMA synchronous = NORMAL");
+        setDurability(connection, opts.durability);
         connection.exec(("PRAGMA application_id = " + std::to_string(kApplicationId)).c_str());
         connection.exec("BEGIN IMMEDIATE");
         connection.exec(kSchemaV1);
@@ -580,7 +735,15 @@ struct CaptureWriter::Impl {
         upsertState.blob(2, state.bytes);
         upsertState.integer(3, nowMillis());
         upsertState.run();
+        if (state.committed) pendingCallbacks.push_back(state.committed);
     }
+
+    void write(const PendingReject& pending) {
+        write(pending.entry);
+        if (pending.committed) pendingCallbacks.push_back(pending.committed);
+    }
+
+    void write(const ResyncRecord&) {} // handled by resync(), never inside a batch
 
     void write(const PendingIngest& pending) {
         const IngestRecord& r = pending.request;
@@ -593,7 +756,9 @@ struct CaptureWriter::Impl {
         insertIngest.textOrNull(7, r.remoteAddress);
         insertIngest.blob(8, r.body);
         insertIngest.run();
-        if (pending.committed) pendingCallbacks.emplace_back(pending.committed, sqlite3_last_insert_rowid(connection.db));
+        if (pending.committed)
+            pendingCallbacks.push_back([committed = pending.committed, id = sqlite3_last_insert_rowid(connection.db)](
+                                           const std::string& failure) { committed(failure.empty() ? id : 0, failure); });
     }
 
     void write(const DeliveryRecord& d) {
@@ -623,6 +788,60 @@ struct CaptureWriter::Impl {
         insertDestinationDlq.run();
     }
 
+    // What the pipeline derives from the ingest log: committed in order or not at all (see the
+    // header). Dead letters of undecodable requests (no ingest id) are the collector's, not this.
+    static bool isPipelineOutput(const Record& record) {
+        if (std::holds_alternative<StoredEvent>(record) || std::holds_alternative<DuplicateRecord>(record) ||
+            std::holds_alternative<IdentityIssueRecord>(record))
+            return true;
+        if (const auto* dlq = std::get_if<DlqEntry>(&record)) return dlq->ingestId.has_value();
+        if (const auto* state = std::get_if<StateRecord>(&record)) return state->name == "pipeline_cursor";
+        return false;
+    }
+
+    // Callbacks of a record that is not written: it failed, or it was discarded by the fence.
+    static void failCallbacks(const Record& record, const std::string& failure) {
+        if (const auto* ingest = std::get_if<PendingIngest>(&record)) {
+            if (ingest->committed) ingest->committed(0, failure);
+        } else if (const auto* reject = std::get_if<PendingReject>(&record)) {
+            if (reject->committed) reject->committed(failure);
+        } else if (const auto* state = std::get_if<StateRecord>(&record)) {
+            if (state->committed) state->committed(failure);
+        }
+    }
+
+    void resync(const ResyncRecord& request) {
+        try {
+            connection.exec("BEGIN IMMEDIATE");
+            try {
+                discardPipelineOutputAfter(connection, request.cursor);
+                write(StateRecord{"pipeline_cursor", std::to_string(request.cursor), {}});
+                pendingCallbacks.clear();
+                connection.exec("COMMIT");
+            } catch (...) {
+                sqlite3_exec(connection.db, "ROLLBACK", nullptr, nullptr, nullptr);
+                throw;
+            }
+            fenced = false;
+            fence = false;
+            {
+                std::lock_guard guard(mutex);
+                error.clear();
+                ++done;
+            }
+            request.done->set_value();
+        } catch (const std::exception& e) {
+            {
+                std::lock_guard guard(mutex);
+                ++done;
+                ++failedCommits;
+                lastError = e.what();
+            }
+            request.done->set_exception(std::make_exception_ptr(StoreError(e.what())));
+        }
+        committed.notify_all();
+    }
+
     // The writer thread: takes whatever is queued (up to maxBatch) and commits it in one
     // transaction, so the commit cost is shared by everything that arrived meanwhile.
     void run() {
@@ -633,17 +852,34 @@ struct CaptureWriter::Impl {
                 std::unique_lock lock(mutex);
                 hasWork.wait(lock, [&] { return !queue.empty() || stopping; });
                 if (queue.empty() && stopping) return;
-                while (!queue.empty() && batch.size() < options.maxBatch) {
+                // A resync runs alone: everything before it is committed (or failed) first.
+                while (!queue.empty() && batch.size() < options.maxBatch &&
+                       (!std::holds_alternative<ResyncRecord>(queue.front()) || batch.empty())) {
+                    const bool resyncRecord = std::holds_alternative<ResyncRecord>(queue.front());
                     batch.push_back(std::move(queue.front()));
                     queue.pop_front();
+                    if (resyncRecord) break;
                 }
             }
             hasRoom.notify_all();
+            if (batch.size() == 1 && std::holds_alternative<ResyncRecord>(batch.front())) {
+                resync(std::get<ResyncRecord>(batch.front()));
+                batch.clear();
+                continue;
+            }
             std::string failure;
+            bool holdsPipelineOutput = false;
+            const bool wasFenced = fenced;
             try {
                 connection.exec("BEGIN IMMEDIATE");
                 try {
-                    for (const Record& record : batch) std::visit([&](const auto& r) { write(r); }, record);
+                    for (const Record& record : batch) {
+                        if (isPipelineOutput(record)) {
+                            holdsPipelineOutput = true;
+                            if (wasFenced) continue; // never committed past the gap
+                        }
+                        std::visit([&](const auto& r) { write(r); }, record);
+                    }
                     connection.exec("COMMIT");
                 } catch (...) {
                     sqlite3_exec(connection.db, "ROLLBACK", nullptr, nullptr, nullptr);
@@ -652,17 +888,45 @@ struct CaptureWriter::Impl {
             } catch (const std::exception& e) {
                 failure = e.what();
             }
-            // Only now are the requests durable: answer their clients (or tell them it failed).
-            for (auto& [callback, id] : pendingCallbacks) callback(failure.empty() ? id : 0, failure);
+            if (failure.empty()) {
+                // Only now are the requests durable: answer their clients.
+                for (auto& callback : pendingCallbacks) callback(failure);
+                if (wasFenced)
+                    for (const Record& record : batch)
+                        if (isPipelineOutput(record))
+                            failCallbacks(record, "discarded: earlier pipeline output could not be written");
+            } else {
+                // Nothing of the batch is in the file: every record with a callback is told so.
+                for (const Record& record : batch) failCallbacks(record, failure);
+                if (holdsPipelineOutput) {
+                    fenced = true;
+                    fence = true;
+                }
+            }
             pendingCallbacks.clear();
             {
                 std::lock_guard lock(mutex);
                 done += batch.size();
-                if (!failure.empty() && error.empty()) error = failure;
+                if (!failure.empty()) {
+                    ++failedCommits;
+                    lastError = failure;
+                    if (error.empty()) error = failure;
+                }
             }
             committed.notify_all();
             batch.clear();
         }
+    }
+
+    bool tryEnqueue(Record&& record) {
+        std::unique_lock lock(mutex);
+        if (closed) throw StoreError(path.string() + ": capture is closed");
+        if (queue.size() >= options.maxQueued) return false;
+        queue.emplace_back(std::move(record));
+        ++appended;
+        lock.unlock();
+        hasWork.notify_one();
+        return true;
     }
 
     template <typename R>
@@ -719,11 +983,31 @@ void CaptureWriter::putMeta(std::string key, std::string value) {
     m_impl->enqueue(MetaRecord{std::move(key), std::move(value)});
 }
 void CaptureWriter::putState(std::string name, std::string bytes) {
-    m_impl->enqueue(StateRecord{std::move(name), std::move(bytes)});
+    m_impl->enqueue(StateRecord{std::move(name), std::move(bytes), {}});
 }
-void CaptureWriter::appendIngest(IngestRecord request,
-                                 std::function<void(std::int64_t, const std::string&)> committed) {
-    m_impl->enqueue(PendingIngest{std::move(request), std::move(committed)});
+void CaptureWriter::putState(std::string name, std::string bytes, Committed committed) {
+    m_impl->enqueue(StateRecord{std::move(name), std::move(bytes), std::move(committed)});
+}
+bool CaptureWriter::appendIngest(IngestRecord request, std::function<void(std::int64_t, const std::string&)> committed) {
+    return m_impl->tryEnqueue(PendingIngest{std::move(request), std::move(committed)});
+}
+bool CaptureWriter::appendRejected(DlqEntry entry, Committed committed) {
+    return m_impl->tryEnqueue(PendingReject{std::move(entry), std::move(committed)});
+}
+bool CaptureWriter::pipelineFenced() const { return m_impl->fence.load(); }
+std::uint64_t CaptureWriter::failedCommits() const {
+    std::lock_guard lock(m_impl->mutex);
+    return m_impl->failedCommits;
+}
+std::string CaptureWriter::lastError() const {
+    std::lock_guard lock(m_impl->mutex);
+    return m_impl->lastError;
+}
+void CaptureWriter::resyncPipeline(std::int64_t cursor) {
+    auto done = std::make_shared<std::promise<void>>();
+    auto finished = done->get_future();
+    m_impl->enqueue(ResyncRecord{cursor, done});
+    finished.get(); // rethrows the StoreError of a failed resync
 }
 void CaptureWriter::append(DeliveryRecord delivery) { m_impl->enqueue(std::move(delivery)); }
 void CaptureWriter::putCursor(std::string destination, std::int64_t seq) {

@@ -129,9 +129,27 @@ struct CaptureInfo {
     std::int64_t dlqEntries = 0;
 };
 
+// What a commit promises. `Full`: the commit is fsynced (SQLite `synchronous = FULL` in WAL
+// mode), so a committed record survives a power loss or an OS crash; `Process`: it survives a
+// crash of the process, but an OS crash may lose the last commits (`synchronous = NORMAL`; the
+// file is never corrupted either way).
+enum class Durability : std::uint8_t { Full, Process };
+std::string_view toString(Durability durability);                   // "full", "process"
+std::optional<Durability> parseDurability(std::string_view text);
+
 // Writes a capture. All append calls are cheap (they queue); the writer thread commits in
 // batches. The queue is bounded: when it is full, append blocks until the writer catches up,
-// so memory stays bounded whatever the input rate.
+// so memory stays bounded whatever the input rate; the collector's calls (appendIngest,
+// appendRejected) never block: they refuse instead.
+//
+// A capture has one writer at a time, across processes: the writer holds a lock on the file
+// (an open-file-description lock, so the same file reached through a symlink, a `..` path or
+// a hard link is the same capture) and a second writer fails with a StoreError saying so.
+//
+// Pipeline output (events, duplicates, identity issues, dead letters of ingested requests and
+// the pipeline cursor) is committed in order or not at all: once a transaction holding some
+// fails (a full disk), later pipeline output is discarded rather than committed past the gap,
+// until resyncPipeline() has rolled the capture back to a cursor the pipeline can redo from.
 class CaptureWriter {
 public:
     struct Options {
@@ -141,7 +159,9 @@ public:
         // Instead of replacing, continue an existing capture (`run` after a restart). Output of
         // requests after the pipeline's cursor is discarded, to be produced again.
         bool resumeExisting = false;
+        Durability durability = Durability::Full;
     };
+    using Committed = std::function<void(const std::string& error)>; // error empty: committed
 
     // Creates (or replaces) the capture at `path`. Throws StoreError: unwritable directory, or
     // an existing file that is not a Pipescope capture (it is never overwritten).
@@ -159,16 +179,34 @@ public:
     // `state` (bytes). Both replace an earlier value of the same name.
     void putMeta(std::string key, std::string value);
     void putState(std::string name, std::string bytes);
+    // The same, with `committed` run on the writer thread once the value is in the file (or the
+    // write failed, or was discarded as pipeline output after a failure).
+    void putState(std::string name, std::string bytes, Committed committed);
     // The durable buffer: `committed(id, error)` runs on the writer thread once the request is
-    // in the file (error empty), or failed. Many requests share one transaction.
-    void appendIngest(IngestRecord request, std::function<void(std::int64_t id, const std::string& error)> committed);
+    // in the file (error empty), or failed. Many requests share one transaction. Never blocks:
+    // returns false (and never calls `committed`) when the write queue is full.
+    [[nodiscard]] bool appendIngest(IngestRecord request,
+                                    std::function<void(std::int64_t id, const std::string& error)> committed);
+    // A dead letter that must be durable before it is acknowledged (an undecodable body answered
+    // 400): like appendIngest, never blocks, false when the queue is full.
+    [[nodiscard]] bool appendRejected(DlqEntry entry, Committed committed);
     void append(DeliveryRecord delivery);
     void putCursor(std::string destination, std::int64_t seq);
     void appendDestinationDeadLetter(std::string destination, std::int64_t eventSeq, std::string reason);
     // Records waiting for the writer: the backlog a collector turns into 429s.
     std::size_t queued() const;
-    // Blocks until everything appended so far is committed. Throws StoreError if a commit failed.
+    // Blocks until everything appended so far is committed. Throws StoreError if a commit failed
+    // (the first error since the writer opened or last resynced).
     void flush();
+    // True once a transaction holding pipeline output failed, until resyncPipeline() succeeds.
+    bool pipelineFenced() const;
+    // Transactions that failed since the writer opened, and the last error ("" when none).
+    std::uint64_t failedCommits() const;
+    std::string lastError() const;
+    // After a failure: waits for the queue to drain, then in one transaction discards the
+    // pipeline output of requests after `cursor` and sets the pipeline cursor to it, and lifts
+    // the fence. Throws StoreError when that transaction fails too (the disk is still full).
+    void resyncPipeline(std::int64_t cursor);
     // Flushes and stops the writer thread; further appends throw.
     void close();
 
