@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+
 #include "store/capture_store.h"
 
 using namespace pipescope;
@@ -325,6 +326,127 @@ private slots:
         QCOMPARE(reader.cursor("webhook"), 20);
         QCOMPARE(reader.cursor("other"), 0);
         QCOMPARE(reader.deliverableAfter(11, 10).size(), std::size_t(2));
+    }
+
+    void oneWriterPerCapture() {
+        const std::string path = file("locked.pipescope");
+        const std::string sub = file("sub");
+        std::filesystem::create_directories(sub);
+        std::filesystem::create_symlink(path, file("link.pipescope"));
+        {
+            CaptureWriter first(path);
+            first.append(makeEvent(1, "a", "u"));
+            first.flush();
+            std::filesystem::create_hard_link(path, file("hard.pipescope"));
+            // The same file by any name: its path, a symlink, a `..` path, a hard link; to
+            // resume it or to replace it.
+            for (const std::string& other : {path, file("link.pipescope"), sub + "/../locked.pipescope",
+                                             file("hard.pipescope")}) {
+                for (const bool resume : {true, false}) {
+                    try {
+                        CaptureWriter second(other, {.resumeExisting = resume});
+                        QFAIL(qPrintable(QString::fromStdString("a second writer opened " + other)));
+                    } catch (const StoreError& e) {
+                        QVERIFY2(QString(e.what()).contains("one writer at a time"), e.what());
+                    }
+                }
+            }
+            // Nothing was replaced or discarded by the refused attempts.
+            first.append(makeEvent(2, "b", "u"));
+            first.flush();
+            QCOMPARE(CaptureReader(path).eventCount(), 2);
+        }
+        // Closed: the lock is gone, and any name opens it again. (Read it by the name it is
+        // written by: SQLite names the WAL after the path, so a hard link has a WAL of its own.)
+        CaptureWriter again(file("hard.pipescope"), {.resumeExisting = true});
+        again.append(makeEvent(3, "c", "u"));
+        again.flush();
+        QCOMPARE(CaptureReader(file("hard.pipescope")).eventCount(), 3);
+    }
+
+    void failedPipelineOutputIsNeverCommittedPastTheGap() {
+        const std::string path = file("fence.pipescope");
+        CaptureWriter writer(path, {.maxBatch = 2});
+        const auto event = [](std::int64_t seq, const char* name, std::int64_t ingest) {
+            StoredEvent e = makeEvent(seq, name, "u");
+            e.ingestId = ingest;
+            return e;
+        };
+        std::mutex mutex;
+        std::vector<std::string> cursorResults;
+        const auto cursor = [&](std::int64_t id) {
+            writer.putState("pipeline_cursor", std::to_string(id), [&](const std::string& error) {
+                std::lock_guard lock(mutex);
+                cursorResults.push_back(error);
+            });
+        };
+        writer.append(event(1, "ok", 1));
+        cursor(1);
+        writer.flush();
+        QVERIFY(!writer.pipelineFenced());
+        // A write that fails as on a full disk.
+        runSql(path, "CREATE TRIGGER full_disk BEFORE INSERT ON events WHEN NEW.name = 'boom'"
+                     " BEGIN SELECT RAISE(ABORT, 'database or disk is full (simulated)'); END");
+        writer.append(event(2, "boom", 2));
+        writer.append(event(3, "later", 2));
+        cursor(2);
+        writer.append(event(4, "later", 3));
+        cursor(3);
+        // The collector's records still go in: only the pipeline's are fenced.
+        std::atomic<int> ingestOk{0};
+        QVERIFY(writer.appendIngest(IngestRecord{0, 1, "/batch/", "posthog", "", "", "plain", "", "{}"},
+                                    [&](std::int64_t id, const std::string& error) { ingestOk += error.empty() && id > 0; }));
+        QVERIFY_THROWS_EXCEPTION(StoreError, writer.flush());
+        QVERIFY(writer.pipelineFenced());
+        QCOMPARE(ingestOk.load(), 1);
+        QVERIFY(writer.lastError().find("disk is full") != std::string::npos);
+        QVERIFY(writer.failedCommits() >= 1);
+        {
+            const CaptureReader reader(path);
+            QCOMPARE(reader.eventCount(), 1); // not 2 or 3: nothing after the gap
+            QCOMPARE(reader.state("pipeline_cursor").value_or(""), std::string("1"));
+        }
+        {
+            std::lock_guard lock(mutex);
+            QCOMPARE(cursorResults.size(), std::size_t(3));
+            QCOMPARE(cursorResults[0], std::string());
+            QVERIFY(!cursorResults[1].empty() && !cursorResults[2].empty());
+        }
+        // While the disk is still full, a resync fails and the fence stays.
+        runSql(path, "CREATE TRIGGER full_disk_state BEFORE UPDATE ON state"
+                     " BEGIN SELECT RAISE(ABORT, 'database or disk is full (simulated)'); END");
+        runSql(path, "CREATE TRIGGER full_disk_state_insert BEFORE INSERT ON state"
+                     " BEGIN SELECT RAISE(ABORT, 'database or disk is full (simulated)'); END");
+        QVERIFY_THROWS_EXCEPTION(StoreError, writer.resyncPipeline(1));
+        QVERIFY(writer.pipelineFenced());
+        // Space again: the resync lifts the fence and the pipeline redoes requests 2 and 3.
+        runSql(path, "DROP TRIGGER full_disk; DROP TRIGGER full_disk_state; DROP TRIGGER full_disk_state_insert");
+        writer.resyncPipeline(1);
+        QVERIFY(!writer.pipelineFenced());
+        writer.append(event(2, "redone", 2));
+        writer.append(event(3, "redone", 3));
+        cursor(3);
+        writer.flush();
+        const CaptureReader reader(path);
+        QCOMPARE(reader.eventCount(), 3);
+        QCOMPARE(reader.event(2)->name, std::string("redone"));
+        QCOMPARE(reader.state("pipeline_cursor").value_or(""), std::string("3"));
+        QCOMPARE(reader.ingestCount(), 1);
+    }
+
+    void durabilityNames() {
+        QCOMPARE(parseDurability("full"), std::optional<Durability>(Durability::Full));
+        QCOMPARE(parseDurability("process"), std::optional<Durability>(Durability::Process));
+        QVERIFY(!parseDurability("fsync"));
+        QCOMPARE(toString(Durability::Full), std::string_view("full"));
+        // Both open and write; `full` syncs every commit.
+        for (const Durability durability : {Durability::Full, Durability::Process}) {
+            const std::string path = file(std::string("durability-") + std::string(toString(durability)) + ".pipescope");
+            CaptureWriter writer(path, {.durability = durability});
+            writer.append(makeEvent(1, "a", "u"));
+            writer.flush();
+            QCOMPARE(CaptureReader(path).eventCount(), 1);
+        }
     }
 
     void writesWalWithOneWriter() {
