@@ -15,8 +15,12 @@
 #include <QtTest>
 
 #include <curl/curl.h>
+#include <sqlite3.h>
+#include <sys/mount.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -67,6 +71,17 @@ public:
         m_out += m_process.readAllStandardOutput();
         m_err += m_process.readAllStandardError();
         return m_process.exitStatus() == QProcess::NormalExit ? m_process.exitCode() : -2;
+    }
+    // Waits (bounded) until the process wrote `text` to stderr.
+    bool waitForErr(const QByteArray& text, int timeoutMillis) {
+        QElapsedTimer timer;
+        timer.start();
+        while (!m_err.contains(text) && timer.elapsed() < timeoutMillis && m_process.state() == QProcess::Running) {
+            m_process.waitForReadyRead(100);
+            m_out += m_process.readAllStandardOutput();
+            m_err += m_process.readAllStandardError();
+        }
+        return m_err.contains(text);
     }
     int port() const { return m_port; }
     QString url() const { return QString("http://127.0.0.1:%1").arg(m_port); }
@@ -159,6 +174,44 @@ int freePort() {
 QList<QJsonObject> exportEvents(const QString& capture) {
     const Run run = cli({"export", "--capture", capture, "--events"});
     return ndjson(run.out);
+}
+
+void runSql(const QString& file, const char* sql) {
+    sqlite3* db = nullptr;
+    QCOMPARE(sqlite3_open(file.toUtf8().constData(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    char* error = nullptr;
+    const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &error);
+    const std::string message = error ? error : "";
+    sqlite3_free(error);
+    sqlite3_close(db);
+    QVERIFY2(rc == SQLITE_OK, message.c_str());
+}
+
+// Posts `requests` bodies from `threads` threads at once; returns how many got each status.
+QMap<long, int> postConcurrently(const std::string& url, int threads, int requests,
+                                 const std::function<std::string(int)>& body, QSet<int>* accepted = nullptr) {
+    std::mutex mutex;
+    QMap<long, int> statuses;
+    std::atomic<int> next{0};
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t)
+        workers.emplace_back([&] {
+            for (int i = next++; i < requests; i = next++) {
+                const Response response = post(url, body(i));
+                std::lock_guard lock(mutex);
+                ++statuses[response.error == CURLE_OK ? response.status : -1];
+                if (accepted && response.status == 200) accepted->insert(i);
+            }
+        });
+    for (auto& worker : workers) worker.join();
+    return statuses;
+}
+
+QString describe(const QMap<long, int>& statuses) {
+    QStringList parts;
+    for (auto it = statuses.begin(); it != statuses.end(); ++it) parts << QString("%1: %2").arg(it.key()).arg(it.value());
+    return parts.join(", ");
 }
 
 // (No raw string literal spans lines in this file: moc's tokenizer loses the class after one.)
@@ -546,6 +599,169 @@ private slots:
         QVERIFY(dups[0]["conflicting"].toBool()); // the properties differ (amount 2 vs 3)
     }
 
+    void secondWriterIsRefused() {
+        RunProcess run;
+        QVERIFY2(run.start({"--port", "0", "--capture", path("single.pipescope")}), run.err().constData());
+        const std::string base = run.url().toStdString();
+        QCOMPARE(post(base + "/batch/", batchOf("single", 0, 5)).status, 200L);
+        QDir().mkpath(path("single-sub"));
+        QVERIFY(QFile::link(path("single.pipescope"), path("single-link.pipescope")));
+        QCOMPARE(::link(path("single.pipescope").toUtf8().constData(), path("single-hard.pipescope").toUtf8().constData()), 0);
+        // The same capture by any name, from another process: refused before anything is touched.
+        for (const QString& other : {path("single.pipescope"), path("single-link.pipescope"),
+                                     path("single-sub/../single.pipescope"), path("single-hard.pipescope")}) {
+            const Run second = cli({"run", "--port", "0", "--capture", other, "--duration", "5s"});
+            QCOMPARE(second.exitCode, 2);
+            QVERIFY2(second.err.contains("being written by another Pipescope process"), second.err.constData());
+        }
+        // `check --capture` would replace it: refused too.
+        writeFile(path("single-input.ndjson"), QByteArray::fromStdString(captureEvent(1, "check")) + "\n");
+        const Run check = cli({"check", path("single-input.ndjson"), "--capture", path("single.pipescope"), "--quiet"});
+        QCOMPARE(check.exitCode, 2);
+        QVERIFY2(check.err.contains("being written by another Pipescope process"), check.err.constData());
+        // The first run never noticed.
+        QCOMPARE(post(base + "/batch/", batchOf("single", 5, 5)).status, 200L);
+        QCOMPARE(run.stop(), 0);
+        QCOMPARE(exportEvents(path("single.pipescope")).size(), 10);
+        // Stopped: the capture is free again.
+        RunProcess again;
+        QVERIFY2(again.start({"--port", "0", "--capture", path("single-link.pipescope")}), again.err().constData());
+        QVERIFY(again.out().contains("(continued)"));
+        QCOMPARE(again.stop(), 0);
+    }
+
+    void failedCommitsLoseNothingAndTheBacklogBoundHolds() {
+        writeFile(path("fence.json"), "{\"max_backlog_requests\": 150}");
+        const QString capture = path("fence.pipescope");
+        RunProcess run;
+        QVERIFY2(run.start({"--config", path("fence.json"), "--port", "0", "--capture", capture}), run.err().constData());
+        const std::string base = run.url().toStdString();
+        for (int i = 0; i < 10; ++i) QCOMPARE(post(base + "/batch/", batchOf("before", i * 5, 5)).status, 200L);
+        QTRY_COMPARE_WITH_TIMEOUT(exportEvents(capture).size(), 50, 20000);
+
+        // The pipeline's writes now fail as on a full disk (the collector's still go in).
+        runSql(capture, "CREATE TRIGGER full_disk BEFORE INSERT ON events"
+                        " BEGIN SELECT RAISE(ABORT, 'database or disk is full (simulated)'); END");
+        QCOMPARE(post(base + "/batch/", batchOf("paused", 0, 5)).status, 200L);
+        QVERIFY2(run.waitForErr("cannot write the capture", 15000), run.err().constData());
+        QVERIFY(run.err().contains("disk is full (simulated)"));
+
+        // While it is paused, 400 requests at once from 16 connections: the backlog bound is hard.
+        QSet<int> accepted;
+        const QMap<long, int> statuses = postConcurrently(
+            base + "/batch/", 16, 400, [](int i) { return batchOf("paused", 5 + i * 5, 5); }, &accepted);
+        QVERIFY2(statuses.value(200) == 149, qPrintable(describe(statuses))); // 150 with the one already waiting
+        QVERIFY2(statuses.value(429) == 400 - 149, qPrintable(describe(statuses)));
+
+        // Space again: the pipeline rolls back to its last durable point and redoes everything.
+        runSql(capture, "DROP TRIGGER full_disk");
+        QVERIFY2(run.waitForErr("the pipeline resumed", 20000), run.err().constData());
+        const int expected = 50 + 5 + 149 * 5;
+        QTRY_COMPARE_WITH_TIMEOUT(exportEvents(capture).size(), expected, 30000);
+        QCOMPARE(run.stop(), 0);
+
+        QSet<QString> ids;
+        for (const QJsonObject& e : exportEvents(capture)) {
+            QVERIFY2(!ids.contains(e["id"].toString()), qPrintable(e["id"].toString())); // none twice
+            QCOMPARE(e["verdict"].toString(), QString("unplanned"));
+            ids.insert(e["id"].toString());
+        }
+        QCOMPARE(ids.size(), expected);
+        for (int i = 0; i < 50; ++i) QVERIFY(ids.contains(QString("before-%1").arg(i)));
+        for (int i = 0; i < 5; ++i) QVERIFY(ids.contains(QString("paused-%1").arg(i)));
+        for (int request = 0; request < 400; ++request)
+            for (int k = 0; k < 5; ++k)
+                QCOMPARE(ids.contains(QString("paused-%1").arg(5 + request * 5 + k)), accepted.contains(request));
+    }
+
+    void fullDiskLosesNothing() {
+        if (::geteuid() != 0) QSKIP("needs root to mount a small tmpfs (CI runs as root)");
+        const QString mountPoint = path("small-disk");
+        QDir().mkpath(mountPoint);
+        if (::mount("tmpfs", mountPoint.toUtf8().constData(), "tmpfs", 0, "size=6m") != 0)
+            QSKIP(qPrintable("cannot mount a tmpfs here: " + QString::fromUtf8(std::strerror(errno))));
+        struct Unmount {
+            QString at;
+            ~Unmount() { ::umount2(at.toUtf8().constData(), MNT_DETACH); }
+        } unmount{mountPoint};
+        const QString capture = mountPoint + "/full.pipescope";
+        RunProcess run;
+        QVERIFY2(run.start({"--port", "0", "--capture", capture}), run.err().constData());
+        // Leave the capture a little room, then send more than fits: as an SDK does, every client
+        // retries a request until it is acknowledged.
+        {
+            QFile filler(mountPoint + "/filler");
+            QVERIFY(filler.open(QIODevice::WriteOnly));
+            const QByteArray block(64 * 1024, 'x');
+            while (filler.write(block) == block.size() && filler.size() < 4 * 1024 * 1024) {
+            }
+        }
+        const std::string base = run.url().toStdString();
+        std::atomic<int> refusals{0};
+        std::atomic<bool> freed{false};
+        std::thread freer([&] {
+            // Once the disk has refused for a while, make room, as an operator would.
+            for (int i = 0; i < 600 && refusals.load() < 20; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            QFile::remove(mountPoint + "/filler");
+            freed = true;
+        });
+        const int requests = 120, perRequest = 20;
+        std::atomic<int> next{0}, acknowledged{0};
+        std::vector<std::thread> clients;
+        for (int t = 0; t < 4; ++t)
+            clients.emplace_back([&] {
+                for (int i = next++; i < requests; i = next++) {
+                    const std::string body = batchOf("full", i * perRequest, perRequest);
+                    QElapsedTimer timer;
+                    timer.start();
+                    while (timer.elapsed() < 60000) {
+                        if (post(base + "/batch/", body).status == 200) {
+                            ++acknowledged;
+                            break;
+                        }
+                        ++refusals;
+                        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                    }
+                }
+            });
+        for (auto& client : clients) client.join();
+        freer.join();
+        QCOMPARE(acknowledged.load(), requests);
+        QVERIFY2(refusals.load() > 0, "the disk never filled up: the test proves nothing");
+        QVERIFY(freed.load());
+        QTRY_COMPARE_WITH_TIMEOUT(exportEvents(capture).size(), requests * perRequest, 30000);
+        QCOMPARE(run.stop(), 0);
+        // Whether the collector's or the pipeline's writes hit the full disk first varies from
+        // run to run; when the pipeline's did, it said so and came back.
+        qInfo("%d refusals; the pipeline's writes %s", refusals.load(),
+              run.err().contains("cannot write the capture") ? "failed too" : "never failed");
+        QVERIFY2(!run.err().contains("cannot write the capture") || run.err().contains("the pipeline resumed"),
+                 run.err().constData());
+        QSet<QString> ids;
+        for (const QJsonObject& e : exportEvents(capture)) ids.insert(e["id"].toString());
+        QCOMPARE(ids.size(), requests * perRequest);
+    }
+
+    void bannerSaysWhatIsBoundAndRefusalsAreCounted() {
+        writeFile(path("tokens.json"), "{\"collector\": {\"tokens\": [\"phc_ok\"]}}");
+        RunProcess run;
+        QVERIFY2(run.start({"--config", path("tokens.json"), "--port", "0", "--capture", path("tokens.pipescope")}),
+                 run.err().constData());
+        QVERIFY(!run.err().contains("warning"));
+        QCOMPARE(post(run.url().toStdString() + "/batch/", batchOf("bad-token", 0, 1)).status, 401L);
+        QCOMPARE(run.stop(), 0);
+        QVERIFY2(run.out().contains("refused: 1x401"), run.out().constData());
+
+        // Every interface: the banner says so, and warns.
+        const Run wide = cli({"run", "--address", "0.0.0.0", "--port", "0", "--capture", path("wide.pipescope"),
+                              "--duration", "1s"});
+        QCOMPARE(wide.exitCode, 0);
+        QVERIFY2(QRegularExpression("listening on 0\\.0\\.0\\.0:\\d+ \\(every interface\\)").match(wide.out).hasMatch(),
+                 wide.out.constData());
+        QVERIFY2(wide.err.contains("warning") && wide.err.contains("reachable from the network"), wide.err.constData());
+        QVERIFY(wide.err.contains("no collector.tokens"));
+    }
+
     void configErrors_data() {
         QTest::addColumn<QByteArray>("config");
         QTest::addColumn<QStringList>("message");
@@ -560,6 +776,8 @@ private slots:
             << QStringList{"destinations[0].url", "required"};
         QTest::newRow("bad stream") << QByteArray("{\"streams\": {\"tokens\": {\"phc\": \"browser\"}}}")
                                     << QStringList{"streams.tokens.phc", "client"};
+        QTest::newRow("bad durability") << QByteArray("{\"durability\": \"sometimes\"}")
+                                        << QStringList{"durability", "\"full\""};
     }
     void configErrors() {
         QFETCH(QByteArray, config);

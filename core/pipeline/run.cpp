@@ -328,6 +328,7 @@ RunEngine::RunEngine(RunConfig config) : m_config(std::move(config)) {
     }
     m_durable.cursor = m_pipelineCursor.load();
     m_durable.report = m_pipeline->report();
+    m_durableCursor = m_durable.cursor;
     for (const DestinationConfig& destination : m_config.destinations) {
         m_feeds.push_back(std::make_unique<CaptureFeed>(m_config.capturePath));
         m_logs.push_back(std::make_unique<CaptureDeliveryLog>(*m_capture, m_config.capturePath));
@@ -411,7 +412,7 @@ void RunEngine::ingest(IngestRequest request, Completion done) {
     // The backlog bound is hard: a request takes its place before it is handed to the writer, so
     // however many arrive at once, no more than the bound are accepted and not yet processed.
     const std::int64_t pending = m_pendingIngests.fetch_add(1) + 1;
-    const std::int64_t backlog = m_lastIngestId.load() - m_pipelineCursor.load() + pending;
+    const std::int64_t backlog = m_lastIngestId.load() - m_durableCursor.load() + pending;
     if (backlog > static_cast<std::int64_t>(m_config.maxBacklogRequests)) {
         --m_pendingIngests;
         done({IngestStatus::Backpressure, retryAfter,
@@ -478,7 +479,7 @@ void RunEngine::reject(RejectedRequest rejected, Completion done) {
 }
 
 bool RunEngine::overloaded() const {
-    const auto backlog = m_lastIngestId.load() - m_pipelineCursor.load() + m_pendingIngests.load();
+    const auto backlog = m_lastIngestId.load() - m_durableCursor.load() + m_pendingIngests.load();
     return backlog >= static_cast<std::int64_t>(m_config.maxBacklogRequests) ||
            m_capture->queued() > CaptureWriter::Options{}.maxQueued * 3 / 4;
 }
@@ -499,6 +500,7 @@ void RunEngine::pipelineLoop() {
                 processBacklog(reader);
                 return;
             }
+            notePipelineProgress();
             std::unique_lock lock(m_mutex);
             m_wake.wait_for(lock, std::chrono::milliseconds(100));
         }
@@ -517,30 +519,38 @@ void RunEngine::pipelineLoop() {
 }
 
 bool RunEngine::recoverPipeline() {
-    m_pipelinePaused = true;
-    std::int64_t durableCursor = 0;
+    try {
+        m_capture->flush(); // let everything queued before the failure go through (or fail)
+    } catch (const StoreError&) {
+    }
+    DurablePoint durable;
     {
         std::lock_guard lock(m_mutex);
-        durableCursor = m_durable.cursor;
+        durable = m_durable;
+        m_undurable.clear();
     }
-    std::fprintf(stderr,
-                 "pipescope run: cannot write the capture (%s): the pipeline's output after request %lld was not "
-                 "kept, so the pipeline is paused and redoes it once the capture can be written; accepted requests "
-                 "are safe in the ingest log, new ones are answered 503 while the writes fail\n",
-                 m_capture->lastError().c_str(), static_cast<long long>(durableCursor));
-    auto delay = std::chrono::milliseconds(100);
-    auto lastReport = std::chrono::steady_clock::now();
+    // What was processed in memory after the durable point is redone.
+    m_pipelineCursor = durable.cursor;
+    m_processed = durable.processed;
+    const auto now = std::chrono::steady_clock::now();
+    if (!m_pipelinePaused || now - m_lastFailureReport >= std::chrono::seconds(10)) {
+        m_lastFailureReport = now;
+        std::fprintf(stderr,
+                     "pipescope run: cannot write the capture (%s): the pipeline's output after request %lld was not "
+                     "kept, so the pipeline is paused and redoes it once the capture can be written; accepted "
+                     "requests are safe in the ingest log, new ones are answered 503 while the writes fail\n",
+                     m_capture->lastError().c_str(), static_cast<long long>(durable.cursor));
+    }
+    m_pipelinePaused = true;
+    // Failing again right where the last recovery resumed: the disk is still full; wait longer.
+    m_recoveryDelay = durable.cursor == m_recoveredAt ? std::min(m_recoveryDelay * 2, std::chrono::milliseconds(2000))
+                                                      : std::chrono::milliseconds(100);
     for (;;) {
-        try {
-            m_capture->flush(); // let everything queued before the failure go through (or fail)
-        } catch (const StoreError&) {
-        }
-        DurablePoint durable;
         {
-            std::lock_guard lock(m_mutex);
-            durable = m_durable;
-            m_undurable.clear();
+            std::unique_lock lock(m_mutex);
+            m_wake.wait_for(lock, m_recoveryDelay, [this] { return m_stopping.load(); });
         }
+        if (m_stopping) return false;
         try {
             m_capture->resyncPipeline(durable.cursor);
             m_pipeline.reset();
@@ -550,27 +560,20 @@ bool RunEngine::recoverPipeline() {
             const CaptureReader reader(m_config.capturePath);
             m_pipeline->restore(reader);
             m_pipeline->report() = durable.report;
-            m_pipelineCursor = durable.cursor;
-            m_processed = durable.processed;
             {
                 std::lock_guard lock(m_mutex);
                 m_reportSnapshot = durable.report;
             }
-            m_pipelinePaused = false;
-            std::fprintf(stderr, "pipescope run: the capture can be written again: the pipeline resumed after request %lld\n",
-                         static_cast<long long>(durable.cursor));
-            return true;
+            m_recoveredAt = durable.cursor;
+            return true; // "paused" until a commit gets past this point (see processBacklog)
         } catch (const StoreError& e) {
-            const auto now = std::chrono::steady_clock::now();
-            if (now - lastReport >= std::chrono::seconds(10)) {
-                lastReport = now;
+            const auto later = std::chrono::steady_clock::now();
+            if (later - m_lastFailureReport >= std::chrono::seconds(10)) {
+                m_lastFailureReport = later;
                 std::fprintf(stderr, "pipescope run: still cannot write the capture: %s\n", e.what());
             }
         }
-        if (m_stopping) return false;
-        std::unique_lock lock(m_mutex);
-        m_wake.wait_for(lock, delay);
-        delay = std::min(delay * 2, std::chrono::milliseconds(2000));
+        m_recoveryDelay = std::min(m_recoveryDelay * 2, std::chrono::milliseconds(2000));
     }
 }
 
@@ -600,11 +603,23 @@ void RunEngine::processBacklog(CaptureReader& reader) {
     m_capture->putState("pipeline_cursor", std::to_string(cursor), [this, cursor](const std::string& error) {
         std::lock_guard lock(m_mutex);
         while (!m_undurable.empty() && m_undurable.front().cursor <= cursor) {
-            if (error.empty() && m_undurable.front().cursor == cursor) m_durable = std::move(m_undurable.front());
+            if (error.empty() && m_undurable.front().cursor == cursor) {
+                m_durable = std::move(m_undurable.front());
+                m_durableCursor = cursor;
+            }
             m_undurable.pop_front();
         }
     });
     for (auto& destination : m_destinations) destination->notify(m_pipeline->lastSeq());
+    notePipelineProgress();
+}
+
+void RunEngine::notePipelineProgress() {
+    if (m_pipelinePaused && m_durableCursor.load() > m_recoveredAt) {
+        m_pipelinePaused = false;
+        std::fprintf(stderr, "pipescope run: the capture can be written again: the pipeline resumed after request %lld\n",
+                     static_cast<long long>(m_recoveredAt));
+    }
 }
 
 RunStats RunEngine::stats() const {
@@ -613,7 +628,7 @@ RunStats RunEngine::stats() const {
     s.requestsRejected = m_rejectedRequests.load();
     s.requestsProcessed = m_processed.load();
     s.backlog = static_cast<std::uint64_t>(
-        std::max<std::int64_t>(0, m_lastIngestId.load() - m_pipelineCursor.load() + m_pendingIngests.load()));
+        std::max<std::int64_t>(0, m_lastIngestId.load() - m_durableCursor.load() + m_pendingIngests.load()));
     for (const auto& [status, count] : m_collector->stats().responsesByStatus)
         if (status >= 400 && status != 404 && status != 405) s.refusedByStatus[status] = count;
     s.failedCommits = m_capture->failedCommits();

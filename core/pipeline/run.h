@@ -12,6 +12,7 @@
 // rebuilt from the events already captured, and each destination continues from its cursor.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -128,6 +129,8 @@ private:
     // rolls it back to the last durable point and rebuilds the pipeline from it. False when the
     // engine stops first (the requests stay in the ingest log for the next start).
     bool recoverPipeline();
+    // Ends a "paused" episode once a commit got past the point the last recovery resumed from.
+    void notePipelineProgress();
     std::optional<Stream> streamFor(const IngestRecord& request) const;
 
     RunConfig m_config;
@@ -150,6 +153,12 @@ private:
     std::atomic<std::uint64_t> m_rejectedRequests{0};
     std::atomic<std::uint64_t> m_processed{0};
     std::atomic<std::int64_t> m_pendingIngests{0}; // handed to the writer, not yet committed
+    // The last request whose pipeline output is committed: the backlog counts from here, so a
+    // batch processed in memory but not yet in the file still counts against the bound.
+    std::atomic<std::int64_t> m_durableCursor{0};
+    std::int64_t m_recoveredAt = -1;                          // pipeline thread: where the last recovery resumed
+    std::chrono::milliseconds m_recoveryDelay{100};           // pipeline thread
+    std::chrono::steady_clock::time_point m_lastFailureReport; // pipeline thread
     std::atomic<bool> m_stopping{false};
     std::atomic<bool> m_pipelinePaused{false};
     std::atomic<bool> m_pipelineDead{false};

@@ -293,10 +293,31 @@ bool isCapture(const Connection& connection) {
 }
 
 // True for a file that starts with the SQLite header and carries our application id.
+//
+// The header is read through SQLite's own VFS, never with a descriptor of our own: closing any
+// descriptor of a file drops every POSIX lock this process holds on it, SQLite's included, and
+// without its shared lock on a live capture another process closing its connection would believe
+// it is the last one, checkpoint and delete the WAL under the writer. SQLite's unix VFS keeps the
+// descriptor open while this process holds locks on the file.
 bool fileIsCapture(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
+    sqlite3_vfs* vfs = sqlite3_vfs_find(nullptr);
+    if (!vfs) return false;
+    // As sqlite3_open does: the VFS wants the full path (symlinks and `..` resolved), and keeps
+    // a pointer to it until xClose.
+    std::string name(static_cast<std::size_t>(vfs->mxPathname) + 1, '\0');
+    // (SQLITE_OK_SYMLINK, an extended OK, says a symlink was resolved.)
+    if ((vfs->xFullPathname(vfs, path.c_str(), vfs->mxPathname + 1, name.data()) & 0xff) != SQLITE_OK) return false;
+    std::unique_ptr<char[]> storage(new char[static_cast<std::size_t>(vfs->szOsFile)]());
+    auto* file = reinterpret_cast<sqlite3_file*>(storage.get());
+    int outFlags = 0;
+    if (vfs->xOpen(vfs, name.c_str(), file, SQLITE_OPEN_READONLY | SQLITE_OPEN_MAIN_DB, &outFlags) != SQLITE_OK) {
+        if (file->pMethods) file->pMethods->xClose(file);
+        return false;
+    }
     char header[72] = {};
-    if (!in.read(header, sizeof header)) return false;
+    const int rc = file->pMethods->xRead(file, header, sizeof header, 0);
+    file->pMethods->xClose(file);
+    if (rc != SQLITE_OK) return false; // SQLITE_IOERR_SHORT_READ: smaller than a header
     if (std::string_view(header, 16) != std::string_view("SQLite format 3\0", 16)) return false;
     const auto byte = [&](int i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(header[i])); };
     const std::uint32_t applicationId = byte(68) << 24 | byte(69) << 16 | byte(70) << 8 | byte(71);
@@ -870,31 +891,45 @@ struct CaptureWriter::Impl {
             std::string failure;
             bool holdsPipelineOutput = false;
             const bool wasFenced = fenced;
-            try {
-                connection.exec("BEGIN IMMEDIATE");
+            const auto attempt = [&](bool skipPipelineOutput) {
+                failure.clear();
+                pendingCallbacks.clear();
                 try {
-                    for (const Record& record : batch) {
-                        if (isPipelineOutput(record)) {
-                            holdsPipelineOutput = true;
-                            if (wasFenced) continue; // never committed past the gap
+                    connection.exec("BEGIN IMMEDIATE");
+                    try {
+                        for (const Record& record : batch) {
+                            if (isPipelineOutput(record)) {
+                                holdsPipelineOutput = true;
+                                if (skipPipelineOutput) continue; // never committed past the gap
+                            }
+                            std::visit([&](const auto& r) { write(r); }, record);
                         }
-                        std::visit([&](const auto& r) { write(r); }, record);
+                        connection.exec("COMMIT");
+                    } catch (...) {
+                        sqlite3_exec(connection.db, "ROLLBACK", nullptr, nullptr, nullptr);
+                        throw;
                     }
-                    connection.exec("COMMIT");
-                } catch (...) {
-                    sqlite3_exec(connection.db, "ROLLBACK", nullptr, nullptr, nullptr);
-                    throw;
+                } catch (const std::exception& e) {
+                    failure = e.what();
                 }
-            } catch (const std::exception& e) {
-                failure = e.what();
+            };
+            attempt(wasFenced);
+            std::string pipelineFailure = wasFenced ? "discarded: earlier pipeline output could not be written" : "";
+            if (!failure.empty() && holdsPipelineOutput && !wasFenced) {
+                // The pipeline's output is fenced from now on; what the collector and the
+                // destinations wrote may still fit: try it once more without the pipeline's part.
+                fenced = true;
+                fence = true;
+                pipelineFailure = failure;
+                countFailure(failure);
+                attempt(true);
             }
             if (failure.empty()) {
                 // Only now are the requests durable: answer their clients.
                 for (auto& callback : pendingCallbacks) callback(failure);
-                if (wasFenced)
+                if (!pipelineFailure.empty())
                     for (const Record& record : batch)
-                        if (isPipelineOutput(record))
-                            failCallbacks(record, "discarded: earlier pipeline output could not be written");
+                        if (isPipelineOutput(record)) failCallbacks(record, pipelineFailure);
             } else {
                 // Nothing of the batch is in the file: every record with a callback is told so.
                 for (const Record& record : batch) failCallbacks(record, failure);
@@ -902,20 +937,23 @@ struct CaptureWriter::Impl {
                     fenced = true;
                     fence = true;
                 }
+                countFailure(failure);
             }
             pendingCallbacks.clear();
             {
                 std::lock_guard lock(mutex);
                 done += batch.size();
-                if (!failure.empty()) {
-                    ++failedCommits;
-                    lastError = failure;
-                    if (error.empty()) error = failure;
-                }
             }
             committed.notify_all();
             batch.clear();
         }
+    }
+
+    void countFailure(const std::string& failure) {
+        std::lock_guard lock(mutex);
+        ++failedCommits;
+        lastError = failure;
+        if (error.empty()) error = failure;
     }
 
     bool tryEnqueue(Record&& record) {
