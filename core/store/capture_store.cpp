@@ -1,5 +1,6 @@
 #include "store/capture_store.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
@@ -921,7 +922,7 @@ struct CaptureWriter::Impl {
                 fenced = true;
                 fence = true;
                 pipelineFailure = failure;
-                countFailure(failure);
+                countFailure(failure, batch);
                 attempt(true);
             }
             if (failure.empty()) {
@@ -937,7 +938,7 @@ struct CaptureWriter::Impl {
                     fenced = true;
                     fence = true;
                 }
-                countFailure(failure);
+                countFailure(failure, batch);
             }
             pendingCallbacks.clear();
             {
@@ -949,11 +950,19 @@ struct CaptureWriter::Impl {
         }
     }
 
-    void countFailure(const std::string& failure) {
+    // A failure flush() and close() report: one that lost records whose writer was not told
+    // through a callback (the collector's requests were answered 503; the pipeline's output is
+    // redone after a resync, which clears it).
+    void countFailure(const std::string& failure, const std::vector<Record>& lost) {
+        const bool unreported = std::any_of(lost.begin(), lost.end(), [](const Record& record) {
+            if (std::holds_alternative<PendingIngest>(record) || std::holds_alternative<PendingReject>(record)) return false;
+            if (const auto* state = std::get_if<StateRecord>(&record)) return !state->committed;
+            return true;
+        });
         std::lock_guard lock(mutex);
         ++failedCommits;
         lastError = failure;
-        if (error.empty()) error = failure;
+        if (unreported && error.empty()) error = failure;
     }
 
     bool tryEnqueue(Record&& record) {
