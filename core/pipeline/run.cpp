@@ -480,8 +480,7 @@ void RunEngine::reject(RejectedRequest rejected, Completion done) {
 
 bool RunEngine::overloaded() const {
     const auto backlog = m_lastIngestId.load() - m_durableCursor.load() + m_pendingIngests.load();
-    return backlog >= static_cast<std::int64_t>(m_config.maxBacklogRequests) ||
-           m_capture->queued() > CaptureWriter::Options{}.maxQueued * 3 / 4;
+    return backlog >= static_cast<std::int64_t>(m_config.maxBacklogRequests);
 }
 
 void RunEngine::pipelineLoop() {

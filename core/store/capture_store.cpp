@@ -968,7 +968,9 @@ struct CaptureWriter::Impl {
     bool tryEnqueue(Record&& record) {
         std::unique_lock lock(mutex);
         if (closed) throw StoreError(path.string() + ": capture is closed");
-        if (queue.size() >= options.maxQueued) return false;
+        // The collector's records get headroom above the bound the pipeline blocks at, so that a
+        // burst of pipeline output does not turn into 429s; memory stays bounded all the same.
+        if (queue.size() >= options.maxQueued * 2) return false;
         queue.emplace_back(std::move(record));
         ++appended;
         lock.unlock();

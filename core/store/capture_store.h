@@ -184,7 +184,8 @@ public:
     void putState(std::string name, std::string bytes, Committed committed);
     // The durable buffer: `committed(id, error)` runs on the writer thread once the request is
     // in the file (error empty), or failed. Many requests share one transaction. Never blocks:
-    // returns false (and never calls `committed`) when the write queue is full.
+    // returns false (and never calls `committed`) when the write queue is full (twice maxQueued:
+    // the collector's records have headroom above what blocks the pipeline).
     [[nodiscard]] bool appendIngest(IngestRecord request,
                                     std::function<void(std::int64_t id, const std::string& error)> committed);
     // A dead letter that must be durable before it is acknowledged (an undecodable body answered

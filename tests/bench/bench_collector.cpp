@@ -1,5 +1,6 @@
 // Collector load benchmark: a load generator (libcurl multi, keep-alive connections on loopback)
-// against the real `pipescope-cli run` (durable: every 200 is committed to the capture) and,
+// against the real `pipescope-cli run` (durable: every 200 is committed to the capture, with an
+// fsync per commit and, for comparison, without: `"durability": "process"`) and,
 // side by side, against the same collector with an in-memory sink that acknowledges at once (the
 // reference: HTTP and decoding without the store). Prints accepted events/s and p50/p99 latency
 // for /batch/ with 100-event batches and for single-event /capture/, then the peak memory of the
@@ -146,9 +147,11 @@ struct RunChild {
     int port = 0;
 };
 
-RunChild startRun(const std::string& cli, const std::filesystem::path& capture, const std::string& backlog) {
+RunChild startRun(const std::string& cli, const std::filesystem::path& capture, const std::string& backlog,
+                  const std::string& durability = "full") {
     const std::filesystem::path config = capture.parent_path() / "bench-run.json";
-    std::ofstream(config) << R"({"collector": {"port": 0}, "max_backlog_requests": )" << backlog << "}\n";
+    std::ofstream(config) << R"({"collector": {"port": 0}, "max_backlog_requests": )" << backlog
+                          << R"(, "durability": ")" << durability << "\"}\n";
     int pipeFds[2];
     if (pipe(pipeFds) != 0) return {};
     posix_spawn_file_actions_t actions;
@@ -244,10 +247,22 @@ int main(int argc, char** argv) {
     LoadResult durableBatch = drive(runUrl + "/batch/", connections, seconds, 100, counter);
     LoadResult durableSingle = drive(runUrl + "/capture/", connections, seconds, 1, counter);
     const long rssNormal = peakRssKb(run.pid);
-
-    // 10x overload: ten times the connections, no pause, on a run whose backlog bound is low.
     kill(run.pid, SIGTERM);
     waitpid(run.pid, nullptr, 0);
+
+    // The same without an fsync per commit ("durability": "process"): what power-loss safety costs.
+    const RunChild unsynced = startRun(cli, dir / "unsynced.pipescope", "20000", "process");
+    if (unsynced.port == 0) {
+        std::fprintf(stderr, "bench_collector: could not start %s run\n", cli.c_str());
+        return 2;
+    }
+    const std::string unsyncedUrl = "http://127.0.0.1:" + std::to_string(unsynced.port);
+    LoadResult processBatch = drive(unsyncedUrl + "/batch/", connections, seconds, 100, counter);
+    LoadResult processSingle = drive(unsyncedUrl + "/capture/", connections, seconds, 1, counter);
+    kill(unsynced.pid, SIGTERM);
+    waitpid(unsynced.pid, nullptr, 0);
+
+    // 10x overload: ten times the connections, no pause, on a run whose backlog bound is low.
     const RunChild small = startRun(cli, dir / "overload.pipescope", "200");
     const std::string smallUrl = "http://127.0.0.1:" + std::to_string(small.port);
     LoadResult warm = drive(smallUrl + "/batch/", connections, seconds, 100, counter);
@@ -262,9 +277,11 @@ int main(int argc, char** argv) {
 
     std::printf("  %-34s %10s %16s %13s %13s\n", "", "accepted", "", "latency", "");
     print("reference /batch/ (in-memory sink)", refBatch, 100);
-    print("durable   /batch/ (run, SQLite)", durableBatch, 100);
+    print("durable   /batch/ (run, fsync)", durableBatch, 100);
+    print("durable   /batch/ (run, no fsync)", processBatch, 100);
     print("reference /capture/ (in-memory)", refSingle, 1);
-    print("durable   /capture/ (run, SQLite)", durableSingle, 1);
+    print("durable   /capture/ (run, fsync)", durableSingle, 1);
+    print("durable   /capture/ (run, no fsync)", processSingle, 1);
     print("overload warm-up /batch/", warm, 100);
     print("10x overload /batch/", overload, 100);
     print("10x overload /batch/, again", overload2, 100);
@@ -273,6 +290,11 @@ int main(int argc, char** argv) {
                 (double(durableBatch.events) / durableBatch.seconds) / (double(refBatch.events) / refBatch.seconds));
     std::printf("    durable / reference, /capture/   %5.2fx\n",
                 (double(durableSingle.events) / durableSingle.seconds) / (double(refSingle.events) / refSingle.seconds));
+    std::printf("    fsync / no fsync, /batch/        %5.2fx\n",
+                (double(durableBatch.events) / durableBatch.seconds) / (double(processBatch.events) / processBatch.seconds));
+    std::printf("    fsync / no fsync, /capture/      %5.2fx\n",
+                (double(durableSingle.events) / durableSingle.seconds) /
+                    (double(processSingle.events) / processSingle.seconds));
     std::printf("\n  memory of the run process (peak RSS)\n");
     std::printf("    after normal load                %8.1f MB\n", rssNormal / 1024.0);
     std::printf("    before overload / after overload %8.1f MB / %.1f MB (%.2fx), %llu answers 429\n",
@@ -285,9 +307,9 @@ int main(int argc, char** argv) {
     std::printf("\n  target (information only): >= 50,000 durable events/s through /batch/: %s (%.0f)\n",
                 durableRate >= 50000 ? "PASS" : "BELOW", durableRate);
 
-    for (LoadResult* r : {&refBatch, &durableBatch, &durableSingle})
+    for (LoadResult* r : {&refBatch, &durableBatch, &durableSingle, &processBatch, &processSingle})
         if (r->statuses[200] == 0) ok = false;
-    for (LoadResult* r : {&durableBatch, &durableSingle, &overload, &overload2})
+    for (LoadResult* r : {&durableBatch, &durableSingle, &processBatch, &processSingle, &overload, &overload2})
         for (const auto& [status, count] : r->statuses)
             if (status >= 500 && count > 0) ok = false;
     std::filesystem::remove_all(dir);
