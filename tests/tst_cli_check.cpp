@@ -132,6 +132,7 @@ private slots:
     void refusesToOverwriteNonCapture();
     void truncatedGzipKeepsWhatWasRead();
     void demoTraffic();
+    void hostileBatches();
 
 private:
     QTemporaryDir m_dir;
@@ -394,6 +395,70 @@ void TestCliCheck::demoTraffic() {
     QCOMPARE(validation["valid"].toInt(), 15);
     QCOMPARE(validation["unplanned"].toInt(), 6);
     QCOMPARE(report["dlq"].toObject()["total"].toInt(), 11);
+}
+
+void TestCliCheck::hostileBatches() {
+    // One bad element never takes its batch with it; every dead letter keeps its exact bytes.
+    const QByteArray a = R"({"event":"a","distinct_id":"u1","properties":{"z":-0}})";
+    const QByteArray overflow = R"({"event":"b","distinct_id":"u1","properties":{"n":1e400}})";
+    const QByteArray c = R"({"event":"c","distinct_id":"u1"})";
+    const QByteArray big = R"({"event":"d","distinct_id":"u2","properties":{"big":123456789012345678901234567890}})";
+    const QByteArray utf8 = "{\"event\":\"e\xff\",\"distinct_id\":\"u2\"}";
+    const QByteArray noId = R"({ "event" : "f" })";
+    const QByteArray duplicate = R"({"batch":[{"event":"g","distinct_id":"u3"}],"batch":[{"event":"h","distinct_id":"u3"}]})";
+    const QByteArray broken = "[{\"event\":\"i\",\"distinct_id\":\"u4\"},{\"event\":\"\xff\"";
+    const QByteArray single = R"({"event":"j","distinct_id":"u5","properties":{"n":-0,"big":98765432109876543210987}})";
+    QByteArray input;
+    input += "[" + a + ", " + overflow + " ," + c + "]\n";                       // 2 decoded, 1 unparseable
+    input += R"({"api_key":"phc","sent_at":"2026-11-20T10:00:01Z","batch":[ )" + big + " ," + utf8 + "," + noId +
+             "]}\n";                                                             // 1 decoded, 1 unparseable, 1 rejected
+    input += duplicate + "\n";                                                   // rejected whole
+    input += broken + "\n";                                                      // unparseable whole
+    input += single + "\n";                                                      // 1 decoded
+    writeFile(path("hostile.ndjson"), input);
+
+    const QString capture = path("hostile.pipescope");
+    const Run run = cli({"check", path("hostile.ndjson"), "--report", "-", "--quiet", "--capture", capture});
+    QVERIFY2(run.exitCode == 1, run.err.constData());
+    const QJsonObject report = QJsonDocument::fromJson(run.out).object();
+    const QJsonObject inputs = report["inputs"].toObject();
+    QCOMPARE(inputs["lines"].toInt(), 5);
+    // An unparseable element is an event its line held: 3 + 3 + 1 (the rejected body) + 0 + 1.
+    QCOMPARE(inputs["events"].toInt(), 8);
+    QCOMPARE(inputs["unparseable"].toInt(), 3); // two elements and one whole line
+    QCOMPARE(inputs["rejected"].toInt(), 2);
+    const QJsonObject streams = report["streams"].toObject();
+    QCOMPARE(streams["client"].toInt() + streams["server"].toInt() + streams["unknown"].toInt(), 4);
+    QCOMPARE(report["validation"].toObject()["valid"].toInt(), 4);
+    QCOMPARE(report["dlq"].toObject()["total"].toInt(), 5);
+
+    const QList<QJsonObject> dlq = ndjson(cli({"export", "--capture", capture, "--dlq"}).out);
+    QCOMPARE(dlq.size(), 5);
+    QStringList where;
+    for (const QJsonObject& row : dlq) {
+        const QJsonObject origin = row["origin"].toObject();
+        where << row["reason"].toString() + "@" + QString::number(origin["line"].toInt()) +
+                     (origin.contains("index") ? "#" + QString::number(origin["index"].toInt()) : QString());
+    }
+    QCOMPARE(where, (QStringList{"unparseable@1#1", "unparseable@2#1", "rejected@2#2", "rejected@3", "unparseable@4"}));
+    QVERIFY2(dlq[0]["detail"].toObject()["message"].toString().contains("number overflow"),
+             qPrintable(dlq[0]["detail"].toObject()["message"].toString()));
+    QCOMPARE(dlq[1]["detail"].toObject()["offset"].toInt(), 11); // the bad byte, in the element's own bytes
+    QVERIFY(dlq[3]["detail"].toObject()["message"].toString().startsWith("duplicate \"batch\" member at byte"));
+
+    const Run raw = cli({"export", "--capture", capture, "--dlq", "--raw", "--output", path("hostile-dlq.ndjson")});
+    QCOMPARE(raw.exitCode, 0);
+    QFile dlqFile(path("hostile-dlq.ndjson"));
+    QVERIFY(dlqFile.open(QIODevice::ReadOnly));
+    QCOMPARE(dlqFile.readAll(), overflow + "\n" + utf8 + "\n" + noId + "\n" + duplicate + "\n" + broken + "\n");
+    QCOMPARE(cli({"export", "--capture", capture, "--events", "--raw"}).out,
+             a + "\n" + c + "\n" + big + "\n" + single + "\n");
+
+    // The raw dead letters, checked again, are the same findings, one line each.
+    const Run again = cli({"check", path("hostile-dlq.ndjson"), "--report", "-", "--quiet"});
+    const QJsonObject inputsAgain = QJsonDocument::fromJson(again.out).object()["inputs"].toObject();
+    QCOMPARE(inputsAgain["unparseable"].toInt(), 3);
+    QCOMPARE(inputsAgain["rejected"].toInt(), 2);
 }
 
 QTEST_GUILESS_MAIN(TestCliCheck)

@@ -1,4 +1,5 @@
 // Source formats, the canonical event, timestamps and the line reader.
+#include <QElapsedTimer>
 #include <QTemporaryDir>
 #include <QtTest>
 
@@ -13,6 +14,27 @@ using namespace pipescope;
 namespace {
 
 QString qs(std::string_view s) { return QString::fromUtf8(s.data(), static_cast<qsizetype>(s.size())); }
+QByteArray bytes(std::string_view s) { return QByteArray(s.data(), static_cast<qsizetype>(s.size())); }
+
+// A line as LineReader hands it over: readable for SIMDJSON_PADDING bytes past its end, so the
+// decoder parses it (and its elements) in place.
+struct PaddedLine {
+    explicit PaddedLine(const QByteArray& line) : text(line.constData(), static_cast<std::size_t>(line.size())) {
+        text.reserve(text.size() + simdjson::SIMDJSON_PADDING);
+    }
+    std::string_view view() const { return text; }
+    std::string text;
+};
+
+// Every element's raw bytes, decoded, rejected or unparseable, by index.
+QMap<int, QByteArray> rawByIndex(const DecodedLine& decoded) {
+    QMap<int, QByteArray> raw;
+    for (const Event& event : decoded.events) raw[event.origin.index] = QByteArray::fromStdString(event.rawBytes());
+    for (const RejectedEvent& rejected : decoded.rejected)
+        raw[rejected.origin.index] = QByteArray::fromStdString(rejected.rawBytes());
+    for (const UnparseableElement& element : decoded.unparseable) raw[element.origin.index] = bytes(element.raw);
+    return raw;
+}
 
 void writeFile(const QString& path, const QByteArray& bytes) {
     QFile file(path);
@@ -44,6 +66,17 @@ private slots:
     void forcedFormat();
     void numericDistinctId();
     void rawBytes();
+    void bigIntegers_data();
+    void bigIntegers();
+    void salvagedElements_data();
+    void salvagedElements();
+    void brokenStructure_data();
+    void brokenStructure();
+    void duplicateBatch_data();
+    void duplicateBatch();
+    void exactElementBytes_data();
+    void exactElementBytes();
+    void largeBatchSalvage();
     void streamOfLibrary_data();
     void streamOfLibrary();
     void timestamps_data();
@@ -293,11 +326,311 @@ void TestFormat::numericDistinctId() {
 }
 
 void TestFormat::rawBytes() {
+    // A batch element's raw is its exact bytes, whitespace included (it used to be minified).
     const QByteArray line = R"({ "batch" : [ { "event" : "a" , "distinct_id" : "u" } ] })";
     EventDecoder decoder;
     const DecodedLine& decoded = decoder.decode(std::string_view(line.constData(), line.size()), {"r", 1, -1}, false);
     QCOMPARE(decoded.events.size(), std::size_t(1));
-    QCOMPARE(QByteArray::fromStdString(decoded.events[0].rawBytes()), QByteArray(R"({"event":"a","distinct_id":"u"})"));
+    QCOMPARE(QByteArray::fromStdString(decoded.events[0].rawBytes()),
+             QByteArray(R"({ "event" : "a" , "distinct_id" : "u" })"));
+}
+
+void TestFormat::bigIntegers_data() {
+    QTest::addColumn<QByteArray>("line");
+    QTest::addColumn<int>("events");
+    QTest::addColumn<int>("checked");      // position in decoded.events of the event checked below
+    QTest::addColumn<QByteArray>("raw");   // its raw bytes
+    QTest::addColumn<QString>("property"); // a property that holds a big integer ("" for none)
+    QTest::addColumn<double>("value");     // read as the nearest double, as JSON.parse reads it
+    QTest::addColumn<QString>("distinctId");
+
+    const QByteArray single = R"({"event":"e","distinct_id":"u","properties":{"n":123456789012345678901234567890}})";
+    QTest::newRow("single event") << single << 1 << 0 << single << "n" << 1.2345678901234568e29 << "u";
+    const QByteArray element = R"({"event":"a","distinct_id":"u","properties":{"n":123456789012345678901234567890}})";
+    QTest::newRow("array element") << QByteArray("[" + element + R"(,{"event":"b","distinct_id":"u"}])") << 2 << 0
+                                   << element << "n" << 1.2345678901234568e29 << "u";
+    const QByteArray negative = R"({"event":"a","distinct_id":"u","properties":{"n":-98765432109876543210}})";
+    QTest::newRow("envelope element, negative")
+        << QByteArray(R"({"api_key":"phc","batch":[{"event":"b","distinct_id":"u"}, )" + negative + "]}") << 2 << 1
+        << negative << "n" << -9.876543210987654e19 << "u";
+    const QByteArray justAbove = R"({"event":"e","distinct_id":"u","properties":{"n":18446744073709551616}})";
+    QTest::newRow("uint64 max + 1") << justAbove << 1 << 0 << justAbove << "n" << 18446744073709551616.0 << "u";
+    const QByteArray id = R"({"event":"e","distinct_id":123456789012345678901234567890})";
+    QTest::newRow("big integer distinct id, as String(JSON.parse(...)) gives it")
+        << id << 1 << 0 << id << "" << 0.0 << "1.2345678901234568e+29";
+    const QByteArray inString = R"({"event":"123456789012345678901234567890","distinct_id":"u","n":1e99999999999999999999})";
+    QTest::newRow("digits in a string are left alone; 1e... is no integer, and out of range")
+        << inString << 0 << -1 << QByteArray() << "" << 0.0 << "";
+}
+
+void TestFormat::bigIntegers() {
+    QFETCH(QByteArray, line);
+    QFETCH(int, events);
+    QFETCH(int, checked);
+    QFETCH(QByteArray, raw);
+    QFETCH(QString, property);
+    QFETCH(double, value);
+    QFETCH(QString, distinctId);
+
+    EventDecoder decoder;
+    const DecodedLine& decoded = decoder.decode(std::string_view(line.constData(), line.size()), {"big", 1, -1}, false);
+    if (events == 0) {
+        QVERIFY(!decoded.parsed);
+        QVERIFY2(qs(decoded.parseError).contains("number overflow"), decoded.parseError.c_str());
+        return;
+    }
+    QVERIFY2(decoded.parsed, decoded.parseError.c_str());
+    QCOMPARE(decoded.events.size(), std::size_t(events));
+    QCOMPARE(decoded.rejected.size(), std::size_t(0));
+    const Event& event = decoded.events[static_cast<std::size_t>(checked)];
+    QCOMPARE(QByteArray::fromStdString(event.rawBytes()), raw);
+    QCOMPARE(qs(event.distinctId), distinctId);
+    if (!property.isEmpty()) {
+        const QByteArray key = property.toUtf8();
+        simdjson::dom::element number;
+        QCOMPARE(event.properties.at_key(std::string_view(key.constData(), key.size())).get(number),
+                 simdjson::SUCCESS);
+        QVERIFY(number.is_double());
+        QCOMPARE(number.get_double().value(), value);
+    }
+}
+
+void TestFormat::salvagedElements_data() {
+    QTest::addColumn<QByteArray>("line");
+    QTest::addColumn<QList<int>>("decoded");     // indexes of the decoded events
+    QTest::addColumn<QList<int>>("rejected");    // indexes of the rejected elements
+    QTest::addColumn<QList<int>>("unparseable"); // indexes of the unparseable elements
+    QTest::addColumn<QByteArray>("badRaw");      // the first unparseable element's exact bytes
+    QTest::addColumn<QString>("messagePart");
+    QTest::addColumn<qlonglong>("offset"); // of the error in badRaw; -1: none; -2: not checked
+    QTest::addColumn<qlonglong>("sentAt"); // of the decoded events, -1 when none
+
+    const QByteArray a = R"({"event":"a","distinct_id":"u"})";
+    const QByteArray c = R"({"event":"c","distinct_id":"u"})";
+    const QByteArray overflow = R"({"event":"b","distinct_id":"u","properties":{"n":1e400}})";
+    QTest::newRow("1e400 in one of three (array)")
+        << QByteArray("[" + a + "," + overflow + "," + c + "]") << QList<int>{0, 2} << QList<int>{} << QList<int>{1}
+        << overflow << "number overflow" << qlonglong(-2) << qlonglong(-1);
+    const QByteArray utf8 = "{\"event\":\"b\xff\xfe\",\"distinct_id\":\"u\"}";
+    QTest::newRow("invalid UTF-8 in one of three (envelope, sent_at still applies)")
+        << QByteArray(R"({"api_key":"phc_x","sent_at":"2024-05-01T12:00:01Z","batch":[)" + a + ", " + utf8 + " ,\n" +
+                      c + "]}")
+        << QList<int>{0, 2} << QList<int>{} << QList<int>{1} << utf8 << "UTF-8" << qlonglong(11)
+        << qlonglong(1714564801000);
+    const QByteArray syntax = R"({"event":tru,"distinct_id":"u"})";
+    QTest::newRow("syntax error inside one element")
+        << QByteArray("[" + a + "," + syntax + "," + c + "]") << QList<int>{0, 2} << QList<int>{} << QList<int>{1}
+        << syntax << "invalid literal" << qlonglong(-2) << qlonglong(-1);
+    const QByteArray missingColon = R"({"type":"track" "event":"x","userId":"u"})";
+    QTest::newRow("segment batch: a bad first element, a rejected one, sentAt")
+        << QByteArray(R"({"batch":[)" + missingColon +
+                      R"(,{"type":"track","event":"y","userId":"u"},{"type":"track","event":"z"}],"sentAt":"2024-05-01T12:00:01.500Z"})")
+        << QList<int>{1} << QList<int>{2} << QList<int>{0} << missingColon << "syntax error" << qlonglong(-2)
+        << qlonglong(1714564801500);
+    const QByteArray bigAndBad = R"({"event":"b","distinct_id":123456789012345678901234567890,"x":"\uZZZZ"})";
+    QTest::newRow("a big integer beside a bad escape; a big integer elsewhere is accepted")
+        << QByteArray(R"([{"event":"a","distinct_id":"u","properties":{"n":99999999999999999999}},)" + bigAndBad + "]")
+        << QList<int>{0} << QList<int>{} << QList<int>{1} << bigAndBad << "invalid string" << qlonglong(-2)
+        << qlonglong(-1);
+    const QByteArray junk = R"({"event":"b"} x)";
+    QTest::newRow("junk after an element is the element's")
+        << QByteArray("[" + a + ",  " + junk + "  ]") << QList<int>{0} << QList<int>{} << QList<int>{1} << junk
+        << "syntax error" << qlonglong(-2) << qlonglong(-1);
+    const QByteArray only = "{\"event\":\"\xff\"}";
+    QTest::newRow("the only element is bad: no 'empty array' rejection")
+        << QByteArray("[" + only + "]") << QList<int>{} << QList<int>{} << QList<int>{0} << only << "UTF-8"
+        << qlonglong(10) << qlonglong(-1);
+    QTest::newRow("two bad elements, a good one between")
+        << QByteArray("[" + overflow + "," + a + "," + only + "]") << QList<int>{1} << QList<int>{} << QList<int>{0, 2}
+        << overflow << "number overflow" << qlonglong(-2) << qlonglong(-1);
+}
+
+void TestFormat::salvagedElements() {
+    QFETCH(QByteArray, line);
+    QFETCH(QList<int>, decoded);
+    QFETCH(QList<int>, rejected);
+    QFETCH(QList<int>, unparseable);
+    QFETCH(QByteArray, badRaw);
+    QFETCH(QString, messagePart);
+    QFETCH(qlonglong, offset);
+    QFETCH(qlonglong, sentAt);
+
+    const PaddedLine padded(line);
+    for (const bool inPlace : {false, true}) {
+        EventDecoder decoder;
+        const DecodedLine& result =
+            inPlace ? decoder.decode(padded.view(), {"s", 4, -1}, true)
+                    : decoder.decode(std::string_view(line.constData(), line.size()), {"s", 4, -1}, false);
+        QVERIFY2(result.parsed, result.parseError.c_str());
+        QList<int> gotDecoded, gotRejected, gotUnparseable;
+        for (const Event& event : result.events) {
+            gotDecoded << event.origin.index;
+            QCOMPARE(event.origin.line, std::uint64_t(4));
+            if (sentAt >= 0) QCOMPARE(qlonglong(event.sentAt.value_or(-1)), sentAt);
+        }
+        for (const RejectedEvent& r : result.rejected) gotRejected << r.origin.index;
+        for (const UnparseableElement& u : result.unparseable) {
+            gotUnparseable << u.origin.index;
+            QCOMPARE(u.origin.line, std::uint64_t(4));
+            QVERIFY(!u.message.empty());
+        }
+        QCOMPARE(gotDecoded, decoded);
+        QCOMPARE(gotRejected, rejected);
+        QCOMPARE(gotUnparseable, unparseable);
+        QCOMPARE(result.eventCount(), std::size_t(decoded.size() + rejected.size() + unparseable.size()));
+        const UnparseableElement& bad = result.unparseable.front();
+        QCOMPARE(bytes(bad.raw), badRaw);
+        QVERIFY2(qs(bad.message).contains(messagePart, Qt::CaseInsensitive), bad.message.c_str());
+        if (offset >= 0) QCOMPARE(qlonglong(bad.errorOffset), offset);
+        if (offset == -1) QCOMPARE(bad.errorOffset, std::string::npos);
+        if (offset == -2) QVERIFY(bad.errorOffset < bad.raw.size());
+        // Every element keeps its exact bytes, good or bad.
+        for (const QByteArray& raw : rawByIndex(result)) QVERIFY2(line.contains(raw), raw.constData());
+    }
+}
+
+void TestFormat::brokenStructure_data() {
+    QTest::addColumn<QByteArray>("line");
+    QTest::addColumn<QString>("messagePart");
+    const QByteArray a = R"({"event":"a","distinct_id":"u"})";
+    QTest::newRow("unbalanced") << QByteArray("[" + a + ",{\"event\":\"\xff\"") << "";
+    QTest::newRow("unterminated string") << QByteArray("[" + a + ",{\"event\":\"\xff}]") << "";
+    QTest::newRow("mismatched brackets") << QByteArray("[" + a + ",{\"a\":[1}, {\"event\":\"\xff\"}]") << "";
+    QTest::newRow("an empty slot") << QByteArray("[" + a + ",,{\"event\":\"\xff\"}]") << "";
+    QTest::newRow("a trailing comma") << QByteArray("[" + a + ",{\"event\":\"\xff\"},]") << "";
+    QTest::newRow("bad bytes after the array") << QByteArray("[" + a + "] \xff") << "";
+    QTest::newRow("bad UTF-8 outside the batch") << QByteArray("{\"api_key\":\"\xff\",\"batch\":[" + a + "]}")
+                                                 << "UTF-8";
+    QTest::newRow("number out of range outside the batch") << QByteArray(R"({"sent_at":1e400,"batch":[)" + a + "]}")
+                                                           << "number overflow";
+    QTest::newRow("bad member outside the batch") << QByteArray(R"({"sent_at" 1,"batch":[)" + a + "]}") << "";
+    QTest::newRow("batch is not an array") << QByteArray("{\"batch\":{\"event\":\"\xff\"}}") << "UTF-8";
+    QTest::newRow("an object without batch") << QByteArray("{\"event\":\"\xff\",\"distinct_id\":\"u\"}") << "UTF-8";
+    QTest::newRow("not a container") << QByteArray("\"\xff\"") << "UTF-8";
+}
+
+void TestFormat::brokenStructure() {
+    // When the body cannot be split into elements, it is one unparseable dead letter, as before.
+    QFETCH(QByteArray, line);
+    QFETCH(QString, messagePart);
+    EventDecoder decoder;
+    const DecodedLine& decoded = decoder.decode(std::string_view(line.constData(), line.size()), {"x", 1, -1}, false);
+    QVERIFY(!decoded.parsed);
+    QCOMPARE(decoded.eventCount(), std::size_t(0));
+    QVERIFY(decoded.unparseable.empty());
+    QVERIFY(!decoded.parseError.empty());
+    if (!messagePart.isEmpty()) QVERIFY2(qs(decoded.parseError).contains(messagePart), decoded.parseError.c_str());
+}
+
+void TestFormat::duplicateBatch_data() {
+    QTest::addColumn<QByteArray>("line");
+    QTest::addColumn<QString>("messagePart");
+    const QByteArray a = R"({"event":"a","distinct_id":"u"})";
+    const QByteArray b = R"({"event":"b","distinct_id":"u"})";
+    QTest::newRow("two arrays") << QByteArray(R"({"batch":[)" + a + R"(],"batch":[)" + b + "]}")
+                                << "duplicate \"batch\" member at byte 43 (the first is at byte 1)";
+    QTest::newRow("the second spelled with an escape")
+        << QByteArray(R"({"sent_at":"2024-05-01T12:00:01Z","batch":[)" + a + R"(], "bat\u0063h":[)" + b + "]}")
+        << "at byte 77 (the first is at byte 34)";
+    QTest::newRow("the second not an array") << QByteArray(R"({"batch":[)" + a + R"(],"batch":5})") << "at byte 43";
+    QTest::newRow("the first not an array") << QByteArray(R"({"batch":5,"batch":[)" + a + "]}") << "at byte 11";
+    QTest::newRow("and a bad element") << QByteArray("{\"batch\":[{\"event\":\"\xff\"}],\"batch\":[" + b + "]}")
+                                       << "at byte 25";
+}
+
+void TestFormat::duplicateBatch() {
+    // PostHog's capture refuses duplicate fields: the whole body is one rejected dead letter, so
+    // neither batch is dropped unseen.
+    QFETCH(QByteArray, line);
+    QFETCH(QString, messagePart);
+    EventDecoder decoder;
+    const DecodedLine& decoded = decoder.decode(std::string_view(line.constData(), line.size()), {"d", 1, -1}, false);
+    QVERIFY(decoded.parsed);
+    QCOMPARE(decoded.events.size(), std::size_t(0));
+    QCOMPARE(decoded.unparseable.size(), std::size_t(0));
+    QCOMPARE(decoded.rejected.size(), std::size_t(1));
+    const RejectedEvent& rejected = decoded.rejected.front();
+    QVERIFY2(qs(rejected.message).contains(messagePart), rejected.message.c_str());
+    QVERIFY2(qs(rejected.message).startsWith("duplicate \"batch\" member"), rejected.message.c_str());
+    QCOMPARE(rejected.origin.index, -1);
+    QCOMPARE(QByteArray::fromStdString(rejected.rawBytes()), line);
+}
+
+void TestFormat::exactElementBytes_data() {
+    QTest::addColumn<QByteArray>("line");
+    QTest::addColumn<QList<QByteArray>>("raw"); // by index: decoded, rejected and unparseable alike
+    QTest::addColumn<int>("decoded");
+
+    const QByteArray numbers = R"({"event":"a","distinct_id":"u","properties":{"z":-0,"h":1.0E2,"e":1e-0}})";
+    const QByteArray spaced = "{ \"event\" :\t\"b\" ,\r\n \"distinct_id\":\"u\" }";
+    const QByteArray rejected = R"({"event":"r","properties":{"z":-0.0}})";
+    QTest::newRow("array: -0, 1.0E2, odd whitespace, a rejected element")
+        << QByteArray("[ " + numbers + " ,\n\t" + spaced + "\t,\r\n" + rejected + "\n]")
+        << QList<QByteArray>{numbers, spaced, rejected} << 2;
+    QTest::newRow("posthog envelope")
+        << QByteArray(R"({"api_key":"phc","batch" :  [)" + spaced + " , " + rejected + "," + numbers +
+                      R"(  ] , "sent_at":"2024-05-01T12:00:01Z"})")
+        << QList<QByteArray>{spaced, rejected, numbers} << 2;
+    const QByteArray segment = R"({"type":"track","event":"x","userId":"u","properties":{"n":-0,"big":1.0E+2}})";
+    QTest::newRow("segment batch, non-object elements rejected with their bytes")
+        << QByteArray(R"({"batch":[ -0 , )" + segment + R"(, 1.0E2 ,"s"],"sentAt":"2024-05-01T12:00:01Z"})")
+        << QList<QByteArray>{"-0", segment, "1.0E2", "\"s\""} << 1;
+    const QByteArray tricky = R"({"event":"a\"],[{\\","distinct_id":"u,]}\"\\\"","properties":{"k]":"}{"}})";
+    QTest::newRow("strings full of brackets, commas and escapes")
+        << QByteArray("[" + tricky + "," + tricky + "]") << QList<QByteArray>{tricky, tricky} << 2;
+    const QByteArray utf8 = "{\"event\":\"b\xff\",\"distinct_id\":\"u\", \"n\": -0}";
+    QTest::newRow("salvaged: the good elements keep their bytes too")
+        << QByteArray("{\"batch\": [ " + numbers + " ,\n" + utf8 + " , " + spaced + " ] }")
+        << QList<QByteArray>{numbers, utf8, spaced} << 2;
+    const QByteArray big = R"({"event":"a","distinct_id":"u","n":-123456789012345678901})";
+    QTest::newRow("a big integer: raw is the original, not the widened copy")
+        << QByteArray("[" + numbers + "," + big + "]") << QList<QByteArray>{numbers, big} << 2;
+}
+
+void TestFormat::exactElementBytes() {
+    QFETCH(QByteArray, line);
+    QFETCH(QList<QByteArray>, raw);
+    QFETCH(int, decoded);
+    const PaddedLine padded(line);
+    EventDecoder decoder;
+    for (const bool inPlace : {false, true}) {
+        const DecodedLine& result =
+            inPlace ? decoder.decode(padded.view(), {"x", 1, -1}, true)
+                    : decoder.decode(std::string_view(line.constData(), line.size()), {"x", 1, -1}, false);
+        QVERIFY2(result.parsed, result.parseError.c_str());
+        QCOMPARE(result.events.size(), std::size_t(decoded));
+        QCOMPARE(result.eventCount(), std::size_t(raw.size()));
+        QCOMPARE(rawByIndex(result).values(), raw);
+    }
+}
+
+void TestFormat::largeBatchSalvage() {
+    // 10,000 elements, one of them bad: each element parsed alone, then one rebuilt document.
+    constexpr int kElements = 10000;
+    constexpr int kBad = 6789;
+    QByteArray line = R"({"api_key":"phc","sent_at":"2024-05-01T12:00:01Z","batch":[)";
+    for (int i = 0; i < kElements; ++i) {
+        if (i > 0) line += ',';
+        line += i == kBad ? QByteArray("{\"event\":\"bad\xff\",\"distinct_id\":\"u\"}")
+                          : R"({"event":"e)" + QByteArray::number(i) + R"(","distinct_id":"u","properties":{"i":)" +
+                                QByteArray::number(i) + "}}";
+    }
+    line += "]}";
+    EventDecoder decoder;
+    QElapsedTimer timer;
+    timer.start();
+    const DecodedLine& decoded = decoder.decode(std::string_view(line.constData(), line.size()), {"l", 1, -1}, false);
+    const qint64 elapsedMs = timer.elapsed();
+    QVERIFY(decoded.parsed);
+    QCOMPARE(decoded.events.size(), std::size_t(kElements - 1));
+    QCOMPARE(decoded.unparseable.size(), std::size_t(1));
+    QCOMPARE(decoded.unparseable.front().origin.index, kBad);
+    QCOMPARE(decoded.events[kBad].origin.index, kBad + 1);
+    QCOMPARE(QByteArray::fromStdString(decoded.events[kBad].rawBytes()),
+             QByteArray(R"({"event":"e6790","distinct_id":"u","properties":{"i":6790}})"));
+    QCOMPARE(qlonglong(decoded.events.back().sentAt.value_or(-1)), qlonglong(1714564801000));
+    // Generous, for a shared machine: it takes a few milliseconds in an optimised build.
+    QVERIFY2(elapsedMs < 2000, qPrintable(QString::number(elapsedMs) + " ms"));
 }
 
 void TestFormat::streamOfLibrary_data() {

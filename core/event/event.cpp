@@ -53,6 +53,7 @@ std::optional<Format> parseFormat(std::string_view text) {
 
 std::string Event::rawBytes() const {
     if (!rawLine.empty()) return std::string(rawLine);
+    if (rawElement.data() != nullptr) return std::string(rawElement);
     return simdjson::minify(element);
 }
 

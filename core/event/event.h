@@ -59,11 +59,13 @@ struct Event {
     simdjson::dom::element properties;
     // The whole event object as it was parsed (a batch element, or the line itself).
     simdjson::dom::element element;
-    // The exact input bytes when the event is a whole line; empty for batch elements, whose
-    // bytes are recovered from `element` (see rawBytes()).
+    // The exact input bytes when the event is a whole line; empty for batch elements.
     std::string_view rawLine;
+    // A batch element's exact bytes, its range in the line (a null view for a whole line).
+    std::string_view rawElement;
 
-    // The event's own bytes: the line verbatim, or the batch element minified.
+    // The event's own bytes, verbatim: the line, or the batch element (minified from `element`
+    // only for an event built without its bytes).
     std::string rawBytes() const;
 };
 

@@ -66,6 +66,33 @@ std::string parserMessage(std::string what) {
     return what;
 }
 
+// A nlohmann SAX handler that builds nothing: run only on bytes simdjson refused, for a message
+// and a byte offset (simdjson says what, not where). Its parser is iterative: depth is no danger.
+struct ParseErrorProbe {
+    using json = nlohmann::json;
+    std::size_t position = std::string::npos;
+    std::string message;
+
+    bool null() { return true; }
+    bool boolean(bool) { return true; }
+    bool number_integer(json::number_integer_t) { return true; }
+    bool number_unsigned(json::number_unsigned_t) { return true; }
+    bool number_float(json::number_float_t, const json::string_t&) { return true; }
+    bool string(json::string_t&) { return true; }
+    bool binary(json::binary_t&) { return true; }
+    bool start_object(std::size_t) { return true; }
+    bool key(json::string_t&) { return true; }
+    bool end_object() { return true; }
+    bool start_array(std::size_t) { return true; }
+    bool end_array() { return true; }
+    // Syntax errors and out-of-range numbers ("number overflow parsing '1e400'") both land here.
+    bool parse_error(std::size_t byte, const std::string&, const nlohmann::detail::exception& error) {
+        position = byte;
+        message = parserMessage(error.what());
+        return false;
+    }
+};
+
 } // namespace
 
 // Every top-level key a decoder reads. An event object is walked once to find them all: at_key is
@@ -111,8 +138,12 @@ struct EventDecoder::Members {
             const Member key = memberOf(field.key);
             if (key == Member::none) continue;
             const std::uint32_t bit = std::uint32_t{1} << static_cast<unsigned>(key);
-            // The first of duplicate keys wins, as with at_key.
-            if (found & bit) continue;
+            // The first of duplicate keys wins, as with at_key; a second "batch" is noted, for a
+            // body with two batches is refused rather than half-read.
+            if (found & bit) {
+                duplicateBatch |= key == Member::batch;
+                continue;
+            }
             found |= bit;
             values[static_cast<std::size_t>(key)] = field.value;
         }
@@ -194,6 +225,7 @@ struct EventDecoder::Members {
     }
 
     std::uint32_t present = 0;
+    bool duplicateBatch = false;
     std::array<element, kCount> values; // only the entries marked in `present` are read
 };
 
@@ -207,6 +239,7 @@ Stream streamOfLibrary(std::string_view library) {
 
 std::string RejectedEvent::rawBytes() const {
     if (!rawLine.empty()) return std::string(rawLine);
+    if (rawElement.data() != nullptr) return std::string(rawElement);
     return simdjson::minify(element);
 }
 
@@ -220,58 +253,143 @@ const DecodedLine& EventDecoder::decode(std::string_view line, Origin origin, bo
     m_result.errorOffset = std::string::npos;
     m_result.events.clear();
     m_result.rejected.clear();
+    m_result.unparseable.clear();
     m_scratch.clear();
 
     element root;
-    const auto error = m_parser.parse(line.data(), line.size(), !padded).get(root);
-    if (error != simdjson::SUCCESS) {
-        m_result.parseError = simdjson::error_message(error);
-        if (error == simdjson::DEPTH_ERROR) {
-            m_result.parseError = "JSON nested deeper than " + std::to_string(m_parser.max_depth()) + " levels";
-        } else if (error != simdjson::MEMALLOC && error != simdjson::CAPACITY) {
-            // simdjson says what but not where; re-parse this (rare) line with nlohmann for the
-            // message and byte offset.
-            try {
-                const auto accepted = nlohmann::json::parse(line);
-                (void)accepted;
-            } catch (const nlohmann::json::parse_error& e) {
-                m_result.parseError = parserMessage(e.what());
-                m_result.errorOffset = e.byte > 0 ? e.byte - 1 : 0;
-            } catch (const std::exception&) {
-            }
-        }
+    const auto error = parse(line, padded, root);
+    if (error == simdjson::SUCCESS) {
+        m_result.parsed = true;
+        decodeValue(root, origin, line, m_forced);
         return m_result;
     }
-    m_result.parsed = true;
-    decodeValue(root, origin, line, m_forced);
+    // A document too deep is refused whole, as the collector refuses it (json_too_deep); so is
+    // one the parser has no memory for. Anything else may be one bad element of a batch.
+    if (error != simdjson::DEPTH_ERROR && error != simdjson::MEMALLOC && error != simdjson::CAPACITY &&
+        salvage(line, origin, padded))
+        return m_result;
+    describeParseError(line, error, m_result.parseError, m_result.errorOffset);
     return m_result;
 }
 
-void EventDecoder::decodeValue(element value, Origin origin, std::string_view rawLine, Format hint) {
+simdjson::error_code EventDecoder::parse(std::string_view bytes, bool padded, element& out) {
+    m_parsedWidened = false;
+    const auto error = m_parser.parse(bytes.data(), bytes.size(), !padded).get(out);
+    // simdjson 3.0.1 refuses integers beyond 64 bits (NUMBER_ERROR, as for 1e400); they are valid
+    // JSON, and PostHog's ingestion (JSON.parse) reads them as the nearest double: do the same.
+    if (error != simdjson::NUMBER_ERROR || !widenOutOfRangeIntegers(bytes, m_widened)) return error;
+    m_widened.reserve(m_widened.size() + simdjson::SIMDJSON_PADDING);
+    const auto retried = m_parser.parse(m_widened.data(), m_widened.size(), false).get(out);
+    m_parsedWidened = retried == simdjson::SUCCESS;
+    return retried == simdjson::SUCCESS ? retried : error;
+}
+
+bool EventDecoder::scanLayout(std::string_view line) {
+    // simdjson's stage 1 has found every structural character and token start of the line it
+    // just parsed (the parser exposes them "for benchmarking access"); walking those is a fraction
+    // of the cost of reading every byte again. Not when it parsed a widened copy: its offsets
+    // differ from the line's.
+    if (m_parsedWidened) return m_scanner.scan(line, m_layout);
+    const auto& stage1 = *m_parser.implementation;
+    return m_scanner.scan(line, stage1.structural_indexes.get(), stage1.n_structural_indexes, m_layout);
+}
+
+void EventDecoder::describeParseError(std::string_view bytes, simdjson::error_code error, std::string& message,
+                                      std::size_t& offset) const {
+    message = simdjson::error_message(error);
+    offset = std::string::npos;
+    if (error == simdjson::DEPTH_ERROR) {
+        message = "JSON nested deeper than " + std::to_string(m_parser.max_depth()) + " levels";
+        return;
+    }
+    if (error == simdjson::MEMALLOC || error == simdjson::CAPACITY) return;
+    ParseErrorProbe probe;
+    nlohmann::json::sax_parse(bytes, &probe);
+    if (probe.position == std::string::npos) return;
+    message = std::move(probe.message);
+    offset = probe.position > 0 ? probe.position - 1 : 0;
+}
+
+bool EventDecoder::salvage(std::string_view line, Origin origin, bool padded) {
+    if (!m_scanner.scan(line, m_layout)) return false;
+    if (m_layout.duplicateBatchKey != BatchLayout::npos) {
+        m_result.parsed = true;
+        rejectDuplicateBatch(origin, m_emptyObject, line, true);
+        return true;
+    }
+    if (m_layout.envelope && !m_layout.hasBatch) return false;
+
+    // Each element on its own: the good ones are kept for one parse of the rebuilt document (its
+    // DOM must outlive this loop), the bad ones are dead letters with their own bytes.
+    m_parsedIndexes.clear();
+    std::size_t goodBytes = 0;
+    element ignored;
+    for (std::size_t i = 0; i < m_layout.elements.size(); ++i) {
+        const std::string_view bytes = m_layout.elements[i].of(line);
+        const auto error = parse(bytes, padded, ignored);
+        if (error == simdjson::SUCCESS) {
+            m_parsedIndexes.push_back(static_cast<std::int32_t>(i));
+            goodBytes += bytes.size() + 1;
+            continue;
+        }
+        UnparseableElement& bad = m_result.unparseable.emplace_back();
+        bad.origin = origin;
+        bad.origin.index = static_cast<std::int32_t>(i);
+        bad.raw = bytes;
+        describeParseError(bytes, error, bad.message, bad.errorOffset);
+    }
+
+    // The line again with the batch holding only the good elements: the envelope's members
+    // (sent_at...) still apply, and bad bytes outside the elements still refuse the whole body.
+    const std::string_view before = m_layout.envelope ? line.substr(0, m_layout.batch.begin) : std::string_view{};
+    const std::string_view after = m_layout.envelope ? line.substr(m_layout.batch.end) : std::string_view{};
+    m_rebuilt.clear();
+    m_rebuilt.reserve(before.size() + goodBytes + after.size() + 2 + simdjson::SIMDJSON_PADDING);
+    m_rebuilt += before;
+    m_rebuilt += '[';
+    for (std::size_t k = 0; k < m_parsedIndexes.size(); ++k) {
+        if (k > 0) m_rebuilt += ',';
+        m_rebuilt += m_layout.elements[static_cast<std::size_t>(m_parsedIndexes[k])].of(line);
+    }
+    m_rebuilt += ']';
+    m_rebuilt += after;
+    element root;
+    if (parse(m_rebuilt, true, root) != simdjson::SUCCESS) {
+        m_result.unparseable.clear();
+        return false;
+    }
+    m_result.parsed = true;
+    decodeValue(root, origin, line, m_forced, &m_parsedIndexes);
+    return true;
+}
+
+void EventDecoder::decodeValue(element value, Origin origin, std::string_view line, Format hint,
+                               const std::vector<std::int32_t>* salvaged) {
     if (value.type() == element_type::ARRAY) {
         // A bare array of events, as posthog-js sends to /e.
-        std::int32_t index = 0;
-        const simdjson::dom::array items = value.get_array().value_unsafe();
-        for (element item : items) {
-            Origin itemOrigin = origin;
-            itemOrigin.index = index++;
-            decodeElement(item, itemOrigin, {}, hint, {});
-        }
-        if (index == 0) reject(origin, value, rawLine, "empty array: no events", {}, {});
+        const bool haveLayout = salvaged || (scanLayout(line) && !m_layout.envelope);
+        const std::size_t count =
+            decodeItems(value.get_array().value_unsafe(), origin, line, hint, {}, haveLayout, salvaged);
+        if (count == 0 && m_result.unparseable.empty())
+            reject(origin, value, {line, {}}, "empty array: no events", {}, {});
         return;
     }
     if (value.type() != element_type::OBJECT) {
-        decodeElement(value, origin, rawLine, hint, {});
+        decodeElement(value, origin, {line, {}}, hint, {});
         return;
     }
     const Members members(value.get_object().value_unsafe());
+    if (members.duplicateBatch) {
+        rejectDuplicateBatch(origin, value, line, false);
+        return;
+    }
     element batch;
     if (!members.get(Member::batch, batch)) {
-        decodeObject(value, members, origin, rawLine, hint, {});
+        decodeObject(value, members, origin, {line, {}}, hint, {});
         return;
     }
     if (batch.type() != element_type::ARRAY) {
-        reject(origin, value, rawLine, "\"batch\" is not an array", {}, {});
+        reject(origin, value, {line, {}}, "\"batch\" is not an array", {}, {});
         return;
     }
     // A batch envelope: PostHog {api_key, batch, sent_at} or Segment {batch, sentAt, writeKey}.
@@ -279,25 +397,56 @@ void EventDecoder::decodeValue(element value, Origin origin, std::string_view ra
     Envelope envelope;
     envelope.sentAt = members.time(Member::sent_at);
     if (!envelope.sentAt) envelope.sentAt = members.time(Member::sentAt);
-    std::int32_t index = 0;
-    const simdjson::dom::array items = batch.get_array().value_unsafe();
-    for (element item : items) {
-        Origin itemOrigin = origin;
-        itemOrigin.index = index++;
-        decodeElement(item, itemOrigin, {}, hint, envelope);
-    }
-    if (index == 0) reject(origin, value, rawLine, "empty batch: no events", {}, {});
+    const bool haveLayout = salvaged || (scanLayout(line) && m_layout.hasBatch);
+    const std::size_t count =
+        decodeItems(batch.get_array().value_unsafe(), origin, line, hint, envelope, haveLayout, salvaged);
+    if (count == 0 && m_result.unparseable.empty())
+        reject(origin, value, {line, {}}, "empty batch: no events", {}, {});
 }
 
-void EventDecoder::reject(Origin origin, element value, std::string_view rawLine, std::string message,
-                          std::string_view name, std::string_view distinctId) {
+std::size_t EventDecoder::decodeItems(simdjson::dom::array items, Origin origin, std::string_view line, Format hint,
+                                      const Envelope& envelope, bool haveLayout,
+                                      const std::vector<std::int32_t>* salvaged) {
+    // Each element's raw is its exact bytes in the line, from the structural scan. Should the
+    // scan ever disagree with the parser on the count, raw falls back to the minified element.
+    const std::size_t expected = salvaged ? salvaged->size() : m_layout.elements.size();
+    const bool exact = haveLayout && items.size() == expected;
+    std::size_t position = 0;
+    for (element item : items) {
+        Origin itemOrigin = origin;
+        const std::size_t index =
+            salvaged && position < salvaged->size() ? static_cast<std::size_t>((*salvaged)[position]) : position;
+        itemOrigin.index = static_cast<std::int32_t>(index);
+        const std::string_view raw = exact ? m_layout.elements[index].of(line) : std::string_view{};
+        decodeElement(item, itemOrigin, {{}, raw}, hint, envelope);
+        ++position;
+    }
+    return position;
+}
+
+void EventDecoder::rejectDuplicateBatch(Origin origin, element value, std::string_view line, bool scanned) {
+    // Two batches in one body: reading one would drop the other unseen. PostHog's capture refuses
+    // duplicate fields; so does this, with the whole body kept as one dead letter.
+    std::string message = "duplicate \"batch\" member";
+    if (!scanned) scanned = scanLayout(line); // for the offsets
+    if (scanned && m_layout.duplicateBatchKey != BatchLayout::npos) {
+        message += " at byte " + std::to_string(m_layout.duplicateBatchKey) + " (the first is at byte " +
+                   std::to_string(m_layout.firstBatchKey) + ")";
+    }
+    message += ": a body holds one batch; none of its events is decoded";
+    reject(origin, value, {line, {}}, std::move(message), {}, {});
+}
+
+void EventDecoder::reject(Origin origin, element value, Raw raw, std::string message, std::string_view name,
+                          std::string_view distinctId) {
     RejectedEvent& rejected = m_result.rejected.emplace_back();
     rejected.origin = origin;
     rejected.message = std::move(message);
     rejected.name = name;
     rejected.distinctId = distinctId;
     rejected.element = value;
-    rejected.rawLine = rawLine;
+    rejected.rawLine = raw.line;
+    rejected.rawElement = raw.element;
 }
 
 std::string_view EventDecoder::idMember(const Members& members, Member key) {
@@ -325,17 +474,16 @@ std::string_view EventDecoder::keep(std::string text) {
     return m_scratch.emplace_back(std::move(text));
 }
 
-void EventDecoder::decodeElement(element value, Origin origin, std::string_view rawLine, Format hint,
-                                 const Envelope& envelope) {
+void EventDecoder::decodeElement(element value, Origin origin, Raw raw, Format hint, const Envelope& envelope) {
     if (value.type() != element_type::OBJECT) {
-        reject(origin, value, rawLine, "not a JSON object (an event must be an object)", {}, {});
+        reject(origin, value, raw, "not a JSON object (an event must be an object)", {}, {});
         return;
     }
-    decodeObject(value, Members(value.get_object().value_unsafe()), origin, rawLine, hint, envelope);
+    decodeObject(value, Members(value.get_object().value_unsafe()), origin, raw, hint, envelope);
 }
 
-void EventDecoder::decodeObject(element value, const Members& members, Origin origin,
-                                std::string_view rawLine, Format hint, const Envelope& envelope) {
+void EventDecoder::decodeObject(element value, const Members& members, Origin origin, Raw raw, Format hint,
+                                const Envelope& envelope) {
     Format format = hint;
     if (format == Format::Auto) {
         const std::string_view type = members.string(Member::type);
@@ -351,13 +499,13 @@ void EventDecoder::decodeObject(element value, const Members& members, Origin or
         else if (members.get(Member::name, ignored))
             format = Format::Canonical;
         else if (!type.empty()) {
-            reject(origin, value, rawLine,
+            reject(origin, value, raw,
                    "unknown Segment message type \"" + std::string(type) +
                        "\" (expected track, identify, page, screen, group or alias)",
                    {}, {});
             return;
         } else {
-            reject(origin, value, rawLine,
+            reject(origin, value, raw,
                    "no event name: none of \"event\" (PostHog), \"type\" (Segment) or \"name\" (canonical)", {},
                    {});
             return;
@@ -367,7 +515,8 @@ void EventDecoder::decodeObject(element value, const Members& members, Origin or
     Event event;
     event.origin = origin;
     event.element = value;
-    event.rawLine = rawLine;
+    event.rawLine = raw.line;
+    event.rawElement = raw.element;
     event.format = format;
     event.properties = m_emptyObject;
 
@@ -384,7 +533,7 @@ void EventDecoder::decodeObject(element value, const Members& members, Origin or
         break;
     }
     if (!m_rejectMessage.empty()) {
-        reject(origin, value, rawLine, std::move(m_rejectMessage), event.name, event.distinctId);
+        reject(origin, value, raw, std::move(m_rejectMessage), event.name, event.distinctId);
         m_rejectMessage.clear();
         return;
     }

@@ -217,20 +217,42 @@ void Pipeline::processLine(std::string_view line, Origin origin, bool padded, bo
                    std::move(message));
         return;
     }
+    // An unparseable batch element counts as an event the line held, and as an unparseable
+    // dead letter: `events` and `dlq.total` both still add up.
     m_report.events += decoded.eventCount();
-    // Keep input order: rejected elements and events of one batch are interleaved by index.
+    // Keep input order: rejected and unparseable elements and events of one batch are
+    // interleaved by index.
     std::size_t nextRejected = 0;
-    auto flushRejectedBefore = [&](std::int32_t index) {
-        while (nextRejected < decoded.rejected.size() &&
-               (index < 0 || decoded.rejected[nextRejected].origin.index < index)) {
-            const RejectedEvent& rejected = decoded.rejected[nextRejected++];
-            ++m_report.rejected;
-            deadLetter("rejected", dumpLenient({{"message", rejected.message}}), rejected.origin, rejected.name,
-                       rejected.distinctId, std::nullopt, rejected.rawBytes(), rejected.message);
+    std::size_t nextUnparseable = 0;
+    auto flushDeadLettersBefore = [&](std::int32_t index) {
+        for (;;) {
+            const bool rejectedDue = nextRejected < decoded.rejected.size() &&
+                                     (index < 0 || decoded.rejected[nextRejected].origin.index < index);
+            const bool unparseableDue = nextUnparseable < decoded.unparseable.size() &&
+                                        (index < 0 || decoded.unparseable[nextUnparseable].origin.index < index);
+            if (!rejectedDue && !unparseableDue) return;
+            if (rejectedDue && (!unparseableDue || decoded.rejected[nextRejected].origin.index <
+                                                       decoded.unparseable[nextUnparseable].origin.index)) {
+                const RejectedEvent& rejected = decoded.rejected[nextRejected++];
+                ++m_report.rejected;
+                deadLetter("rejected", dumpLenient({{"message", rejected.message}}), rejected.origin,
+                           rejected.name, rejected.distinctId, std::nullopt, rejected.rawBytes(), rejected.message);
+            } else {
+                const UnparseableElement& element = decoded.unparseable[nextUnparseable++];
+                ++m_report.unparseable;
+                nlohmann::json detail = {{"message", element.message}};
+                std::string message = element.message;
+                if (element.errorOffset != std::string::npos) {
+                    detail["offset"] = element.errorOffset; // in the element's own bytes, its raw
+                    message += " (byte " + std::to_string(element.errorOffset) + " of the element)";
+                }
+                deadLetter("unparseable", dumpLenient(detail), element.origin, {}, {}, std::nullopt,
+                           std::string(element.raw), std::move(message));
+            }
         }
     };
     for (const Event& decodedEvent : decoded.events) {
-        flushRejectedBefore(decodedEvent.origin.index);
+        flushDeadLettersBefore(decodedEvent.origin.index);
         if (m_request) {
             Event event = decodedEvent;
             applyRequest(event, decoded.eventCount());
@@ -239,7 +261,7 @@ void Pipeline::processLine(std::string_view line, Origin origin, bool padded, bo
             processEvent(decodedEvent);
         }
     }
-    flushRejectedBefore(-1);
+    flushDeadLettersBefore(-1);
 }
 
 StoredEvent Pipeline::toStored(const Event& event, std::int64_t seq, Verdict verdict, std::string properties) const {
