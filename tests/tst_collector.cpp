@@ -61,11 +61,19 @@ public:
     }
 
     void reject(RejectedRequest rejected, Completion done) override {
+        IngestResult result;
         {
             std::lock_guard lock(m_mutex);
             m_rejected.push_back(std::move(rejected));
+            result = m_rejectResult;
+            if (m_rejectsHeld) {
+                m_heldRejects.push_back(std::move(done));
+                m_changed.notify_all();
+                return;
+            }
         }
-        done({IngestStatus::Committed, 0, {}});
+        m_changed.notify_all();
+        done(result);
     }
 
     bool overloaded() const override { return m_overloaded; }
@@ -90,6 +98,32 @@ public:
             m_held = false;
         }
         m_wake.notify_all();
+    }
+
+    // While held, rejects are kept but their done() waits for releaseRejects().
+    void holdRejects() {
+        std::lock_guard lock(m_mutex);
+        m_rejectsHeld = true;
+    }
+    void setRejectResult(IngestResult result) {
+        std::lock_guard lock(m_mutex);
+        m_rejectResult = std::move(result);
+    }
+    void releaseRejects() {
+        std::vector<Completion> held;
+        IngestResult result;
+        {
+            std::lock_guard lock(m_mutex);
+            m_rejectsHeld = false;
+            held.swap(m_heldRejects);
+            result = m_rejectResult;
+        }
+        for (Completion& done : held)
+            done(result);
+    }
+    bool waitRejected(std::size_t count, std::chrono::milliseconds timeout = 5s) const {
+        std::unique_lock lock(m_mutex);
+        return m_changed.wait_for(lock, timeout, [&] { return m_rejected.size() >= count; });
     }
 
     std::vector<IngestRequest> committed() const {
@@ -149,6 +183,12 @@ private:
         lock.unlock();
         for (Queued& queued : left)
             queued.done({IngestStatus::Failed, 1, "test sink destroyed"});
+        std::vector<Completion> held;
+        lock.lock();
+        held.swap(m_heldRejects);
+        lock.unlock();
+        for (Completion& done : held)
+            done({IngestStatus::Failed, 1, "test sink destroyed"});
     }
 
     mutable std::mutex m_mutex;
@@ -161,6 +201,9 @@ private:
     std::size_t m_largestGroup = 0;
     std::chrono::milliseconds m_commitDelay{0};
     IngestResult m_result;
+    IngestResult m_rejectResult;
+    std::vector<Completion> m_heldRejects;
+    bool m_rejectsHeld = false;
     bool m_held = false;
     bool m_quit = false;
     std::atomic<bool> m_overloaded{false};
@@ -529,6 +572,9 @@ private slots:
     void decompressionBombs_data();
     void decompressionBombs();
     void truncatedGzipIsRejected();
+    void rejectAnsweredOnlyWhenKept_data();
+    void rejectAnsweredOnlyWhenKept();
+    void stopWhileRejectsWait();
     void undecodableBodies_data();
     void undecodableBodies();
     void invalidUtf8IsPassedOn();
@@ -964,6 +1010,67 @@ void TestCollector::truncatedGzipIsRejected() {
     QCOMPARE(rejected[0].reason, std::string("gzip_truncated"));
     QCOMPARE(rejected[0].path, std::string("/i/v0/e/"));
     QCOMPARE(harness.sink.received(), std::size_t{0});
+}
+
+void TestCollector::rejectAnsweredOnlyWhenKept_data() {
+    QTest::addColumn<int>("sinkStatus");
+    QTest::addColumn<long>("status");
+    QTest::addColumn<QString>("error");
+    QTest::newRow("kept") << int(IngestStatus::Committed) << 400L << "not_json";
+    QTest::newRow("could not be kept") << int(IngestStatus::Failed) << 503L << "reject_failed";
+}
+
+// Clients never retry a 400: it must not go out before the dead letter is durable.
+void TestCollector::rejectAnsweredOnlyWhenKept() {
+    QFETCH(int, sinkStatus);
+    QFETCH(long, status);
+    QFETCH(QString, error);
+
+    Harness harness;
+    harness.sink.holdRejects();
+    harness.sink.setRejectResult({static_cast<IngestStatus>(sinkStatus), 4, {}});
+    const quint16 port = harness.collector.port();
+    auto reply = std::async(std::launch::async, [port] {
+        return send(port, {"POST", "/e/", "{nope", {}, {}});
+    });
+    QVERIFY(harness.sink.waitRejected(1));
+    // The sink holds the body: no answer may come while it does.
+    QCOMPARE(reply.wait_for(300ms), std::future_status::timeout);
+    QCOMPARE(harness.collector.stats().pendingCommits, std::size_t{1});
+    harness.sink.releaseRejects();
+    const HttpReply answered = reply.get();
+    QCOMPARE(answered.status, status);
+    QCOMPARE(answered.json().value("error").toString(), error);
+    if (status == 503) QCOMPARE(answered.headers.value("retry-after"), QByteArray("4"));
+    QCOMPARE(harness.sink.rejected().size(), std::size_t{1});
+    QCOMPARE(harness.sink.received(), std::size_t{0});
+    QCOMPARE(harness.collector.stats().pendingCommits, std::size_t{0});
+    QTRY_COMPARE_WITH_TIMEOUT(harness.collector.stats().inFlightBytes, std::size_t{0}, 5000);
+}
+
+// stop() treats a reject waiting for the sink like a commit waiting: 503 after the grace.
+void TestCollector::stopWhileRejectsWait() {
+    CollectorConfig config = testConfig();
+    config.stopGraceMillis = 300;
+    TestSink sink;
+    Collector collector(config, sink);
+    collector.start();
+    sink.holdRejects();
+    const quint16 port = collector.port();
+    auto reply = std::async(std::launch::async, [port] {
+        return send(port, {"POST", "/e/", "{nope", {}, {}});
+    });
+    QVERIFY(sink.waitRejected(1));
+    const auto stopping = Clock::now();
+    collector.stop();
+    QVERIFY(Clock::now() - stopping < 3s);
+    const HttpReply answered = reply.get();
+    QCOMPARE(answered.status, 503L);
+    QCOMPARE(answered.json().value("error").toString(), QString("reject_failed"));
+    QVERIFY(answered.headers.contains("retry-after"));
+    sink.releaseRejects(); // late: harmless, and the books settle
+    QTRY_COMPARE_WITH_TIMEOUT(collector.stats().pendingCommits, std::size_t{0}, 5000);
+    QCOMPARE(collector.stats().inFlightBytes, std::size_t{0});
 }
 
 void TestCollector::undecodableBodies_data() {

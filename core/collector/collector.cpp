@@ -251,6 +251,10 @@ struct RequestState {
     std::string refusalDetail;
     std::size_t discardedBytes = 0;
     std::shared_ptr<PendingCommit> pending;
+    // The pending completion is the sink's reject(): Committed answers 400 with these.
+    bool rejecting = false;
+    std::string rejectReason;
+    std::string rejectDetail;
 
     std::string remoteAddress;
     std::string contentType;
@@ -303,6 +307,7 @@ private:
     MHD_Result answerRejected(MHD_Connection* connection, RequestState& state, std::string rawBody,
                               std::string reason, std::string detail);
     void refuseStream(RequestState& state, int status, std::string error, std::string detail);
+    std::shared_ptr<PendingCommit> suspendForSink(MHD_Connection* connection);
 
     MHD_Result answer(MHD_Connection* connection, int status, std::string_view body,
                       std::string_view contentType = "application/json",
@@ -653,15 +658,54 @@ MHD_Result CollectorServer::answerRejected(MHD_Connection* connection, RequestSt
     rejected.contentType = state.contentType;
     rejected.contentEncoding = state.contentEncoding;
     rejected.userAgent = state.userAgent;
-    try {
-        m_sink.reject(std::move(rejected), [](IngestResult) {});
-    } catch (const std::exception& error) {
-        return answerRetryLater(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "reject_failed",
-                                "the undecodable body could not be kept: " + std::string(error.what()),
-                                m_config.retryAfterSeconds);
-    }
+
+    // Clients never retry a 400, so it waits, like a 200, until the sink kept the body.
+    std::shared_ptr<PendingCommit> pending = suspendForSink(connection);
+    if (!pending)
+        return answerRetryLater(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
+                                "the collector is stopping", m_config.retryAfterSeconds);
+    state.pending = pending;
+    state.rejecting = true;
+    state.rejectReason = std::move(reason);
+    state.rejectDetail = std::move(detail);
     ++m_ledger->rejectedRequests;
-    return answerError(connection, MHD_HTTP_BAD_REQUEST, reason, detail);
+    // The raw body stays in flight until the sink has it: the completion releases it.
+    const std::size_t reservedBytes = std::exchange(state.reservedBytes, 0);
+    IngestSink::Completion done = [ledger = m_ledger, pending, reservedBytes](IngestResult result) {
+        completeCommit(*ledger, pending, reservedBytes, std::move(result));
+    };
+    try {
+        m_sink.reject(std::move(rejected), done);
+    } catch (const std::exception& error) {
+        // Ignored if the sink called done() before throwing.
+        done(IngestResult{IngestStatus::Failed, m_config.retryAfterSeconds,
+                          "the undecodable body could not be kept: " + std::string(error.what())});
+    }
+    return MHD_YES;
+}
+
+// Registers a request that waits for the sink and suspends its connection; null when stop()
+// already gave up on waiting (the caller answers 503 at once, the sink never sees the request).
+std::shared_ptr<PendingCommit> CollectorServer::suspendForSink(MHD_Connection* connection) {
+    auto pending = std::make_shared<PendingCommit>();
+    pending->connection = connection;
+    {
+        std::lock_guard lock(m_ledger->mutex);
+        if (!m_ledger->abandoning)
+            m_ledger->pending.insert(pending);
+        else
+            pending->answered = true;
+    }
+    {
+        std::lock_guard lock(pending->mutex);
+        // stop() may have given up on this request between the two locks.
+        if (!pending->answered) {
+            MHD_suspend_connection(connection);
+            pending->suspended = true;
+        }
+    }
+    if (!pending->suspended) return nullptr;
+    return pending;
 }
 
 MHD_Result CollectorServer::acceptCapture(MHD_Connection* connection, RequestState& state) {
@@ -716,25 +760,8 @@ MHD_Result CollectorServer::acceptCapture(MHD_Connection* connection, RequestSta
     request.contentType = state.contentType;
     request.userAgent = state.userAgent;
 
-    auto pending = std::make_shared<PendingCommit>();
-    pending->connection = connection;
-    {
-        std::lock_guard lock(m_ledger->mutex);
-        if (!m_ledger->abandoning)
-            m_ledger->pending.insert(pending);
-        else
-            pending->answered = true;
-    }
-    {
-        std::lock_guard lock(pending->mutex);
-        // stop() may have given up on this request between the two locks; it is then answered
-        // 503 at once and never reaches the sink.
-        if (!pending->answered) {
-            MHD_suspend_connection(connection);
-            pending->suspended = true;
-        }
-    }
-    if (!pending->suspended) {
+    std::shared_ptr<PendingCommit> pending = suspendForSink(connection);
+    if (!pending) {
         m_ledger->release(decodedBytes);
         return answerRetryLater(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
                                 "the collector is stopping", m_config.retryAfterSeconds);
@@ -763,6 +790,14 @@ MHD_Result CollectorServer::answerCommit(MHD_Connection* connection, RequestStat
             return answerError(connection, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
                                "resumed before the commit was answered");
         result = state.pending->result;
+    }
+    if (state.rejecting) {
+        if (result.status == IngestStatus::Committed)
+            return answerError(connection, MHD_HTTP_BAD_REQUEST, state.rejectReason, state.rejectDetail);
+        return answerRetryLater(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "reject_failed",
+                                result.message.empty() ? "the undecodable body could not be kept; retry later"
+                                                       : result.message,
+                                result.retryAfterSeconds);
     }
     switch (result.status) {
     case IngestStatus::Committed:

@@ -35,8 +35,11 @@
 //                      streams more than maxDiscardBytes after that is disconnected
 //   413                the decoded body passes maxDecompressedBytes, checked while inflating
 //                      [decompressed_too_large]
-//   400                the body cannot be decoded: the raw bytes go to sink.reject() first
-//                      [RejectedRequest::reason]
+//   400                the body cannot be decoded: the raw bytes go to sink.reject(), and the 400
+//                      is answered only once its done() reported Committed (the connection is
+//                      suspended meanwhile, as for a commit) [RejectedRequest::reason]
+//   503 + Retry-After  reject()'s done() reported Failed / Backpressure, or stop() gave up
+//                      waiting for it [reject_failed]
 //   401                tokens are configured and the request's token is not one of them
 //                      [unauthorized]
 //   200                committed ({"status":1} for PostHog, {"success":true} for Segment)
@@ -197,8 +200,9 @@ public:
     // Address already in use". Calling start() on a started collector throws too.
     void start();
 
-    // Stops accepting connections, lets requests in progress finish (their commits included)
-    // for up to stopGraceMillis, answers those still waiting for a commit 503 + Retry-After,
+    // Stops accepting connections, lets requests in progress finish (their commits and rejects
+    // included) for up to stopGraceMillis, answers those still waiting for the sink 503 +
+    // Retry-After (commit_failed / reject_failed),
     // then closes every connection. Never hangs longer than about stopGraceMillis + 1 s.
     void stop();
 
