@@ -565,6 +565,8 @@ private slots:
     void tokenExtraction();
     void unauthorized_data();
     void unauthorized();
+    void undecodableBodyOfUnknownClient_data();
+    void undecodableBodyOfUnknownClient();
     void contentLengthBeyondLimitIsNotRead();
     void expectContinueBeyondLimitIsNotSent();
     void chunkedBodyBeyondLimit();
@@ -863,6 +865,53 @@ void TestCollector::unauthorized() {
         QCOMPARE(reply.json().value("error").toString(), QString("unauthorized"));
         QVERIFY(!reply.json().value("detail").toString().isEmpty());
     }
+    // Refusals are counted, not silent.
+    const CollectorStats stats = harness.collector.stats();
+    QCOMPARE(stats.unauthorizedRequests, std::uint64_t(status == 401 ? 1 : 0));
+    QCOMPARE(stats.responsesByStatus.count(401), std::size_t(status == 401 ? 1 : 0));
+}
+
+void TestCollector::undecodableBodyOfUnknownClient_data() {
+    QTest::addColumn<QByteArray>("path");
+    QTest::addColumn<QByteArray>("userPassword");
+    QTest::addColumn<long>("status");
+    QTest::newRow("no token") << QByteArray("/e/") << QByteArray() << 401L;
+    QTest::newRow("unknown ?token=") << QByteArray("/e/?token=phc_bad") << QByteArray() << 401L;
+    QTest::newRow("unknown Basic auth") << QByteArray("/v1/batch") << QByteArray("wk_bad:") << 401L;
+    QTest::newRow("known ?api_key=") << QByteArray("/e/?api_key=phc_good") << QByteArray() << 400L;
+    QTest::newRow("known Basic auth") << QByteArray("/v1/batch") << QByteArray("wk_good:") << 400L;
+}
+
+// With tokens configured, an unreadable body is kept only when the request names a known
+// token where it still can (query, Basic auth); anyone else gets 401 and stores nothing.
+void TestCollector::undecodableBodyOfUnknownClient() {
+    QFETCH(QByteArray, path);
+    QFETCH(QByteArray, userPassword);
+    QFETCH(long, status);
+
+    CollectorConfig config = testConfig();
+    config.tokens = {"phc_good", "wk_good"};
+    Harness harness(config);
+    const HttpReply reply = send(harness.collector.port(),
+                                 {"POST", path, "{nope", {"Content-Type: application/json"}, userPassword});
+    QCOMPARE(reply.status, status);
+    const CollectorStats stats = harness.collector.stats();
+    if (status == 401) {
+        QCOMPARE(reply.json().value("error").toString(), QString("unauthorized"));
+        QVERIFY2(reply.json().value("detail").toString().contains("could not be decoded"),
+                 qPrintable(reply.json().value("detail").toString()));
+        QVERIFY(harness.sink.rejected().empty());
+        QCOMPARE(stats.rejectedRequests, std::uint64_t{0});
+        QCOMPARE(stats.unauthorizedRequests, std::uint64_t{1});
+        QCOMPARE(stats.responsesByStatus.at(401), std::uint64_t{1});
+    } else {
+        QCOMPARE(reply.json().value("error").toString(), QString("not_json"));
+        QCOMPARE(harness.sink.rejected().size(), std::size_t{1});
+        QVERIFY(harness.sink.rejected()[0].token == "phc_good" ||
+                harness.sink.rejected()[0].token == "wk_good");
+        QCOMPARE(stats.unauthorizedRequests, std::uint64_t{0});
+    }
+    QCOMPARE(harness.sink.received(), std::size_t{0});
 }
 
 // The 413 comes from the header alone: the body is never sent, and nothing of it is read.

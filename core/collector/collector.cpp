@@ -192,6 +192,7 @@ struct CollectorLedger {
     std::atomic<std::uint64_t> bytesDecoded{0};
     std::atomic<std::uint64_t> acceptedRequests{0};
     std::atomic<std::uint64_t> rejectedRequests{0};
+    std::atomic<std::uint64_t> unauthorizedRequests{0};
     std::atomic<std::size_t> inFlightBytes{0};
 
     std::mutex mutex;
@@ -308,6 +309,14 @@ private:
                               std::string reason, std::string detail);
     void refuseStream(RequestState& state, int status, std::string error, std::string detail);
     std::shared_ptr<PendingCommit> suspendForSink(MHD_Connection* connection);
+    MHD_Result answerUnauthorized(MHD_Connection* connection, const std::string& token,
+                                  std::string_view context) {
+        ++m_ledger->unauthorizedRequests;
+        return answerError(connection, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+                           (token.empty() ? std::string("no token or write key in the request")
+                                          : "the token or write key '" + token + "' is not configured") +
+                               std::string(context));
+    }
 
     MHD_Result answer(MHD_Connection* connection, int status, std::string_view body,
                       std::string_view contentType = "application/json",
@@ -453,6 +462,7 @@ CollectorStats CollectorServer::stats() const {
     stats.bytesDecoded = m_ledger->bytesDecoded.load();
     stats.acceptedRequests = m_ledger->acceptedRequests.load();
     stats.rejectedRequests = m_ledger->rejectedRequests.load();
+    stats.unauthorizedRequests = m_ledger->unauthorizedRequests.load();
     stats.inFlightBytes = m_ledger->inFlightBytes.load();
     std::lock_guard lock(m_ledger->mutex);
     stats.pendingCommits = m_ledger->pending.size();
@@ -646,13 +656,21 @@ MHD_Result CollectorServer::finish(MHD_Connection* connection, RequestState& sta
 
 MHD_Result CollectorServer::answerRejected(MHD_Connection* connection, RequestState& state,
                                            std::string rawBody, std::string reason, std::string detail) {
+    // An unreadable body is kept only for a known client: with tokens configured, one from the
+    // query or Basic auth must be among them, or anyone could fill the dead-letter queue.
+    const std::string token = !state.queryToken.empty() ? state.queryToken : state.basicAuthUser;
+    if (!m_tokens.empty() && !m_tokens.contains(token))
+        return answerUnauthorized(connection, token,
+                                  " (the body could not be decoded, so only ?token=, ?api_key= or "
+                                  "Basic auth can name it)");
+
     RejectedRequest rejected;
     rejected.path = state.path;
     rejected.vendor = state.endpoint.vendor;
     rejected.rawBody = std::move(rawBody);
     rejected.reason = reason;
     rejected.detail = detail;
-    rejected.token = !state.queryToken.empty() ? state.queryToken : state.basicAuthUser;
+    rejected.token = token;
     rejected.receivedAtMillis = nowMillis();
     rejected.remoteAddress = state.remoteAddress;
     rejected.contentType = state.contentType;
@@ -729,10 +747,7 @@ MHD_Result CollectorServer::acceptCapture(MHD_Connection* connection, RequestSta
 
     std::string token = std::move(inspection.token);
     if (token.empty()) token = !state.queryToken.empty() ? state.queryToken : state.basicAuthUser;
-    if (!m_tokens.empty() && !m_tokens.contains(token))
-        return answerError(connection, MHD_HTTP_UNAUTHORIZED, "unauthorized",
-                           token.empty() ? "no token or write key in the request"
-                                         : "the token or write key '" + token + "' is not configured");
+    if (!m_tokens.empty() && !m_tokens.contains(token)) return answerUnauthorized(connection, token, {});
 
     if (!state.endpoint.messageType.empty() && inspection.isObject && !inspection.hasType)
         insertTypeMember(decoded.json, state.endpoint.messageType);

@@ -35,6 +35,8 @@
 //                      streams more than maxDiscardBytes after that is disconnected
 //   413                the decoded body passes maxDecompressedBytes, checked while inflating
 //                      [decompressed_too_large]
+//   401                the body cannot be decoded, tokens are configured, and the query / Basic
+//                      auth token is not one of them (or there is none): not kept [unauthorized]
 //   400                the body cannot be decoded: the raw bytes go to sink.reject(), and the 400
 //                      is answered only once its done() reported Committed (the connection is
 //                      suspended meanwhile, as for a commit) [RejectedRequest::reason]
@@ -174,6 +176,7 @@ struct CollectorStats {
     std::uint64_t bytesDecoded = 0;                 // decoded JSON bytes handed to the sink
     std::uint64_t acceptedRequests = 0;             // capture requests answered 200
     std::uint64_t rejectedRequests = 0;             // bodies handed to reject()
+    std::uint64_t unauthorizedRequests = 0;         // capture requests answered 401
     std::size_t inFlightBytes = 0;                  // now: bodies received or waiting for a commit
     std::size_t pendingCommits = 0;                 // now: requests handed to the sink, not yet done
 };
