@@ -580,6 +580,8 @@ private slots:
     void undecodableBodies_data();
     void undecodableBodies();
     void invalidUtf8IsPassedOn();
+    void bigNumbersArePassedOn_data();
+    void bigNumbersArePassedOn();
     void deeplyNestedJson_data();
     void deeplyNestedJson();
     void overloadedSink();
@@ -1199,6 +1201,58 @@ void TestCollector::invalidUtf8IsPassedOn() {
     QCOMPARE(committed.size(), std::size_t{1});
     QCOMPARE(bytes(committed[0].body), body);
     QCOMPARE(committed[0].token, std::string("t1"));
+}
+
+void TestCollector::bigNumbersArePassedOn_data() {
+    QTest::addColumn<QByteArray>("path");
+    QTest::addColumn<QByteArray>("body");
+    QTest::addColumn<QString>("token");
+
+    QTest::newRow("integer beyond 64 bits, envelope token")
+        << QByteArray("/batch/")
+        << QByteArray(
+               R"({"api_key":"phc_big","batch":[{"event":"e","properties":{"n":123456789012345678901234567890}}]})")
+        << "phc_big";
+    QTest::newRow("double beyond range, event token")
+        << QByteArray("/e/") << QByteArray(R"([{"event":"e","properties":{"x":1e400,"token":"phc_over"}}])")
+        << "phc_over";
+    QTest::newRow("negative overflow, Segment write key")
+        << QByteArray("/v1/batch")
+        << QByteArray(
+               R"({"batch":[{"type":"track","event":"e","properties":{"n":-1E+400}}],"writeKey":"wk_over"})")
+        << "wk_over";
+    QTest::newRow("overflow and invalid UTF-8")
+        << QByteArray("/e/")
+        << QByteArray(
+               "{\"event\":\"\xff\",\"properties\":{\"n\":99999999999999999999999,\"token\":\"phc_both\"}}")
+        << "phc_both";
+}
+
+// Valid JSON that simdjson cannot hold (BIGINT / NUMBER errors) reaches the sink whole, with the
+// token found: the pipeline dead-letters only the element it cannot decode.
+void TestCollector::bigNumbersArePassedOn() {
+    QFETCH(QByteArray, path);
+    QFETCH(QByteArray, body);
+    QFETCH(QString, token);
+
+    CollectorConfig config = testConfig();
+    config.tokens = {token.toStdString()}; // the token must be found for the body to pass
+    Harness harness(config);
+    const HttpReply reply =
+        send(harness.collector.port(), {"POST", path, body, {"Content-Type: application/json"}, {}});
+    QCOMPARE(reply.status, 200L);
+    const auto committed = harness.sink.committed();
+    QCOMPARE(committed.size(), std::size_t{1});
+    QCOMPARE(bytes(committed[0].body), body);
+    QCOMPARE(QString::fromStdString(committed[0].token), token);
+    QVERIFY(harness.sink.rejected().empty());
+
+    // A malformed number is still not JSON (kept for the known ?api_key=).
+    const HttpReply bad = send(
+        harness.collector.port(),
+        {"POST", path + "?api_key=" + token.toUtf8(), R"({"n":1e})", {"Content-Type: application/json"}, {}});
+    QCOMPARE(bad.status, 400L);
+    QCOMPARE(bad.json().value("error").toString(), QString("not_json"));
 }
 
 void TestCollector::deeplyNestedJson_data() {

@@ -280,6 +280,78 @@ struct SyntaxErrorProbe {
     }
 };
 
+// The length of the JSON number at the start of `text` (RFC 8259 grammar), 0 when there is none.
+std::size_t jsonNumberLength(std::string_view text) {
+    std::size_t i = 0;
+    auto digits = [&] {
+        const std::size_t start = i;
+        while (i < text.size() && text[i] >= '0' && text[i] <= '9')
+            ++i;
+        return i - start;
+    };
+    if (i < text.size() && text[i] == '-') ++i;
+    if (i < text.size() && text[i] == '0')
+        ++i;
+    else if (digits() == 0)
+        return 0;
+    if (i < text.size() && text[i] == '.') {
+        ++i;
+        if (digits() == 0) return 0;
+    }
+    if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
+        ++i;
+        if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
+        if (digits() == 0) return 0;
+    }
+    return i;
+}
+
+bool isNumberChar(char ch) {
+    return (ch >= '0' && ch <= '9') || ch == '-' || ch == '+' || ch == '.' || ch == 'e' || ch == 'E';
+}
+
+// A copy of `json` in which every well-formed number outside strings is replaced by a 0 padded
+// with spaces (offsets kept): simdjson refuses integers beyond 64 bits and doubles beyond
+// range, which are still JSON, and the collector needs no number to find the token.
+// Malformed numbers are left as they are, so they still fail the parse.
+std::string withNeutralNumbers(std::string_view json) {
+    std::string out(json);
+    bool inString = false;
+    std::size_t i = 0;
+    while (i < out.size()) {
+        const char ch = out[i];
+        if (inString) {
+            if (ch == '\\')
+                i += 2;
+            else {
+                inString = ch != '"';
+                ++i;
+            }
+            continue;
+        }
+        if (ch == '"') {
+            inString = true;
+            ++i;
+            continue;
+        }
+        if (!isNumberChar(ch)) {
+            ++i;
+            continue;
+        }
+        std::size_t end = i;
+        while (end < out.size() && isNumberChar(out[end]))
+            ++end;
+        const std::string_view run(out.data() + i, end - i);
+        if (jsonNumberLength(run) == run.size()) {
+            out[i] = '0';
+            std::fill(out.begin() + static_cast<std::ptrdiff_t>(i) + 1,
+                      out.begin() + static_cast<std::ptrdiff_t>(end), ' ');
+        }
+        i = end;
+    }
+    return out;
+}
+
 std::string_view stringMember(simdjson::dom::object object, std::string_view key) {
     std::string_view value;
     if (object.at_key(key).get_string().get(value) == simdjson::SUCCESS) return value;
@@ -437,6 +509,15 @@ JsonInspection inspectJson(std::string& json) {
         repaired.reserve(repaired.size() + simdjson::SIMDJSON_PADDING);
         error = parser.parse(repaired.data(), repaired.size(), false).get(document);
     }
+    if (error == simdjson::NUMBER_ERROR || error == simdjson::NUMBER_OUT_OF_RANGE) {
+        // 123456789012345678901234567890 and 1e400 are JSON (this simdjson calls both a
+        // NUMBER_ERROR, as it does a malformed number): the pipeline dead-letters the
+        // element it cannot decode; the collector only needs the token, so it reads a copy in
+        // which numbers are 0. A malformed number survives the copy and still fails.
+        repaired = withNeutralNumbers(repaired.empty() ? std::string_view(json) : std::string_view(repaired));
+        repaired.reserve(repaired.size() + simdjson::SIMDJSON_PADDING);
+        error = parser.parse(repaired.data(), repaired.size(), false).get(document);
+    }
     if (error == simdjson::SUCCESS) {
         readDocument(document, inspection);
     } else if (error == simdjson::DEPTH_ERROR) {
@@ -446,8 +527,8 @@ JsonInspection inspectJson(std::string& json) {
         SyntaxErrorProbe probe;
         nlohmann::json::sax_parse(repaired.empty() ? json : repaired, &probe);
         if (probe.position == std::string::npos) {
-            // Valid JSON that simdjson cannot represent (an integer beyond 64 bits, say): pass
-            // it on; the pipeline dead-letters what it cannot decode.
+            // Valid JSON that simdjson still cannot represent: pass it on; the pipeline
+            // dead-letters what it cannot decode.
             inspection.valid = true;
         } else {
             inspection.reason = "not_json";

@@ -41,7 +41,8 @@ struct JsonInspection {
 };
 
 // Parses once (simdjson, depth-limited; no recursion however deep the input) to validate and
-// read the token. Invalid UTF-8 inside otherwise valid JSON counts as valid. `json` gets
+// read the token. Invalid UTF-8 and numbers simdjson cannot hold (integers beyond 64 bits,
+// 1e400) inside otherwise valid JSON count as valid, the token still found. `json` gets
 // SIMDJSON_PADDING spare capacity if it lacks it.
 JsonInspection inspectJson(std::string& json);
 
