@@ -573,6 +573,8 @@ private slots:
     void endlessChunkedBodyIsCutOff();
     void decompressionBombs_data();
     void decompressionBombs();
+    void decompressionBombsHoldLittle();
+    void inflatingCountsInFlight();
     void truncatedGzipIsRejected();
     void rejectAnsweredOnlyWhenKept_data();
     void rejectAnsweredOnlyWhenKept();
@@ -1043,6 +1045,72 @@ void TestCollector::decompressionBombs() {
     QCOMPARE(harness.sink.received(), std::size_t{0});
     // Released when the request ends, just after its answer went out.
     QTRY_COMPARE_WITH_TIMEOUT(harness.collector.stats().inFlightBytes, std::size_t{0}, 5000);
+}
+
+// kB of /proc/self/status's `field` (VmRSS, VmHWM); -1 when unreadable.
+static long procStatusKb(const char* field) {
+    QFile status("/proc/self/status");
+    if (!status.open(QIODevice::ReadOnly)) return -1;
+    for (const QByteArray& line : status.readAll().split('\n')) {
+        if (line.startsWith(field))
+            return line.mid(qstrlen(field) + 1).trimmed().split(' ').value(0).toLong();
+    }
+    return -1;
+}
+
+// Refused bombs cost about the cap, not what they would inflate to: the peak RSS of the whole
+// process while answering them grows by a small multiple of the cap.
+void TestCollector::decompressionBombsHoldLittle() {
+    CollectorConfig config = testConfig();
+    config.maxDecompressedBytes = 1 << 20;
+    Harness harness(config);
+    const QByteArray gzipBomb = gzip(QByteArray(64 << 20, '\0')); // 64 MiB of zeros in ~64 kB
+    const QByteArray lzBomb = lzCompressToBase64("[\"" + QString(20'000'000, 'a') + "\"]");
+    const std::vector<HttpCall> bombs{
+        {"POST", "/e/", gzipBomb, {"Content-Encoding: gzip"}, {}},
+        {"POST", "/e/?compression=lz64", lzBomb, {}, {}},
+        {"POST", "/e/", "data=" + formField(lzBomb) + "&compression=lz64", {}, {}}};
+    // Warm up libcurl and the server threads, then reset the peak (clear_refs 5: VmHWM = VmRSS).
+    QCOMPARE(send(harness.collector.port(), {"POST", "/e/", R"({"event":"warm"})", {}, {}}).status, 200L);
+    {
+        QFile clear("/proc/self/clear_refs");
+        if (!clear.open(QIODevice::WriteOnly) || clear.write("5") != 1) QSKIP("cannot reset VmHWM");
+    }
+    const long before = procStatusKb("VmRSS:");
+    for (const HttpCall& bomb : bombs) {
+        QVERIFY(bomb.body.size() < 128 * 1024);
+        const HttpReply reply = send(harness.collector.port(), bomb);
+        QCOMPARE(reply.status, 413L);
+        QCOMPARE(reply.json().value("error").toString(), QString("decompressed_too_large"));
+    }
+    const long peak = procStatusKb("VmHWM:");
+    QVERIFY(before > 0 && peak > 0);
+    qInfo("peak RSS growth while refusing the bombs: %ld kB (cap %zu kB)", peak - before,
+          config.maxDecompressedBytes / 1024);
+    QVERIFY2(peak - before < 16 * 1024, qPrintable(QString::number(peak - before) + " kB"));
+    QCOMPARE(harness.sink.received(), std::size_t{1});
+    QTRY_COMPARE_WITH_TIMEOUT(harness.collector.stats().inFlightBytes, std::size_t{0}, 5000);
+}
+
+// While it inflates, a body counts against maxInFlightBytes: with the bound below the cap, a
+// bomb is refused 429 for the memory it would hold, not inflated to the cap.
+void TestCollector::inflatingCountsInFlight() {
+    CollectorConfig config = testConfig();
+    config.maxDecompressedBytes = 8 << 20;
+    config.maxInFlightBytes = 1 << 20;
+    Harness harness(config);
+    const HttpReply reply =
+        send(harness.collector.port(),
+             {"POST", "/e/", gzip(QByteArray(32 << 20, '\0')), {"Content-Encoding: gzip"}, {}});
+    QCOMPARE(reply.status, 429L);
+    QCOMPARE(reply.json().value("error").toString(), QString("overloaded"));
+    QVERIFY(reply.headers.contains("retry-after"));
+    QTRY_COMPARE_WITH_TIMEOUT(harness.collector.stats().inFlightBytes, std::size_t{0}, 5000);
+    // A body that fits is decoded as ever.
+    QCOMPARE(
+        send(harness.collector.port(), {"POST", "/e/", gzip(kPostHogBatch), {"Content-Encoding: gzip"}, {}})
+            .status,
+        200L);
 }
 
 void TestCollector::truncatedGzipIsRejected() {

@@ -216,6 +216,26 @@ struct CollectorLedger {
     }
 };
 
+// Bytes held in flight for the length of a scope, growing as a decoder asks.
+class InFlightReservation {
+public:
+    explicit InFlightReservation(CollectorLedger& ledger) : m_ledger(ledger) {}
+    ~InFlightReservation() { reset(); }
+    InFlightReservation(const InFlightReservation&) = delete;
+    InFlightReservation& operator=(const InFlightReservation&) = delete;
+
+    bool grow(std::size_t bytes, std::size_t limit) {
+        if (!m_ledger.tryReserve(bytes, limit)) return false;
+        m_bytes += bytes;
+        return true;
+    }
+    void reset() { m_ledger.release(std::exchange(m_bytes, 0)); }
+
+private:
+    CollectorLedger& m_ledger;
+    std::size_t m_bytes = 0;
+};
+
 void completeCommit(CollectorLedger& ledger, const std::shared_ptr<PendingCommit>& pending,
                     std::size_t reservedBytes, IngestResult result) {
     // Lock order everywhere: a PendingCommit's mutex before the ledger's, never the reverse.
@@ -729,9 +749,18 @@ std::shared_ptr<PendingCommit> CollectorServer::suspendForSink(MHD_Connection* c
 MHD_Result CollectorServer::acceptCapture(MHD_Connection* connection, RequestState& state) {
     const std::int64_t receivedAt = nowMillis();
     const BodyHints hints{state.contentEncoding, state.contentType, state.compression};
-    DecodedBody decoded = decodeRequestBody(state.body, hints, m_config.maxDecompressedBytes);
+    // What is being inflated is in flight too: counted as it grows, so 16 bombs at once cannot
+    // hold 16 times the cap.
+    InFlightReservation decoding(*m_ledger);
+    const DecodeBudget budget = [&](std::size_t moreBytes) {
+        return decoding.grow(moreBytes, m_config.maxInFlightBytes);
+    };
+    DecodedBody decoded = decodeRequestBody(state.body, hints, m_config.maxDecompressedBytes, budget);
     if (decoded.status == DecodedBody::Status::TooLarge)
         return answerError(connection, MHD_HTTP_CONTENT_TOO_LARGE, decoded.reason, decoded.detail);
+    if (decoded.status == DecodedBody::Status::Overloaded)
+        return answerRetryLater(connection, MHD_HTTP_TOO_MANY_REQUESTS, decoded.reason, decoded.detail,
+                                m_config.retryAfterSeconds);
     if (decoded.status == DecodedBody::Status::Invalid)
         return answerRejected(connection, state, std::move(state.body), std::move(decoded.reason),
                               std::move(decoded.detail));
@@ -755,6 +784,7 @@ MHD_Result CollectorServer::acceptCapture(MHD_Connection* connection, RequestSta
     // From here the decoded body is what is in flight, not the raw one.
     m_ledger->release(state.reservedBytes);
     state.reservedBytes = 0;
+    decoding.reset();
     std::string().swap(state.body);
     const std::size_t decodedBytes = decoded.json.size();
     if (!m_ledger->tryReserve(decodedBytes, m_config.maxInFlightBytes))

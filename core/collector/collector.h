@@ -33,8 +33,11 @@
 //                      streaming: buffering stops at once and the rest is read and discarded
 //                      (libmicrohttpd 0.9.75 cannot answer before the body ends); a client that
 //                      streams more than maxDiscardBytes after that is disconnected
-//   413                the decoded body passes maxDecompressedBytes, checked while inflating
-//                      [decompressed_too_large]
+//   413                the decoded body passes maxDecompressedBytes: every decoder (gzip, lz64,
+//                      base64, form) stops there, holding about the cap at most (lz64: twice,
+//                      as UTF-16) [decompressed_too_large]
+//   429 + Retry-After  what is being inflated counts in flight as it grows: inflating would push
+//                      the bytes in flight above maxInFlightBytes [overloaded]
 //   401                the body cannot be decoded, tokens are configured, and the query / Basic
 //                      auth token is not one of them (or there is none): not kept [unauthorized]
 //   400                the body cannot be decoded: the raw bytes go to sink.reject(), and the 400
