@@ -597,6 +597,9 @@ private slots:
     void remoteConfigScriptEscapesToken();
     void cors_data();
     void cors();
+    void hostHeader_data();
+    void hostHeader();
+    void requestWithoutHost();
     void idempotencyKey_data();
     void idempotencyKey();
     void requestMetadata();
@@ -1532,11 +1535,16 @@ void TestCollector::cors_data() {
 
     const QList<QByteArray> preflight{"Origin: http://localhost:5173", "Access-Control-Request-Method: POST",
                                       "Access-Control-Request-Headers: content-type,x-idempotency-key"};
+    // Never credentials: with them, any page the user visits could read answers made with the
+    // user's cookies; the SDKs send none to capture endpoints.
     QTest::newRow("preflight") << QByteArray("OPTIONS") << preflight << 204L
-                               << QByteArray("http://localhost:5173") << QByteArray("true");
+                               << QByteArray("http://localhost:5173") << QByteArray();
     QTest::newRow("POST from another origin")
         << QByteArray("POST") << QList<QByteArray>{"Origin: http://localhost:5173"} << 200L
-        << QByteArray("http://localhost:5173") << QByteArray("true");
+        << QByteArray("http://localhost:5173") << QByteArray();
+    QTest::newRow("POST from any page")
+        << QByteArray("POST") << QList<QByteArray>{"Origin: https://evil.example"} << 200L
+        << QByteArray("https://evil.example") << QByteArray();
     QTest::newRow("POST without an origin")
         << QByteArray("POST") << QList<QByteArray>{} << 200L << QByteArray("*") << QByteArray();
 }
@@ -1554,12 +1562,79 @@ void TestCollector::cors() {
     QCOMPARE(reply.status, status);
     QCOMPARE(reply.headers.value("access-control-allow-origin"), allowOrigin);
     QCOMPARE(reply.headers.value("access-control-allow-credentials"), allowCredentials);
+    QCOMPARE(reply.headers.contains("access-control-allow-credentials"), false);
     if (method == "OPTIONS") {
         QVERIFY(reply.headers.value("access-control-allow-methods").contains("POST"));
         QVERIFY(reply.headers.value("access-control-allow-headers").contains("content-type"));
         QVERIFY(reply.headers.value("access-control-allow-headers").contains("x-idempotency-key"));
         QCOMPARE(harness.sink.received(), std::size_t{0});
     }
+}
+
+void TestCollector::hostHeader_data() {
+    QTest::addColumn<QByteArray>("method");
+    QTest::addColumn<QByteArray>("host");
+    QTest::addColumn<QStringList>("allowedHosts");
+    QTest::addColumn<long>("status");
+
+    const QStringList none;
+    QTest::newRow("localhost") << QByteArray("POST") << QByteArray("localhost:8089") << none << 200L;
+    QTest::newRow("LOCALHOST.") << QByteArray("POST") << QByteArray("LOCALHOST.") << none << 200L;
+    QTest::newRow("*.localhost") << QByteArray("POST") << QByteArray("app.localhost:3000") << none << 200L;
+    QTest::newRow("IPv4 literal") << QByteArray("POST") << QByteArray("127.0.0.1:9") << none << 200L;
+    QTest::newRow("other IPv4 literal") << QByteArray("POST") << QByteArray("10.1.2.3") << none << 200L;
+    QTest::newRow("IPv6 literal") << QByteArray("POST") << QByteArray("[::1]:8089") << none << 200L;
+    QTest::newRow("rebinding name") << QByteArray("POST") << QByteArray("evil.example") << none << 403L;
+    QTest::newRow("rebinding name with port")
+        << QByteArray("POST") << QByteArray("evil.example:8089") << none << 403L;
+    QTest::newRow("localhost as a prefix")
+        << QByteArray("POST") << QByteArray("localhost.evil.example") << none << 403L;
+    QTest::newRow("IP as a prefix") << QByteArray("POST") << QByteArray("127.0.0.1.evil.example") << none
+                                    << 403L;
+    QTest::newRow("bad IPv6 literal") << QByteArray("POST") << QByteArray("[::1x]") << none << 403L;
+    QTest::newRow("preflight too") << QByteArray("OPTIONS") << QByteArray("evil.example") << none << 403L;
+    QTest::newRow("allowed name") << QByteArray("POST") << QByteArray("Collector.Corp.Example:443")
+                                  << QStringList{"collector.corp.example"} << 200L;
+    QTest::newRow("allowed suffix") << QByteArray("POST") << QByteArray("a.corp.example")
+                                    << QStringList{"*.corp.example"} << 200L;
+    QTest::newRow("suffix is not the name")
+        << QByteArray("POST") << QByteArray("corp.example") << QStringList{"*.corp.example"} << 403L;
+}
+
+// DNS rebinding: a page whose name resolves to 127.0.0.1 must not reach the collector under it.
+void TestCollector::hostHeader() {
+    QFETCH(QByteArray, method);
+    QFETCH(QByteArray, host);
+    QFETCH(QStringList, allowedHosts);
+    QFETCH(long, status);
+
+    CollectorConfig config = testConfig();
+    for (const QString& allowed : allowedHosts)
+        config.allowedHosts.push_back(allowed.toStdString());
+    Harness harness(config);
+    const HttpReply reply =
+        send(harness.collector.port(),
+             {method, "/e/", R"({"event":"e"})", {"Host: " + host, "Origin: http://x.test"}, {}});
+    QCOMPARE(reply.status, method == "OPTIONS" && status == 200 ? 204L : status);
+    QCOMPARE(harness.sink.committed().size(), std::size_t(status == 200 && method == "POST" ? 1 : 0));
+    if (status == 403) {
+        QCOMPARE(reply.json().value("error").toString(), QString("host_not_allowed"));
+        const QString detail = reply.json().value("detail").toString();
+        QVERIFY2(detail.contains(QString::fromUtf8(host)), qPrintable(detail));
+        QVERIFY2(detail.contains("collector.allowed_hosts"), qPrintable(detail));
+        // Still with CORS, so a page can see why.
+        QCOMPARE(reply.headers.value("access-control-allow-origin"), QByteArray("http://x.test"));
+    }
+}
+
+// HTTP/1.0 without Host names nothing that could be rebound.
+void TestCollector::requestWithoutHost() {
+    Harness harness;
+    RawClient client(harness.collector.port());
+    QVERIFY(client.send("POST /e/ HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n"
+                        R"({"event":"e"})"));
+    QCOMPARE(statusOf(client.readResponse()), 200);
+    QCOMPARE(harness.sink.committed().size(), std::size_t{1});
 }
 
 void TestCollector::idempotencyKey_data() {

@@ -174,6 +174,57 @@ std::string_view lookup(MHD_Connection* connection, MHD_ValueKind kind, const ch
     return value != nullptr ? std::string_view(value) : std::string_view();
 }
 
+std::optional<std::string> lookupHost(MHD_Connection* connection) {
+    const char* value = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    if (value == nullptr) return std::nullopt;
+    return std::string(value);
+}
+
+std::string lowercase(std::string_view text) {
+    std::string lower(text);
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char ch) { return static_cast<char>(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch); });
+    return lower;
+}
+
+bool isPort(std::string_view text) {
+    return !text.empty() && text.size() <= 5 &&
+           std::all_of(text.begin(), text.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+}
+
+// An IP literal cannot be re-pointed by DNS; "[v6]" with an optional port, or v4 with one.
+// Otherwise the name with its port and a trailing dot removed, lower-cased, in `name`.
+bool isIpLiteralHost(std::string_view host, std::string& name) {
+    in6_addr v6{};
+    in_addr v4{};
+    if (!host.empty() && host.front() == '[') {
+        const std::size_t close = host.find(']');
+        if (close == std::string_view::npos) return false;
+        const std::string inside(host.substr(1, close - 1));
+        const std::string_view rest = host.substr(close + 1);
+        return inet_pton(AF_INET6, inside.c_str(), &v6) == 1 &&
+               (rest.empty() || (rest.front() == ':' && isPort(rest.substr(1))));
+    }
+    std::string_view hostname = host;
+    if (const std::size_t colon = host.rfind(':'); colon != std::string_view::npos) {
+        if (!isPort(host.substr(colon + 1))) return false;
+        hostname = host.substr(0, colon);
+    }
+    if (!hostname.empty() && hostname.back() == '.') hostname.remove_suffix(1);
+    name = lowercase(hostname);
+    return inet_pton(AF_INET, name.c_str(), &v4) == 1;
+}
+
+bool isLoopback(const sockaddr_storage& address) {
+    if (address.ss_family == AF_INET)
+        return (ntohl(reinterpret_cast<const sockaddr_in&>(address).sin_addr.s_addr) >> 24) == 127;
+    if (address.ss_family == AF_INET6) {
+        const in6_addr& v6 = reinterpret_cast<const sockaddr_in6&>(address).sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+    }
+    return false;
+}
+
 // What a request waiting for its commit shares with the sink's completion.
 struct PendingCommit {
     std::mutex mutex;
@@ -298,7 +349,10 @@ class CollectorServer {
 public:
     CollectorServer(CollectorConfig config, IngestSink& sink)
         : m_config(std::move(config)), m_sink(sink), m_ledger(std::make_shared<CollectorLedger>()),
-          m_tokens(m_config.tokens.begin(), m_config.tokens.end()) {}
+          m_tokens(m_config.tokens.begin(), m_config.tokens.end()) {
+        for (const std::string& host : m_config.allowedHosts)
+            m_allowedHosts.push_back(lowercase(host));
+    }
 
     ~CollectorServer() { stop(); }
 
@@ -328,6 +382,7 @@ private:
     MHD_Result answerRejected(MHD_Connection* connection, RequestState& state, std::string rawBody,
                               std::string reason, std::string detail);
     void refuseStream(RequestState& state, int status, std::string error, std::string detail);
+    bool hostAllowed(std::string_view host) const;
     std::shared_ptr<PendingCommit> suspendForSink(MHD_Connection* connection);
     MHD_Result answerUnauthorized(MHD_Connection* connection, const std::string& token,
                                   std::string_view context) {
@@ -355,6 +410,8 @@ private:
     IngestSink& m_sink;
     std::shared_ptr<CollectorLedger> m_ledger;
     std::unordered_set<std::string> m_tokens;
+    std::vector<std::string> m_allowedHosts; // lower-cased collector.allowed_hosts
+    std::string m_ownHostname;               // lower-cased; set when bound beyond loopback
     MHD_Daemon* m_daemon = nullptr;
     std::uint16_t m_port = 0;
     std::atomic<bool> m_stopping{false};
@@ -406,6 +463,13 @@ void CollectorServer::start() {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG;
     if (bound.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+    m_ownHostname.clear();
+    if (!isLoopback(bound)) {
+        // Reachable from the network: other machines may name this one.
+        std::array<char, 256> hostname{};
+        if (gethostname(hostname.data(), hostname.size() - 1) == 0)
+            m_ownHostname = lowercase(hostname.data());
+    }
     m_stopping = false;
     {
         std::lock_guard lock(m_ledger->mutex);
@@ -469,6 +533,27 @@ void CollectorServer::stop() {
     }
     MHD_stop_daemon(m_daemon);
     m_daemon = nullptr;
+}
+
+bool CollectorServer::hostAllowed(std::string_view host) const {
+    if (host.empty()) return true; // nothing a browser would send, and no name to rebind
+    std::string name;
+    if (isIpLiteralHost(host, name)) return true;
+    if (name.empty()) return false;
+    constexpr std::string_view localhostSuffix = ".localhost";
+    if (name == "localhost" ||
+        (name.size() > localhostSuffix.size() &&
+         name.compare(name.size() - localhostSuffix.size(), localhostSuffix.size(), localhostSuffix) == 0))
+        return true; // browsers resolve these to loopback themselves, never through DNS
+    if (!m_ownHostname.empty() && name == m_ownHostname) return true;
+    for (const std::string& allowed : m_allowedHosts) {
+        if (allowed == "*" || allowed == name) return true;
+        // "*.example.com": any name under example.com
+        if (allowed.size() > 2 && allowed.compare(0, 2, "*.") == 0 && name.size() > allowed.size() - 1 &&
+            name.compare(name.size() - (allowed.size() - 1), allowed.size() - 1, allowed, 1) == 0)
+            return true;
+    }
+    return false;
 }
 
 CollectorStats CollectorServer::stats() const {
@@ -542,6 +627,12 @@ MHD_Result CollectorServer::begin(MHD_Connection* connection, RequestState& stat
     if (m_stopping)
         return answerRetryLater(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
                                 "the collector is stopping", m_config.retryAfterSeconds);
+    if (std::optional<std::string> host = lookupHost(connection); host && !hostAllowed(*host))
+        return answerError(connection, MHD_HTTP_FORBIDDEN, "host_not_allowed",
+                           "Host '" + *host +
+                               "' is not allowed: a web page could reach the collector under that name "
+                               "(DNS rebinding). Use an IP address or localhost, or add the name to "
+                               "collector.allowed_hosts");
     std::optional<Endpoint> endpoint = matchEndpoint(state.path);
     if (!endpoint)
         return answerError(connection, MHD_HTTP_NOT_FOUND, "not_found", "no endpoint at " + state.path);
@@ -875,9 +966,9 @@ MHD_Result CollectorServer::answer(MHD_Connection* connection, int status, std::
     if (origin.empty()) {
         MHD_add_response_header(response, "Access-Control-Allow-Origin", "*");
     } else {
-        // Echoed rather than "*": posthog-js may send credentials, and "*" is not allowed then.
+        // Never Access-Control-Allow-Credentials: the browser SDKs send no cookies to capture
+        // endpoints, and with it any page the user visits could read answers made with theirs.
         MHD_add_response_header(response, "Access-Control-Allow-Origin", std::string(origin).c_str());
-        MHD_add_response_header(response, "Access-Control-Allow-Credentials", "true");
         MHD_add_response_header(response, "Vary", "Origin");
     }
     MHD_add_response_header(response, "Access-Control-Expose-Headers", "Retry-After");

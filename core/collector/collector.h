@@ -13,8 +13,9 @@
 //   PostHog flags     GET|POST /flags  /decide          an empty, well-formed flags answer
 //   PostHog config    GET /array/<token>/config[.js]    a minimal remote config (JSON or JS)
 //   any of the above  OPTIONS                           a CORS preflight answer
-// Every answer carries CORS headers, so posthog-js on a page served from another origin can
-// post to it.
+// Every answer carries CORS headers (the Origin echoed, never Access-Control-Allow-Credentials:
+// the SDKs send no credentials), so posthog-js on a page served from another origin can post
+// to it.
 //
 // Durability contract: a capture request is answered 200 only after the sink reported it
 // committed (IngestStatus::Committed). While the sink works the connection is suspended
@@ -23,6 +24,9 @@
 //
 // Answers, in the order they are decided ("error" code of the JSON body in brackets):
 //   503 + Retry-After  the collector is stopping [stopping]
+//   403                the Host header names neither an IP literal, localhost / *.localhost,
+//                      this machine (when bound beyond loopback) nor an allowedHosts entry: DNS
+//                      rebinding [host_not_allowed] (a request without Host, HTTP/1.0, passes)
 //   404 / 405          unknown path / wrong method [not_found / method_not_allowed]
 //   413                Content-Length above maxBodyBytes: decided from the header, the body is
 //                      never read (the connection is closed after the answer) [payload_too_large]
@@ -162,7 +166,12 @@ struct CollectorConfig {
     // so the client still gets the answer; beyond that the connection is dropped.
     std::size_t maxDiscardBytes = 4u << 20;
     std::vector<std::string> tokens; // accepted tokens / write keys; empty: no authentication
-    unsigned threads = 2;            // server threads (each polls many connections)
+    // Host names accepted in the Host header besides IP literals, localhost, *.localhost and
+    // (when bound beyond loopback) this machine's hostname; "*.example.com" accepts any name
+    // under example.com, "*" any name at all. Anything else is answered 403: a name that a web
+    // page's DNS can point at 127.0.0.1 would let that page write into the capture.
+    std::vector<std::string> allowedHosts;
+    unsigned threads = 2; // server threads (each polls many connections)
     unsigned connectionLimit = 1024;
     // A connection idle this long is closed, so a slow client holds a connection slot (never a
     // thread) for at most this long between two bytes.
