@@ -17,6 +17,7 @@
 #include <optional>
 #include <poll.h>
 #include <string>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <thread>
 #include <unistd.h>
@@ -342,8 +343,15 @@ std::vector<HttpReply> sendConcurrently(quint16 port, const std::vector<HttpCall
 // send half a request.
 class RawClient {
 public:
-    explicit RawClient(quint16 port) {
+    // `source`: the loopback address to connect from (127.0.0.0/8 is all loopback on Linux).
+    explicit RawClient(quint16 port, const char* source = nullptr) {
         m_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (source != nullptr) {
+            sockaddr_in local{};
+            local.sin_family = AF_INET;
+            inet_pton(AF_INET, source, &local.sin_addr);
+            ::bind(m_fd, reinterpret_cast<sockaddr*>(&local), sizeof local);
+        }
         sockaddr_in address{};
         address.sin_family = AF_INET;
         address.sin_port = htons(port);
@@ -392,6 +400,14 @@ public:
             data.append(buffer, n);
         }
         return data;
+    }
+
+    // True when the server has closed the connection by now (no waiting).
+    bool closedNow() {
+        pollfd poller{m_fd, POLLIN | POLLRDHUP, 0};
+        if (::poll(&poller, 1, 0) <= 0) return false;
+        char byte = 0;
+        return ::recv(m_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
     }
 
     // True when the server closed the connection (EOF or reset) within the timeout.
@@ -609,6 +625,8 @@ private slots:
     void stopWhileRequestsWait_data();
     void stopWhileRequestsWait();
     void slowClientIsDisconnected();
+    void hostileConnectionsLeaveRoom();
+    void perIpConnectionLimit();
     void statistics();
 };
 
@@ -1805,6 +1823,106 @@ void TestCollector::slowClientIsDisconnected() {
     QVERIFY(slow.send("POST /e/ HTTP/1.1\r\nHost: localhost\r\nContent-Le"));
     QCOMPARE(send(harness.collector.port(), {"POST", "/e/", R"({"event":"e"})", {}, {}}).status, 200L);
     QVERIFY(slow.waitClosed(5s));
+}
+
+// Connection slots are capacity, not threads: 2,000 idle connections and 1,100 trickling
+// header bytes, from 16 addresses (under the per-address limit each, so that limit is not what
+// saves the others), and a normal client is still answered at once.
+void TestCollector::hostileConnectionsLeaveRoom() {
+    rlimit files{};
+    QVERIFY(getrlimit(RLIMIT_NOFILE, &files) == 0);
+    files.rlim_cur = files.rlim_max; // both ends of every connection live in this process
+    QVERIFY(setrlimit(RLIMIT_NOFILE, &files) == 0);
+    constexpr int kIdle = 2000;
+    constexpr int kSlow = 1100;
+    if (files.rlim_cur < 2 * (kIdle + kSlow) + 512) QSKIP("RLIMIT_NOFILE hard limit too low");
+
+    CollectorConfig config = testConfig();
+    config.connectionTimeoutSeconds = 30; // the attackers must outlast the test
+    Harness harness(config);
+    const quint16 port = harness.collector.port();
+    QCOMPARE(harness.collector.stats().connectionLimit, 10000u);
+
+    std::vector<std::unique_ptr<RawClient>> idle;
+    std::vector<std::unique_ptr<RawClient>> slow;
+    for (int i = 0; i < kIdle + kSlow; ++i) {
+        const QByteArray source = "127.0.0." + QByteArray::number(2 + i % 16);
+        auto client = std::make_unique<RawClient>(port, source.constData());
+        QVERIFY2(client->connected(), qPrintable(QString::number(i)));
+        (i < kIdle ? idle : slow).push_back(std::move(client));
+    }
+    QTRY_VERIFY_WITH_TIMEOUT(harness.collector.stats().openConnections >= std::size_t(kIdle + kSlow), 10000);
+
+    // The slow ones send a request header a byte at a time, each every ~2 s, meanwhile.
+    const QByteArray header = "POST /e/ HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + QByteArray(200, 'z');
+    std::mutex trickleMutex;
+    std::condition_variable trickleWake;
+    bool done = false;
+    std::atomic<int> trickled{0};
+    std::thread trickler([&] {
+        std::unique_lock lock(trickleMutex);
+        for (int round = 0; !done && round < header.size(); ++round) {
+            lock.unlock();
+            for (auto& client : slow)
+                if (client->send(header.mid(round, 1))) ++trickled;
+            lock.lock();
+            trickleWake.wait_for(lock, 2s, [&] { return done; });
+        }
+    });
+    auto stopTrickler = qScopeGuard([&] {
+        {
+            std::lock_guard lock(trickleMutex);
+            done = true;
+        }
+        trickleWake.notify_all();
+        trickler.join();
+    });
+
+    std::chrono::milliseconds slowest{0};
+    for (int i = 0; i < 3; ++i) {
+        const auto started = Clock::now();
+        const HttpReply reply = send(port, {"POST", "/e/", R"({"event":"normal"})", {}, {}});
+        const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+        QCOMPARE(reply.status, 200L);
+        slowest = std::max(slowest, took);
+    }
+    qInfo("under %d idle + %d trickling connections: slowest of 3 normal requests %lld ms", kIdle, kSlow,
+          static_cast<long long>(slowest.count()));
+    QVERIFY2(slowest < 1s, qPrintable(QString::number(slowest.count()) + " ms"));
+    QTRY_VERIFY_WITH_TIMEOUT(trickled.load() >= 2 * kSlow, 10000); // the slow ones did trickle
+    // ...and every attacker still holds its slot: it was capacity that served the client.
+    int closed = 0;
+    for (auto& client : idle)
+        closed += client->closedNow() ? 1 : 0;
+    for (auto& client : slow)
+        closed += client->closedNow() ? 1 : 0;
+    QCOMPARE(closed, 0);
+    QCOMPARE(harness.sink.committed().size(), std::size_t{3});
+}
+
+// One address cannot take more than perIpConnectionLimit slots; another is served meanwhile.
+void TestCollector::perIpConnectionLimit() {
+    CollectorConfig config = testConfig();
+    config.perIpConnectionLimit = 8;
+    Harness harness(config);
+    const quint16 port = harness.collector.port();
+    std::vector<std::unique_ptr<RawClient>> held;
+    for (int i = 0; i < 8; ++i) {
+        held.push_back(std::make_unique<RawClient>(port, "127.0.0.20"));
+        QVERIFY(held.back()->connected());
+    }
+    QTRY_VERIFY_WITH_TIMEOUT(harness.collector.stats().openConnections >= 8, 5000);
+    RawClient beyond(port, "127.0.0.20");
+    QVERIFY(beyond.connected()); // the kernel accepts; the collector closes it, unanswered
+    QVERIFY(beyond.waitClosed(5s));
+    for (auto& client : held)
+        QVERIFY(!client->closedNow());
+
+    RawClient other(port, "127.0.0.21");
+    QVERIFY(other.send("POST /e/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: 13\r\n\r\n"
+                       R"({"event":"e"})"));
+    QCOMPARE(statusOf(other.readResponse()), 200);
+    QCOMPARE(harness.sink.committed().size(), std::size_t{1});
 }
 
 void TestCollector::statistics() {

@@ -20,6 +20,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <nlohmann/json.hpp>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <unordered_set>
@@ -61,7 +62,10 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr std::size_t kConnectionMemoryBytes = 64 * 1024; // request line + headers
-constexpr auto kAbandonedAnswerWait = 1s;                 // stop(): for the 503s to go out
+// File descriptors kept free of connections: listening socket, MHD's wake-up pipes, the store's
+// files, logs.
+constexpr rlim_t kReservedFds = 256;
+constexpr auto kAbandonedAnswerWait = 1s; // stop(): for the 503s to go out
 constexpr int kMinStatus = 100;
 constexpr int kMaxStatus = 599;
 
@@ -372,6 +376,7 @@ private:
     static void onServerMessage(void* self, const char* format, va_list arguments);
 
     int openListeningSocket();
+    unsigned fitConnectionLimit();
     void abandonPendingCommits();
 
     MHD_Result begin(MHD_Connection* connection, RequestState& state, std::string_view method);
@@ -414,6 +419,7 @@ private:
     std::string m_ownHostname;               // lower-cased; set when bound beyond loopback
     MHD_Daemon* m_daemon = nullptr;
     std::uint16_t m_port = 0;
+    unsigned m_connectionLimit = 0; // in force; 0 before start()
     std::atomic<bool> m_stopping{false};
     std::mutex m_serverMessageMutex;
     std::string m_lastServerMessage;
@@ -451,6 +457,30 @@ int CollectorServer::openListeningSocket() {
     return fd;
 }
 
+// Every connection is an fd: the soft RLIMIT_NOFILE (often 1,024) is raised towards the hard
+// one so the configured limit fits; if even the hard one is too low, the limit is lowered so
+// accept() never fails for want of fds (MHD would then refuse everyone alike).
+unsigned CollectorServer::fitConnectionLimit() {
+    const unsigned wanted = std::max(1u, m_config.connectionLimit);
+    rlimit files{};
+    if (getrlimit(RLIMIT_NOFILE, &files) != 0) return wanted;
+    const rlim_t needed = static_cast<rlim_t>(wanted) + kReservedFds;
+    if (files.rlim_cur != RLIM_INFINITY && files.rlim_cur < needed) {
+        rlimit raised = files;
+        raised.rlim_cur = files.rlim_max == RLIM_INFINITY ? needed : std::min(needed, files.rlim_max);
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) files = raised;
+    }
+    if (files.rlim_cur == RLIM_INFINITY || files.rlim_cur >= needed) return wanted;
+    const unsigned fitted =
+        files.rlim_cur > kReservedFds + 1 ? static_cast<unsigned>(files.rlim_cur - kReservedFds) : 1u;
+    std::fprintf(stderr,
+                 "pipescope collector: connection limit lowered from %u to %u: the open-files limit "
+                 "(RLIMIT_NOFILE) is %llu, hard limit %llu; raise it (ulimit -n) to allow more\n",
+                 wanted, fitted, static_cast<unsigned long long>(files.rlim_cur),
+                 static_cast<unsigned long long>(files.rlim_max));
+    return fitted;
+}
+
 void CollectorServer::start() {
     if (m_daemon != nullptr)
         throw CollectorError("collector already running on " + endpointText(m_config.bindAddress, m_port));
@@ -475,13 +505,14 @@ void CollectorServer::start() {
         std::lock_guard lock(m_ledger->mutex);
         m_ledger->abandoning = false;
     }
+    m_connectionLimit = fitConnectionLimit();
     m_daemon = MHD_start_daemon(
         flags, 0, nullptr, nullptr, &CollectorServer::onRequest, this, MHD_OPTION_LISTEN_SOCKET, listenFd,
         MHD_OPTION_THREAD_POOL_SIZE, std::max(1u, m_config.threads), MHD_OPTION_CONNECTION_LIMIT,
-        std::max(1u, m_config.connectionLimit), MHD_OPTION_CONNECTION_TIMEOUT,
-        m_config.connectionTimeoutSeconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemoryBytes,
-        MHD_OPTION_NOTIFY_COMPLETED, &CollectorServer::onCompleted, this, MHD_OPTION_EXTERNAL_LOGGER,
-        &CollectorServer::onServerMessage, this, MHD_OPTION_END);
+        m_connectionLimit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, m_config.perIpConnectionLimit,
+        MHD_OPTION_CONNECTION_TIMEOUT, m_config.connectionTimeoutSeconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        kConnectionMemoryBytes, MHD_OPTION_NOTIFY_COMPLETED, &CollectorServer::onCompleted, this,
+        MHD_OPTION_EXTERNAL_LOGGER, &CollectorServer::onServerMessage, this, MHD_OPTION_END);
     if (m_daemon == nullptr) {
         close(listenFd);
         std::lock_guard lock(m_serverMessageMutex);
@@ -569,6 +600,12 @@ CollectorStats CollectorServer::stats() const {
     stats.rejectedRequests = m_ledger->rejectedRequests.load();
     stats.unauthorizedRequests = m_ledger->unauthorizedRequests.load();
     stats.inFlightBytes = m_ledger->inFlightBytes.load();
+    stats.connectionLimit = m_connectionLimit;
+    if (m_daemon != nullptr) {
+        if (const MHD_DaemonInfo* info = MHD_get_daemon_info(m_daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+            info != nullptr)
+            stats.openConnections = info->num_connections;
+    }
     std::lock_guard lock(m_ledger->mutex);
     stats.pendingCommits = m_ledger->pending.size();
     return stats;

@@ -55,6 +55,12 @@
 //   429 / 503          the sink answered Backpressure / Failed, or stop() gave up waiting
 //                      [backpressure / commit_failed]
 // Error bodies are JSON: {"error": "<code>", "detail": "<what exactly is wrong>"}.
+//
+// Holding connections: an idle or slowly trickling client holds one connection slot (never a
+// thread) until connectionTimeoutSeconds pass without a byte from it. libmicrohttpd 0.9.75 has
+// no deadline for a whole header block, so a client sending a byte every few seconds keeps
+// its slot; what keeps others served is capacity (connectionLimit, 10,000 by default) and
+// perIpConnectionLimit (256), beyond which a connection is closed unanswered.
 
 #include <cstddef>
 #include <cstdint>
@@ -172,7 +178,15 @@ struct CollectorConfig {
     // page's DNS can point at 127.0.0.1 would let that page write into the capture.
     std::vector<std::string> allowedHosts;
     unsigned threads = 2; // server threads (each polls many connections)
-    unsigned connectionLimit = 1024;
+    // Open connections at most. Idle or trickling clients cost a connection slot (an fd and a
+    // little memory, never a thread), so the limit is high: filling it must take more sockets
+    // than anyone casually has. start() raises the soft RLIMIT_NOFILE towards the hard limit as
+    // needed and, when that is not enough, lowers this to what fits (and says so on stderr).
+    unsigned connectionLimit = 10000;
+    // Open connections per client address at most (0: no limit); a connection beyond it is
+    // closed at once, unanswered. One host cannot take every slot; many hosts still can, hence
+    // the capacity above.
+    unsigned perIpConnectionLimit = 256;
     // A connection idle this long is closed, so a slow client holds a connection slot (never a
     // thread) for at most this long between two bytes.
     unsigned connectionTimeoutSeconds = 30;
@@ -191,6 +205,8 @@ struct CollectorStats {
     std::uint64_t unauthorizedRequests = 0;         // capture requests answered 401
     std::size_t inFlightBytes = 0;                  // now: bodies received or waiting for a commit
     std::size_t pendingCommits = 0;                 // now: requests handed to the sink, not yet done
+    std::size_t openConnections = 0;                // now: connections the server holds
+    unsigned connectionLimit = 0;                   // the limit in force (after fitting the fd limit)
 };
 
 // start() failures; the message names the address and port and the reason.
