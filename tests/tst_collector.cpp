@@ -587,6 +587,14 @@ private slots:
     void expectContinueBeyondLimitIsNotSent();
     void chunkedBodyBeyondLimit();
     void endlessChunkedBodyIsCutOff();
+    void ambiguousFraming_data();
+    void ambiguousFraming();
+    void malformedContentLength_data();
+    void malformedContentLength();
+    void dangerousUrls_data();
+    void dangerousUrls();
+    void binaryRequestLine();
+    void hugeChunkSize();
     void decompressionBombs_data();
     void decompressionBombs();
     void decompressionBombsHoldLittle();
@@ -1030,9 +1038,165 @@ void TestCollector::endlessChunkedBodyIsCutOff() {
     bool cutOff = false;
     for (int i = 0; i < 1024 && !cutOff; ++i) // at most 64 MB
         cutOff = !client.send(framed);
+    // Told why before being dropped: the 413 is written straight to the socket.
+    const QByteArray response = client.readResponse();
+    QCOMPARE(statusOf(response), 413);
+    QCOMPARE(QJsonDocument::fromJson(bodyOf(response)).object().value("error").toString(),
+             QString("payload_too_large"));
     QVERIFY(cutOff || client.waitClosed(5s));
     QCOMPARE(harness.sink.received(), std::size_t{0});
+    QCOMPARE(harness.collector.stats().responsesByStatus.at(413), std::uint64_t{1});
     QTRY_COMPARE_WITH_TIMEOUT(harness.collector.stats().inFlightBytes, std::size_t{0}, 5000);
+}
+
+void TestCollector::ambiguousFraming_data() {
+    QTest::addColumn<QByteArray>("headers");
+    QTest::addColumn<int>("status");
+    QTest::addColumn<QString>("detailContains");
+    QTest::newRow("two different Content-Length")
+        << QByteArray("Content-Length: 13\r\nContent-Length: 4\r\n") << 400 << "conflicting Content-Length";
+    QTest::newRow("Content-Length and chunked")
+        << QByteArray("Content-Length: 13\r\nTransfer-Encoding: chunked\r\n") << 400 << "ambiguous";
+    QTest::newRow("unknown Transfer-Encoding")
+        << QByteArray("Transfer-Encoding: gzip, chunked\r\n") << 400 << "not supported";
+    QTest::newRow("the same Content-Length twice")
+        << QByteArray("Content-Length: 13\r\nContent-Length: 13\r\n") << 200 << "";
+}
+
+// Request smuggling: a body whose length two parsers could read differently is refused before
+// it is read, and the connection is closed.
+void TestCollector::ambiguousFraming() {
+    QFETCH(QByteArray, headers);
+    QFETCH(int, status);
+    QFETCH(QString, detailContains);
+
+    Harness harness;
+    RawClient client(harness.collector.port());
+    QVERIFY(client.send("POST /e/ HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" +
+                        headers + "\r\n" + R"({"event":"e"})"));
+    const QByteArray response = client.readResponse();
+    QCOMPARE(statusOf(response), status);
+    if (status == 400) {
+        const QJsonObject error = QJsonDocument::fromJson(bodyOf(response)).object();
+        QCOMPARE(error.value("error").toString(), QString("bad_framing"));
+        QVERIFY2(error.value("detail").toString().contains(detailContains),
+                 qPrintable(error.value("detail").toString()));
+        QVERIFY(client.waitClosed(5s));
+        QCOMPARE(harness.collector.stats().bytesReceived, std::uint64_t{0});
+        QCOMPARE(harness.sink.received(), std::size_t{0});
+        QVERIFY(harness.sink.rejected().empty());
+    } else {
+        QCOMPARE(harness.sink.committed().size(), std::size_t{1});
+    }
+}
+
+void TestCollector::malformedContentLength_data() {
+    QTest::addColumn<QByteArray>("length");
+    QTest::newRow("-1") << QByteArray("-1");
+    QTest::newRow("abc") << QByteArray("abc");
+}
+
+// libmicrohttpd 0.9.75 refuses these itself, before the collector sees the request, and writes
+// its status line and headers twice (its error path builds them, then its normal reply path
+// builds them again) before its own HTML body. Nothing the application can hook sits in between;
+// what is asserted: a 400 status line first, the connection closed, nothing stored, and the
+// server serving others.
+void TestCollector::malformedContentLength() {
+    QFETCH(QByteArray, length);
+    Harness harness;
+    RawClient client(harness.collector.port());
+    QVERIFY(client.send("POST /e/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: " + length + "\r\n\r\n{}"));
+    const QByteArray response = client.readResponse();
+    QVERIFY2(response.startsWith("HTTP/1.1 400 "), response.constData());
+    QVERIFY(client.waitClosed(5s));
+    qInfo("status lines in the answer: %lld", static_cast<long long>(response.count("HTTP/1.1 400 ")));
+    QCOMPARE(harness.sink.received(), std::size_t{0});
+    QVERIFY(harness.sink.rejected().empty());
+    QCOMPARE(send(harness.collector.port(), {"POST", "/e/", R"({"event":"e"})", {}, {}}).status, 200L);
+}
+
+void TestCollector::dangerousUrls_data() {
+    QTest::addColumn<QByteArray>("target");
+    QTest::addColumn<int>("status");
+    QTest::newRow("escaped NUL then dot-dot") << QByteArray("/batch%00/../evil") << 400;
+    QTest::newRow("escaped NUL") << QByteArray("/batch%00") << 400;
+    QTest::newRow("escaped line feed") << QByteArray("/e%0A/") << 400;
+    QTest::newRow("escaped DEL") << QByteArray("/e/%7f") << 400;
+    QTest::newRow("NUL in the query") << QByteArray("/e/?token=phc%00x") << 400;
+    QTest::newRow("dot-dot segment") << QByteArray("/batch/../e/") << 400;
+    QTest::newRow("escaped dot-dot") << QByteArray("/x/%2e%2E/e/") << 400;
+    QTest::newRow("dot segment") << QByteArray("/./e/") << 400;
+    QTest::newRow("dots inside a name are fine") << QByteArray("/e..x/") << 404;
+    QTest::newRow("plain escapes are fine") << QByteArray("/e/?x=%41%20b") << 200;
+}
+
+// MHD unescapes the target in place: "/batch%00/../evil" would be routed as "/batch".
+void TestCollector::dangerousUrls() {
+    QFETCH(QByteArray, target);
+    QFETCH(int, status);
+    Harness harness;
+    RawClient client(harness.collector.port());
+    QVERIFY(client.send("POST " + target +
+                        " HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                        "Content-Length: 13\r\n\r\n" +
+                        R"({"event":"e"})"));
+    const QByteArray response = client.readResponse();
+    QCOMPARE(statusOf(response), status);
+    if (status == 400) {
+        QCOMPARE(QJsonDocument::fromJson(bodyOf(response)).object().value("error").toString(),
+                 QString("bad_url"));
+        QCOMPARE(harness.sink.received(), std::size_t{0});
+    }
+    QCOMPARE(harness.sink.committed().size(), std::size_t(status == 200 ? 1 : 0));
+}
+
+// A request line with no space (a TLS hello, random bytes) is dropped by libmicrohttpd before
+// the collector sees anything: no answer, the connection closed, nothing stored, others served.
+void TestCollector::binaryRequestLine() {
+    Harness harness;
+    RawClient client(harness.collector.port());
+    QVERIFY(client.send(QByteArray("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 15)));
+    QVERIFY(client.waitClosed(5s));
+    QVERIFY(client.readResponse(100ms).isEmpty());
+    QCOMPARE(harness.sink.received(), std::size_t{0});
+    QVERIFY(harness.sink.rejected().empty());
+    QCOMPARE(send(harness.collector.port(), {"POST", "/e/", R"({"event":"e"})", {}, {}}).status, 200L);
+}
+
+// A chunk size of 2^64-1 is a legal size to libmicrohttpd: its data streams in like any body and
+// is cut at maxBodyBytes (+ maxDiscardBytes) with a 413. One beyond 64 bits is refused 413 by
+// libmicrohttpd itself.
+void TestCollector::hugeChunkSize() {
+    CollectorConfig config = testConfig();
+    config.maxBodyBytes = 64 * 1024;
+    config.maxDiscardBytes = 64 * 1024;
+    Harness harness(config);
+    {
+        RawClient client(harness.collector.port());
+        QVERIFY(client.send("POST /e/ HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            "ffffffffffffffff\r\n"));
+        const QByteArray data(16 * 1024, 'x');
+        bool cutOff = false;
+        for (int i = 0; i < 64 && !cutOff; ++i) // 1 MB at most, far past both allowances
+            cutOff = !client.send(data);
+        const QByteArray response = client.readResponse();
+        QCOMPARE(statusOf(response), 413);
+        QCOMPARE(QJsonDocument::fromJson(bodyOf(response)).object().value("error").toString(),
+                 QString("payload_too_large"));
+        QVERIFY(cutOff || client.waitClosed(5s));
+    }
+    {
+        RawClient client(harness.collector.port());
+        QVERIFY(client.send("POST /e/ HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            "1ffffffffffffffff\r\nabc"));
+        const QByteArray response = client.readResponse();
+        QCOMPARE(statusOf(response), 413);
+        QVERIFY(client.waitClosed(5s));
+    }
+    QCOMPARE(harness.sink.received(), std::size_t{0});
+    QVERIFY(harness.sink.rejected().empty());
+    QTRY_COMPARE_WITH_TIMEOUT(harness.collector.stats().inFlightBytes, std::size_t{0}, 5000);
+    QCOMPARE(send(harness.collector.port(), {"POST", "/e/", R"({"event":"e"})", {}, {}}).status, 200L);
 }
 
 void TestCollector::decompressionBombs_data() {

@@ -219,6 +219,83 @@ bool isIpLiteralHost(std::string_view host, std::string& name) {
     return inet_pton(AF_INET, name.c_str(), &v4) == 1;
 }
 
+int hexDigit(char ch) {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+std::string escapedText(std::string_view text) {
+    std::string out;
+    for (const char ch : text) {
+        const auto byte = static_cast<unsigned char>(ch);
+        if (byte < 0x20 || byte >= 0x7F) {
+            static constexpr char hex[] = "0123456789ABCDEF";
+            out += '%';
+            out += hex[byte >> 4];
+            out += hex[byte & 0xF];
+        } else {
+            out += ch;
+        }
+    }
+    return out;
+}
+
+// MHD unescapes the target in place, so "/batch%00/../evil" would be routed as "/batch": a
+// control character, escaped or not, anywhere in the target, or a dot segment in the path, is
+// refused rather than guessed at. Empty when the URL is fine.
+std::string urlProblem(std::string_view rawUri, std::string_view decodedPath) {
+    for (std::size_t i = 0; i < rawUri.size(); ++i) {
+        int byte = static_cast<unsigned char>(rawUri[i]);
+        if (rawUri[i] == '%' && i + 2 < rawUri.size() && hexDigit(rawUri[i + 1]) >= 0 &&
+            hexDigit(rawUri[i + 2]) >= 0)
+            byte = hexDigit(rawUri[i + 1]) * 16 + hexDigit(rawUri[i + 2]);
+        if (byte < 0x20 || byte == 0x7F)
+            return "the URL has a control character (byte " + std::to_string(byte) + ") at offset " +
+                   std::to_string(i) + ": " + escapedText(rawUri);
+    }
+    std::size_t start = 0;
+    while (start <= decodedPath.size()) {
+        const std::size_t end = std::min(decodedPath.find('/', start), decodedPath.size());
+        const std::string_view segment = decodedPath.substr(start, end - start);
+        if (segment == "." || segment == "..")
+            return "the URL path has a '" + std::string(segment) + "' segment: " + escapedText(rawUri);
+        start = end + 1;
+    }
+    return {};
+}
+
+MHD_Result collectHeader(void* context, MHD_ValueKind, const char* key, const char* value) {
+    auto& values = *static_cast<std::vector<std::pair<std::string, std::string>>*>(context);
+    values.emplace_back(lowercase(key != nullptr ? key : ""), value != nullptr ? value : "");
+    return MHD_YES;
+}
+
+// Request smuggling: MHD frames a body by the first Content-Length or by Transfer-Encoding; a
+// proxy in front may pick another. Any ambiguity is refused before the body is read.
+std::string framingProblem(MHD_Connection* connection) {
+    std::vector<std::pair<std::string, std::string>> headers;
+    MHD_get_connection_values(connection, MHD_HEADER_KIND, &collectHeader, &headers);
+    std::vector<std::string_view> lengths;
+    std::vector<std::string_view> encodings;
+    for (const auto& [name, value] : headers) {
+        if (name == "content-length") lengths.push_back(value);
+        if (name == "transfer-encoding") encodings.push_back(value);
+    }
+    for (std::string_view length : lengths) {
+        if (length != lengths.front())
+            return "conflicting Content-Length headers ('" + std::string(lengths.front()) + "' and '" +
+                   std::string(length) + "')";
+    }
+    if (!encodings.empty() && !lengths.empty())
+        return "both Content-Length and Transfer-Encoding: the body length is ambiguous";
+    if (encodings.size() > 1) return "more than one Transfer-Encoding header";
+    if (!encodings.empty() && lowercase(encodings.front()) != "chunked")
+        return "Transfer-Encoding '" + std::string(encodings.front()) + "' is not supported (only chunked)";
+    return {};
+}
+
 bool isLoopback(const sockaddr_storage& address) {
     if (address.ss_family == AF_INET)
         return (ntohl(reinterpret_cast<const sockaddr_in&>(address).sin_addr.s_addr) >> 24) == 127;
@@ -315,6 +392,8 @@ void completeCommit(CollectorLedger& ledger, const std::shared_ptr<PendingCommit
 
 // One HTTP request, from its headers to its answer (MHD's per-request context).
 struct RequestState {
+    bool begun = false; // the handler saw the headers (a request that never gets there is not active)
+    std::string rawUri; // the request target before MHD unescaped it (in place, so a %00 cuts it)
     Endpoint endpoint;
     std::string path;
     std::int64_t startedAtMillis = 0;
@@ -371,6 +450,7 @@ private:
     static MHD_Result onRequest(void* self, MHD_Connection* connection, const char* url, const char* method,
                                 const char* version, const char* uploadData, size_t* uploadSize,
                                 void** context);
+    static void* onUri(void* self, const char* uri, MHD_Connection* connection);
     static void onCompleted(void* self, MHD_Connection* connection, void** context,
                             MHD_RequestTerminationCode code);
     static void onServerMessage(void* self, const char* format, va_list arguments);
@@ -380,7 +460,9 @@ private:
     void abandonPendingCommits();
 
     MHD_Result begin(MHD_Connection* connection, RequestState& state, std::string_view method);
-    MHD_Result receive(RequestState& state, const char* data, std::size_t size);
+    MHD_Result receive(MHD_Connection* connection, RequestState& state, const char* data, std::size_t size);
+    MHD_Result cutOff(MHD_Connection* connection, int status, std::string_view error,
+                      std::string_view detail);
     MHD_Result finish(MHD_Connection* connection, RequestState& state);
     MHD_Result acceptCapture(MHD_Connection* connection, RequestState& state);
     MHD_Result answerCommit(MHD_Connection* connection, RequestState& state);
@@ -511,8 +593,9 @@ void CollectorServer::start() {
         MHD_OPTION_THREAD_POOL_SIZE, std::max(1u, m_config.threads), MHD_OPTION_CONNECTION_LIMIT,
         m_connectionLimit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, m_config.perIpConnectionLimit,
         MHD_OPTION_CONNECTION_TIMEOUT, m_config.connectionTimeoutSeconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        kConnectionMemoryBytes, MHD_OPTION_NOTIFY_COMPLETED, &CollectorServer::onCompleted, this,
-        MHD_OPTION_EXTERNAL_LOGGER, &CollectorServer::onServerMessage, this, MHD_OPTION_END);
+        kConnectionMemoryBytes, MHD_OPTION_URI_LOG_CALLBACK, &CollectorServer::onUri, this,
+        MHD_OPTION_NOTIFY_COMPLETED, &CollectorServer::onCompleted, this, MHD_OPTION_EXTERNAL_LOGGER,
+        &CollectorServer::onServerMessage, this, MHD_OPTION_END);
     if (m_daemon == nullptr) {
         close(listenFd);
         std::lock_guard lock(m_serverMessageMutex);
@@ -616,9 +699,12 @@ MHD_Result CollectorServer::onRequest(void* self, MHD_Connection* connection, co
                                       size_t* uploadSize, void** context) {
     auto& server = *static_cast<CollectorServer*>(self);
     auto* state = static_cast<RequestState*>(*context);
-    if (state == nullptr) {
+    if (state == nullptr) { // onUri() makes it; this is only a fallback
         state = new RequestState;
         *context = state;
+    }
+    if (!state->begun) {
+        state->begun = true;
         {
             std::lock_guard lock(server.m_ledger->mutex);
             ++server.m_ledger->activeRequests;
@@ -630,7 +716,7 @@ MHD_Result CollectorServer::onRequest(void* self, MHD_Connection* connection, co
     if (*uploadSize != 0) {
         const std::size_t size = *uploadSize;
         *uploadSize = 0;
-        return server.receive(*state, uploadData, size);
+        return server.receive(connection, *state, uploadData, size);
     }
     return server.finish(connection, *state);
 }
@@ -641,12 +727,22 @@ void CollectorServer::onCompleted(void* self, MHD_Connection*, void** context, M
     if (state == nullptr) return;
     *context = nullptr;
     server.m_ledger->release(state->reservedBytes);
+    const bool begun = state->begun;
     delete state;
+    if (!begun) return;
     {
         std::lock_guard lock(server.m_ledger->mutex);
         --server.m_ledger->activeRequests;
     }
     server.m_ledger->changed.notify_all();
+}
+
+// Called with the request target as received, before MHD unescapes it in place: the only moment
+// an escaped NUL can still be seen. What it returns becomes the request's context.
+void* CollectorServer::onUri(void*, const char* uri, MHD_Connection*) {
+    auto* state = new RequestState;
+    state->rawUri = uri != nullptr ? uri : "";
+    return state;
 }
 
 void CollectorServer::onServerMessage(void* self, const char* format, va_list arguments) {
@@ -664,6 +760,10 @@ MHD_Result CollectorServer::begin(MHD_Connection* connection, RequestState& stat
     if (m_stopping)
         return answerRetryLater(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
                                 "the collector is stopping", m_config.retryAfterSeconds);
+    if (std::string problem = urlProblem(state.rawUri, state.path); !problem.empty())
+        return answerError(connection, MHD_HTTP_BAD_REQUEST, "bad_url", problem);
+    if (std::string problem = framingProblem(connection); !problem.empty())
+        return answerError(connection, MHD_HTTP_BAD_REQUEST, "bad_framing", problem);
     if (std::optional<std::string> host = lookupHost(connection); host && !hostAllowed(*host))
         return answerError(connection, MHD_HTTP_FORBIDDEN, "host_not_allowed",
                            "Host '" + *host +
@@ -764,13 +864,18 @@ void CollectorServer::refuseStream(RequestState& state, int status, std::string 
     std::string().swap(state.body); // give the memory back now, not at the end of the request
 }
 
-MHD_Result CollectorServer::receive(RequestState& state, const char* data, std::size_t size) {
+MHD_Result CollectorServer::receive(MHD_Connection* connection, RequestState& state, const char* data,
+                                    std::size_t size) {
     if (state.refusal != 0 || state.discardBody) {
         state.discardedBytes += size;
         const std::size_t allowance = state.refusal != 0 ? m_config.maxDiscardBytes : m_config.maxBodyBytes;
         // MHD answers only once the body is complete; a client that keeps streaming past the
-        // allowance is cut off instead of being read forever.
-        return state.discardedBytes > allowance ? MHD_NO : MHD_YES;
+        // allowance is cut off instead of being read forever, told why first.
+        if (state.discardedBytes <= allowance) return MHD_YES;
+        if (state.refusal != 0)
+            return cutOff(connection, state.refusal, state.refusalError, state.refusalDetail);
+        return cutOff(connection, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+                      "the body passed the limit of " + std::to_string(m_config.maxBodyBytes) + " bytes");
     }
     m_ledger->bytesReceived += size;
     if (state.body.size() + size > m_config.maxBodyBytes) {
@@ -789,6 +894,32 @@ MHD_Result CollectorServer::receive(RequestState& state, const char* data, std::
     }
     state.body.append(data, size);
     return MHD_YES;
+}
+
+// libmicrohttpd 0.9.75 queues an answer only before the body or after its end. A body that
+// never ends is answered here, straight on the socket (nothing else was written for this
+// request: a 100 Continue at most, which a final answer may follow), and then dropped: MHD_NO
+// makes MHD close the connection.
+MHD_Result CollectorServer::cutOff(MHD_Connection* connection, int status, std::string_view error,
+                                   std::string_view detail) {
+    const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (info == nullptr) return MHD_NO;
+    const std::string body = errorBody(error, detail);
+    std::string response =
+        "HTTP/1.1 " + std::to_string(status) +
+        (status == MHD_HTTP_TOO_MANY_REQUESTS ? " Too Many Requests" : " Content Too Large") +
+        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\n"
+        "Access-Control-Expose-Headers: Retry-After\r\n";
+    if (status == MHD_HTTP_TOO_MANY_REQUESTS)
+        response += "Retry-After: " + std::to_string(std::max(m_config.retryAfterSeconds, 0)) + "\r\n";
+    response += "\r\n" + body;
+    // A few hundred bytes into an empty send buffer: never blocks, and a peer that does not
+    // read loses only its own answer.
+    if (::send(info->connect_fd, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT) ==
+        static_cast<ssize_t>(response.size()))
+        ++m_ledger->responsesByStatus[static_cast<std::size_t>(status)];
+    return MHD_NO;
 }
 
 MHD_Result CollectorServer::finish(MHD_Connection* connection, RequestState& state) {

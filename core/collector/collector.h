@@ -24,6 +24,13 @@
 //
 // Answers, in the order they are decided ("error" code of the JSON body in brackets):
 //   503 + Retry-After  the collector is stopping [stopping]
+//   400                the request target has a control character, escaped (%00, %0A, %7F...) or
+//                      not, anywhere, or a "." / ".." path segment: MHD unescapes in place, so
+//                      "/batch%00/../evil" would otherwise be routed as "/batch" [bad_url]
+//   400                the body's length is ambiguous: Content-Length headers that differ, both
+//                      Content-Length and Transfer-Encoding, or a Transfer-Encoding other than
+//                      chunked (request smuggling); decided before the body is read, the
+//                      connection is closed after the answer [bad_framing]
 //   403                the Host header names neither an IP literal, localhost / *.localhost,
 //                      this machine (when bound beyond loopback) nor an allowedHosts entry: DNS
 //                      rebinding [host_not_allowed] (a request without Host, HTTP/1.0, passes)
@@ -34,9 +41,12 @@
 //                      being received or waiting for their commit) above maxInFlightBytes
 //                      [overloaded]
 //   413 / 429          a chunked body that passes maxBodyBytes / the in-flight bound while
-//                      streaming: buffering stops at once and the rest is read and discarded
-//                      (libmicrohttpd 0.9.75 cannot answer before the body ends); a client that
-//                      streams more than maxDiscardBytes after that is disconnected
+//                      streaming: buffering stops at once and the rest is read and discarded,
+//                      then answered (libmicrohttpd 0.9.75 cannot queue an answer before the body
+//                      ends); a client that streams more than maxDiscardBytes after that gets the
+//                      same answer written straight to the socket and is disconnected. A chunk
+//                      size of ffffffffffffffff is such a body; one beyond 64 bits is answered
+//                      413 by libmicrohttpd itself (HTML body)
 //   413                the decoded body passes maxDecompressedBytes: every decoder (gzip, lz64,
 //                      base64, form) stops there, holding about the cap at most (lz64: twice,
 //                      as UTF-16) [decompressed_too_large]
@@ -55,6 +65,14 @@
 //   429 / 503          the sink answered Backpressure / Failed, or stop() gave up waiting
 //                      [backpressure / commit_failed]
 // Error bodies are JSON: {"error": "<code>", "detail": "<what exactly is wrong>"}.
+//
+// What libmicrohttpd 0.9.75 decides before the collector sees a request (no hook exists):
+//   - a request line without a space (a TLS hello, binary noise): the connection is closed
+//     unanswered; bytes without any line end are held until connectionTimeoutSeconds;
+//   - a malformed request line or header line: 400 with MHD's HTML body;
+//   - Content-Length not a number (-1, abc): 400 with MHD's HTML body, but its status line and
+//     headers are written twice (its error path builds them and its reply path builds them
+//     again); the connection is then closed. Nothing reaches the sink in any of these.
 //
 // Holding connections: an idle or slowly trickling client holds one connection slot (never a
 // thread) until connectionTimeoutSeconds pass without a byte from it. libmicrohttpd 0.9.75 has
