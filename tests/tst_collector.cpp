@@ -624,6 +624,7 @@ private slots:
     void hostHeader_data();
     void hostHeader();
     void requestWithoutHost();
+    void ownHostnameWhenBoundBeyondLoopback();
     void idempotencyKey_data();
     void idempotencyKey();
     void requestMetadata();
@@ -1817,6 +1818,33 @@ void TestCollector::requestWithoutHost() {
                         R"({"event":"e"})"));
     QCOMPARE(statusOf(client.readResponse()), 200);
     QCOMPARE(harness.sink.committed().size(), std::size_t{1});
+}
+
+// This machine's name is accepted only when the collector is reachable from other machines
+// (bound beyond loopback); on loopback, a name is only a rebinding vector.
+void TestCollector::ownHostnameWhenBoundBeyondLoopback() {
+    char name[256] = {};
+    QVERIFY(gethostname(name, sizeof name - 1) == 0);
+    const QByteArray hostname = QByteArray(name).toUpper(); // names compare case-insensitively
+    if (hostname.isEmpty() || hostname == "LOCALHOST") QSKIP("no distinct hostname");
+
+    Harness loopback;
+    QCOMPARE(send(loopback.collector.port(), {"POST", "/e/", R"({"event":"e"})", {"Host: " + hostname}, {}})
+                 .status,
+             403L);
+
+    CollectorConfig config = testConfig();
+    config.bindAddress = "0.0.0.0";
+    config.tokens = {"phc_host_test"}; // exposed for a moment: nothing unknown gets in
+    Harness exposed(config);
+    QCOMPARE(send(exposed.collector.port(),
+                  {"POST", "/e/?token=phc_host_test", R"({"event":"e"})", {"Host: " + hostname + ":1"}, {}})
+                 .status,
+             200L);
+    QCOMPARE(send(exposed.collector.port(),
+                  {"POST", "/e/?token=phc_host_test", R"({"event":"e"})", {"Host: not-" + hostname}, {}})
+                 .status,
+             403L);
 }
 
 void TestCollector::idempotencyKey_data() {
