@@ -222,7 +222,7 @@ struct CollectorStats {
     std::uint64_t rejectedRequests = 0;             // bodies handed to reject()
     std::uint64_t unauthorizedRequests = 0;         // capture requests answered 401
     std::size_t inFlightBytes = 0;                  // now: bodies received or waiting for a commit
-    std::size_t pendingCommits = 0;                 // now: requests handed to the sink, not yet done
+    std::size_t pendingCommits = 0;                 // now: ingest()s and reject()s not yet done
     std::size_t openConnections = 0;                // now: connections the server holds
     unsigned connectionLimit = 0;                   // the limit in force (after fitting the fd limit)
 };
@@ -251,8 +251,8 @@ public:
 
     // Stops accepting connections, lets requests in progress finish (their commits and rejects
     // included) for up to stopGraceMillis, answers those still waiting for the sink 503 +
-    // Retry-After (commit_failed / reject_failed),
-    // then closes every connection. Never hangs longer than about stopGraceMillis + 1 s.
+    // Retry-After (commit_failed / reject_failed), then closes every connection. Never hangs
+    // longer than about stopGraceMillis + 1 s.
     void stop();
 
     bool running() const;
