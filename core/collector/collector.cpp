@@ -20,6 +20,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <nlohmann/json.hpp>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <unordered_set>
@@ -61,7 +62,10 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr std::size_t kConnectionMemoryBytes = 64 * 1024; // request line + headers
-constexpr auto kAbandonedAnswerWait = 1s;                 // stop(): for the 503s to go out
+// File descriptors kept free of connections: listening socket, MHD's wake-up pipes, the store's
+// files, logs.
+constexpr rlim_t kReservedFds = 256;
+constexpr auto kAbandonedAnswerWait = 1s; // stop(): for the 503s to go out
 constexpr int kMinStatus = 100;
 constexpr int kMaxStatus = 599;
 
@@ -174,6 +178,134 @@ std::string_view lookup(MHD_Connection* connection, MHD_ValueKind kind, const ch
     return value != nullptr ? std::string_view(value) : std::string_view();
 }
 
+std::optional<std::string> lookupHost(MHD_Connection* connection) {
+    const char* value = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    if (value == nullptr) return std::nullopt;
+    return std::string(value);
+}
+
+std::string lowercase(std::string_view text) {
+    std::string lower(text);
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char ch) { return static_cast<char>(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch); });
+    return lower;
+}
+
+bool isPort(std::string_view text) {
+    return !text.empty() && text.size() <= 5 &&
+           std::all_of(text.begin(), text.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+}
+
+// An IP literal cannot be re-pointed by DNS; "[v6]" with an optional port, or v4 with one.
+// Otherwise the name with its port and a trailing dot removed, lower-cased, in `name`.
+bool isIpLiteralHost(std::string_view host, std::string& name) {
+    in6_addr v6{};
+    in_addr v4{};
+    if (!host.empty() && host.front() == '[') {
+        const std::size_t close = host.find(']');
+        if (close == std::string_view::npos) return false;
+        const std::string inside(host.substr(1, close - 1));
+        const std::string_view rest = host.substr(close + 1);
+        return inet_pton(AF_INET6, inside.c_str(), &v6) == 1 &&
+               (rest.empty() || (rest.front() == ':' && isPort(rest.substr(1))));
+    }
+    std::string_view hostname = host;
+    if (const std::size_t colon = host.rfind(':'); colon != std::string_view::npos) {
+        if (!isPort(host.substr(colon + 1))) return false;
+        hostname = host.substr(0, colon);
+    }
+    if (!hostname.empty() && hostname.back() == '.') hostname.remove_suffix(1);
+    name = lowercase(hostname);
+    return inet_pton(AF_INET, name.c_str(), &v4) == 1;
+}
+
+int hexDigit(char ch) {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+std::string escapedText(std::string_view text) {
+    std::string out;
+    for (const char ch : text) {
+        const auto byte = static_cast<unsigned char>(ch);
+        if (byte < 0x20 || byte >= 0x7F) {
+            static constexpr char hex[] = "0123456789ABCDEF";
+            out += '%';
+            out += hex[byte >> 4];
+            out += hex[byte & 0xF];
+        } else {
+            out += ch;
+        }
+    }
+    return out;
+}
+
+// MHD unescapes the target in place, so "/batch%00/../evil" would be routed as "/batch": a
+// control character, escaped or not, anywhere in the target, or a dot segment in the path, is
+// refused rather than guessed at. Empty when the URL is fine.
+std::string urlProblem(std::string_view rawUri, std::string_view decodedPath) {
+    for (std::size_t i = 0; i < rawUri.size(); ++i) {
+        int byte = static_cast<unsigned char>(rawUri[i]);
+        if (rawUri[i] == '%' && i + 2 < rawUri.size() && hexDigit(rawUri[i + 1]) >= 0 &&
+            hexDigit(rawUri[i + 2]) >= 0)
+            byte = hexDigit(rawUri[i + 1]) * 16 + hexDigit(rawUri[i + 2]);
+        if (byte < 0x20 || byte == 0x7F)
+            return "the URL has a control character (byte " + std::to_string(byte) + ") at offset " +
+                   std::to_string(i) + ": " + escapedText(rawUri);
+    }
+    std::size_t start = 0;
+    while (start <= decodedPath.size()) {
+        const std::size_t end = std::min(decodedPath.find('/', start), decodedPath.size());
+        const std::string_view segment = decodedPath.substr(start, end - start);
+        if (segment == "." || segment == "..")
+            return "the URL path has a '" + std::string(segment) + "' segment: " + escapedText(rawUri);
+        start = end + 1;
+    }
+    return {};
+}
+
+MHD_Result collectHeader(void* context, MHD_ValueKind, const char* key, const char* value) {
+    auto& values = *static_cast<std::vector<std::pair<std::string, std::string>>*>(context);
+    values.emplace_back(lowercase(key != nullptr ? key : ""), value != nullptr ? value : "");
+    return MHD_YES;
+}
+
+// Request smuggling: MHD frames a body by the first Content-Length or by Transfer-Encoding; a
+// proxy in front may pick another. Any ambiguity is refused before the body is read.
+std::string framingProblem(MHD_Connection* connection) {
+    std::vector<std::pair<std::string, std::string>> headers;
+    MHD_get_connection_values(connection, MHD_HEADER_KIND, &collectHeader, &headers);
+    std::vector<std::string_view> lengths;
+    std::vector<std::string_view> encodings;
+    for (const auto& [name, value] : headers) {
+        if (name == "content-length") lengths.push_back(value);
+        if (name == "transfer-encoding") encodings.push_back(value);
+    }
+    for (std::string_view length : lengths) {
+        if (length != lengths.front())
+            return "conflicting Content-Length headers ('" + std::string(lengths.front()) + "' and '" +
+                   std::string(length) + "')";
+    }
+    if (!encodings.empty() && !lengths.empty())
+        return "both Content-Length and Transfer-Encoding: the body length is ambiguous";
+    if (encodings.size() > 1) return "more than one Transfer-Encoding header";
+    if (!encodings.empty() && lowercase(encodings.front()) != "chunked")
+        return "Transfer-Encoding '" + std::string(encodings.front()) + "' is not supported (only chunked)";
+    return {};
+}
+
+bool isLoopback(const sockaddr_storage& address) {
+    if (address.ss_family == AF_INET)
+        return (ntohl(reinterpret_cast<const sockaddr_in&>(address).sin_addr.s_addr) >> 24) == 127;
+    if (address.ss_family == AF_INET6) {
+        const in6_addr& v6 = reinterpret_cast<const sockaddr_in6&>(address).sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+    }
+    return false;
+}
+
 // What a request waiting for its commit shares with the sink's completion.
 struct PendingCommit {
     std::mutex mutex;
@@ -192,6 +324,7 @@ struct CollectorLedger {
     std::atomic<std::uint64_t> bytesDecoded{0};
     std::atomic<std::uint64_t> acceptedRequests{0};
     std::atomic<std::uint64_t> rejectedRequests{0};
+    std::atomic<std::uint64_t> unauthorizedRequests{0};
     std::atomic<std::size_t> inFlightBytes{0};
 
     std::mutex mutex;
@@ -213,6 +346,26 @@ struct CollectorLedger {
     void release(std::size_t bytes) {
         if (bytes != 0) inFlightBytes.fetch_sub(bytes);
     }
+};
+
+// Bytes held in flight for the length of a scope, growing as a decoder asks.
+class InFlightReservation {
+public:
+    explicit InFlightReservation(CollectorLedger& ledger) : m_ledger(ledger) {}
+    ~InFlightReservation() { reset(); }
+    InFlightReservation(const InFlightReservation&) = delete;
+    InFlightReservation& operator=(const InFlightReservation&) = delete;
+
+    bool grow(std::size_t bytes, std::size_t limit) {
+        if (!m_ledger.tryReserve(bytes, limit)) return false;
+        m_bytes += bytes;
+        return true;
+    }
+    void reset() { m_ledger.release(std::exchange(m_bytes, 0)); }
+
+private:
+    CollectorLedger& m_ledger;
+    std::size_t m_bytes = 0;
 };
 
 void completeCommit(CollectorLedger& ledger, const std::shared_ptr<PendingCommit>& pending,
@@ -239,6 +392,8 @@ void completeCommit(CollectorLedger& ledger, const std::shared_ptr<PendingCommit
 
 // One HTTP request, from its headers to its answer (MHD's per-request context).
 struct RequestState {
+    bool begun = false; // the handler saw the headers (a request that never gets there is not active)
+    std::string rawUri; // the request target before MHD unescaped it (in place, so a %00 cuts it)
     Endpoint endpoint;
     std::string path;
     std::int64_t startedAtMillis = 0;
@@ -251,6 +406,10 @@ struct RequestState {
     std::string refusalDetail;
     std::size_t discardedBytes = 0;
     std::shared_ptr<PendingCommit> pending;
+    // The pending completion is the sink's reject(): Committed answers 400 with these.
+    bool rejecting = false;
+    std::string rejectReason;
+    std::string rejectDetail;
 
     std::string remoteAddress;
     std::string contentType;
@@ -273,7 +432,10 @@ class CollectorServer {
 public:
     CollectorServer(CollectorConfig config, IngestSink& sink)
         : m_config(std::move(config)), m_sink(sink), m_ledger(std::make_shared<CollectorLedger>()),
-          m_tokens(m_config.tokens.begin(), m_config.tokens.end()) {}
+          m_tokens(m_config.tokens.begin(), m_config.tokens.end()) {
+        for (const std::string& host : m_config.allowedHosts)
+            m_allowedHosts.push_back(lowercase(host));
+    }
 
     ~CollectorServer() { stop(); }
 
@@ -288,21 +450,35 @@ private:
     static MHD_Result onRequest(void* self, MHD_Connection* connection, const char* url, const char* method,
                                 const char* version, const char* uploadData, size_t* uploadSize,
                                 void** context);
+    static void* onUri(void* self, const char* uri, MHD_Connection* connection);
     static void onCompleted(void* self, MHD_Connection* connection, void** context,
                             MHD_RequestTerminationCode code);
     static void onServerMessage(void* self, const char* format, va_list arguments);
 
     int openListeningSocket();
+    unsigned fitConnectionLimit();
     void abandonPendingCommits();
 
     MHD_Result begin(MHD_Connection* connection, RequestState& state, std::string_view method);
-    MHD_Result receive(RequestState& state, const char* data, std::size_t size);
+    MHD_Result receive(MHD_Connection* connection, RequestState& state, const char* data, std::size_t size);
+    MHD_Result cutOff(MHD_Connection* connection, int status, std::string_view error,
+                      std::string_view detail);
     MHD_Result finish(MHD_Connection* connection, RequestState& state);
     MHD_Result acceptCapture(MHD_Connection* connection, RequestState& state);
     MHD_Result answerCommit(MHD_Connection* connection, RequestState& state);
     MHD_Result answerRejected(MHD_Connection* connection, RequestState& state, std::string rawBody,
                               std::string reason, std::string detail);
     void refuseStream(RequestState& state, int status, std::string error, std::string detail);
+    bool hostAllowed(std::string_view host) const;
+    std::shared_ptr<PendingCommit> suspendForSink(MHD_Connection* connection);
+    MHD_Result answerUnauthorized(MHD_Connection* connection, const std::string& token,
+                                  std::string_view context) {
+        ++m_ledger->unauthorizedRequests;
+        return answerError(connection, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+                           (token.empty() ? std::string("no token or write key in the request")
+                                          : "the token or write key '" + token + "' is not configured") +
+                               std::string(context));
+    }
 
     MHD_Result answer(MHD_Connection* connection, int status, std::string_view body,
                       std::string_view contentType = "application/json",
@@ -321,8 +497,11 @@ private:
     IngestSink& m_sink;
     std::shared_ptr<CollectorLedger> m_ledger;
     std::unordered_set<std::string> m_tokens;
+    std::vector<std::string> m_allowedHosts; // lower-cased collector.allowed_hosts
+    std::string m_ownHostname;               // lower-cased; set when bound beyond loopback
     MHD_Daemon* m_daemon = nullptr;
     std::uint16_t m_port = 0;
+    unsigned m_connectionLimit = 0; // in force; 0 before start()
     std::atomic<bool> m_stopping{false};
     std::mutex m_serverMessageMutex;
     std::string m_lastServerMessage;
@@ -360,6 +539,30 @@ int CollectorServer::openListeningSocket() {
     return fd;
 }
 
+// Every connection is an fd: the soft RLIMIT_NOFILE (often 1,024) is raised towards the hard
+// one so the configured limit fits; if even the hard one is too low, the limit is lowered so
+// accept() never fails for want of fds (MHD would then refuse everyone alike).
+unsigned CollectorServer::fitConnectionLimit() {
+    const unsigned wanted = std::max(1u, m_config.connectionLimit);
+    rlimit files{};
+    if (getrlimit(RLIMIT_NOFILE, &files) != 0) return wanted;
+    const rlim_t needed = static_cast<rlim_t>(wanted) + kReservedFds;
+    if (files.rlim_cur != RLIM_INFINITY && files.rlim_cur < needed) {
+        rlimit raised = files;
+        raised.rlim_cur = files.rlim_max == RLIM_INFINITY ? needed : std::min(needed, files.rlim_max);
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) files = raised;
+    }
+    if (files.rlim_cur == RLIM_INFINITY || files.rlim_cur >= needed) return wanted;
+    const unsigned fitted =
+        files.rlim_cur > kReservedFds + 1 ? static_cast<unsigned>(files.rlim_cur - kReservedFds) : 1u;
+    std::fprintf(stderr,
+                 "pipescope collector: connection limit lowered from %u to %u: the open-files limit "
+                 "(RLIMIT_NOFILE) is %llu, hard limit %llu; raise it (ulimit -n) to allow more\n",
+                 wanted, fitted, static_cast<unsigned long long>(files.rlim_cur),
+                 static_cast<unsigned long long>(files.rlim_max));
+    return fitted;
+}
+
 void CollectorServer::start() {
     if (m_daemon != nullptr)
         throw CollectorError("collector already running on " + endpointText(m_config.bindAddress, m_port));
@@ -372,16 +575,25 @@ void CollectorServer::start() {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG;
     if (bound.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+    m_ownHostname.clear();
+    if (!isLoopback(bound)) {
+        // Reachable from the network: other machines may name this one.
+        std::array<char, 256> hostname{};
+        if (gethostname(hostname.data(), hostname.size() - 1) == 0)
+            m_ownHostname = lowercase(hostname.data());
+    }
     m_stopping = false;
     {
         std::lock_guard lock(m_ledger->mutex);
         m_ledger->abandoning = false;
     }
+    m_connectionLimit = fitConnectionLimit();
     m_daemon = MHD_start_daemon(
         flags, 0, nullptr, nullptr, &CollectorServer::onRequest, this, MHD_OPTION_LISTEN_SOCKET, listenFd,
         MHD_OPTION_THREAD_POOL_SIZE, std::max(1u, m_config.threads), MHD_OPTION_CONNECTION_LIMIT,
-        std::max(1u, m_config.connectionLimit), MHD_OPTION_CONNECTION_TIMEOUT,
-        m_config.connectionTimeoutSeconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemoryBytes,
+        m_connectionLimit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, m_config.perIpConnectionLimit,
+        MHD_OPTION_CONNECTION_TIMEOUT, m_config.connectionTimeoutSeconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        kConnectionMemoryBytes, MHD_OPTION_URI_LOG_CALLBACK, &CollectorServer::onUri, this,
         MHD_OPTION_NOTIFY_COMPLETED, &CollectorServer::onCompleted, this, MHD_OPTION_EXTERNAL_LOGGER,
         &CollectorServer::onServerMessage, this, MHD_OPTION_END);
     if (m_daemon == nullptr) {
@@ -437,6 +649,27 @@ void CollectorServer::stop() {
     m_daemon = nullptr;
 }
 
+bool CollectorServer::hostAllowed(std::string_view host) const {
+    if (host.empty()) return true; // nothing a browser would send, and no name to rebind
+    std::string name;
+    if (isIpLiteralHost(host, name)) return true;
+    if (name.empty()) return false;
+    constexpr std::string_view localhostSuffix = ".localhost";
+    if (name == "localhost" ||
+        (name.size() > localhostSuffix.size() &&
+         name.compare(name.size() - localhostSuffix.size(), localhostSuffix.size(), localhostSuffix) == 0))
+        return true; // browsers resolve these to loopback themselves, never through DNS
+    if (!m_ownHostname.empty() && name == m_ownHostname) return true;
+    for (const std::string& allowed : m_allowedHosts) {
+        if (allowed == "*" || allowed == name) return true;
+        // "*.example.com": any name under example.com
+        if (allowed.size() > 2 && allowed.compare(0, 2, "*.") == 0 && name.size() > allowed.size() - 1 &&
+            name.compare(name.size() - (allowed.size() - 1), allowed.size() - 1, allowed, 1) == 0)
+            return true;
+    }
+    return false;
+}
+
 CollectorStats CollectorServer::stats() const {
     CollectorStats stats;
     for (int status = kMinStatus; status <= kMaxStatus; ++status) {
@@ -448,7 +681,14 @@ CollectorStats CollectorServer::stats() const {
     stats.bytesDecoded = m_ledger->bytesDecoded.load();
     stats.acceptedRequests = m_ledger->acceptedRequests.load();
     stats.rejectedRequests = m_ledger->rejectedRequests.load();
+    stats.unauthorizedRequests = m_ledger->unauthorizedRequests.load();
     stats.inFlightBytes = m_ledger->inFlightBytes.load();
+    stats.connectionLimit = m_connectionLimit;
+    if (m_daemon != nullptr) {
+        if (const MHD_DaemonInfo* info = MHD_get_daemon_info(m_daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+            info != nullptr)
+            stats.openConnections = info->num_connections;
+    }
     std::lock_guard lock(m_ledger->mutex);
     stats.pendingCommits = m_ledger->pending.size();
     return stats;
@@ -459,9 +699,12 @@ MHD_Result CollectorServer::onRequest(void* self, MHD_Connection* connection, co
                                       size_t* uploadSize, void** context) {
     auto& server = *static_cast<CollectorServer*>(self);
     auto* state = static_cast<RequestState*>(*context);
-    if (state == nullptr) {
+    if (state == nullptr) { // onUri() makes it; this is only a fallback
         state = new RequestState;
         *context = state;
+    }
+    if (!state->begun) {
+        state->begun = true;
         {
             std::lock_guard lock(server.m_ledger->mutex);
             ++server.m_ledger->activeRequests;
@@ -473,7 +716,7 @@ MHD_Result CollectorServer::onRequest(void* self, MHD_Connection* connection, co
     if (*uploadSize != 0) {
         const std::size_t size = *uploadSize;
         *uploadSize = 0;
-        return server.receive(*state, uploadData, size);
+        return server.receive(connection, *state, uploadData, size);
     }
     return server.finish(connection, *state);
 }
@@ -484,12 +727,22 @@ void CollectorServer::onCompleted(void* self, MHD_Connection*, void** context, M
     if (state == nullptr) return;
     *context = nullptr;
     server.m_ledger->release(state->reservedBytes);
+    const bool begun = state->begun;
     delete state;
+    if (!begun) return;
     {
         std::lock_guard lock(server.m_ledger->mutex);
         --server.m_ledger->activeRequests;
     }
     server.m_ledger->changed.notify_all();
+}
+
+// Called with the request target as received, before MHD unescapes it in place: the only moment
+// an escaped NUL can still be seen. What it returns becomes the request's context.
+void* CollectorServer::onUri(void*, const char* uri, MHD_Connection*) {
+    auto* state = new RequestState;
+    state->rawUri = uri != nullptr ? uri : "";
+    return state;
 }
 
 void CollectorServer::onServerMessage(void* self, const char* format, va_list arguments) {
@@ -507,6 +760,16 @@ MHD_Result CollectorServer::begin(MHD_Connection* connection, RequestState& stat
     if (m_stopping)
         return answerRetryLater(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
                                 "the collector is stopping", m_config.retryAfterSeconds);
+    if (std::string problem = urlProblem(state.rawUri, state.path); !problem.empty())
+        return answerError(connection, MHD_HTTP_BAD_REQUEST, "bad_url", problem);
+    if (std::string problem = framingProblem(connection); !problem.empty())
+        return answerError(connection, MHD_HTTP_BAD_REQUEST, "bad_framing", problem);
+    if (std::optional<std::string> host = lookupHost(connection); host && !hostAllowed(*host))
+        return answerError(connection, MHD_HTTP_FORBIDDEN, "host_not_allowed",
+                           "Host '" + *host +
+                               "' is not allowed: a web page could reach the collector under that name "
+                               "(DNS rebinding). Use an IP address or localhost, or add the name to "
+                               "collector.allowed_hosts");
     std::optional<Endpoint> endpoint = matchEndpoint(state.path);
     if (!endpoint)
         return answerError(connection, MHD_HTTP_NOT_FOUND, "not_found", "no endpoint at " + state.path);
@@ -601,13 +864,18 @@ void CollectorServer::refuseStream(RequestState& state, int status, std::string 
     std::string().swap(state.body); // give the memory back now, not at the end of the request
 }
 
-MHD_Result CollectorServer::receive(RequestState& state, const char* data, std::size_t size) {
+MHD_Result CollectorServer::receive(MHD_Connection* connection, RequestState& state, const char* data,
+                                    std::size_t size) {
     if (state.refusal != 0 || state.discardBody) {
         state.discardedBytes += size;
         const std::size_t allowance = state.refusal != 0 ? m_config.maxDiscardBytes : m_config.maxBodyBytes;
         // MHD answers only once the body is complete; a client that keeps streaming past the
-        // allowance is cut off instead of being read forever.
-        return state.discardedBytes > allowance ? MHD_NO : MHD_YES;
+        // allowance is cut off instead of being read forever, told why first.
+        if (state.discardedBytes <= allowance) return MHD_YES;
+        if (state.refusal != 0)
+            return cutOff(connection, state.refusal, state.refusalError, state.refusalDetail);
+        return cutOff(connection, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+                      "the body passed the limit of " + std::to_string(m_config.maxBodyBytes) + " bytes");
     }
     m_ledger->bytesReceived += size;
     if (state.body.size() + size > m_config.maxBodyBytes) {
@@ -628,6 +896,32 @@ MHD_Result CollectorServer::receive(RequestState& state, const char* data, std::
     return MHD_YES;
 }
 
+// libmicrohttpd 0.9.75 queues an answer only before the body or after its end. A body that
+// never ends is answered here, straight on the socket (nothing else was written for this
+// request: a 100 Continue at most, which a final answer may follow), and then dropped: MHD_NO
+// makes MHD close the connection.
+MHD_Result CollectorServer::cutOff(MHD_Connection* connection, int status, std::string_view error,
+                                   std::string_view detail) {
+    const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (info == nullptr) return MHD_NO;
+    const std::string body = errorBody(error, detail);
+    std::string response =
+        "HTTP/1.1 " + std::to_string(status) +
+        (status == MHD_HTTP_TOO_MANY_REQUESTS ? " Too Many Requests" : " Content Too Large") +
+        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\n"
+        "Access-Control-Expose-Headers: Retry-After\r\n";
+    if (status == MHD_HTTP_TOO_MANY_REQUESTS)
+        response += "Retry-After: " + std::to_string(std::max(m_config.retryAfterSeconds, 0)) + "\r\n";
+    response += "\r\n" + body;
+    // A few hundred bytes into an empty send buffer: never blocks, and a peer that does not
+    // read loses only its own answer.
+    if (::send(info->connect_fd, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT) ==
+        static_cast<ssize_t>(response.size()))
+        ++m_ledger->responsesByStatus[static_cast<std::size_t>(status)];
+    return MHD_NO;
+}
+
 MHD_Result CollectorServer::finish(MHD_Connection* connection, RequestState& state) {
     if (state.pending) return answerCommit(connection, state);
     if (state.refusal == MHD_HTTP_TOO_MANY_REQUESTS)
@@ -641,35 +935,91 @@ MHD_Result CollectorServer::finish(MHD_Connection* connection, RequestState& sta
 
 MHD_Result CollectorServer::answerRejected(MHD_Connection* connection, RequestState& state,
                                            std::string rawBody, std::string reason, std::string detail) {
+    // An unreadable body is kept only for a known client: with tokens configured, one from the
+    // query or Basic auth must be among them, or anyone could fill the dead-letter queue.
+    const std::string token = !state.queryToken.empty() ? state.queryToken : state.basicAuthUser;
+    if (!m_tokens.empty() && !m_tokens.contains(token))
+        return answerUnauthorized(connection, token,
+                                  " (the body could not be decoded, so only ?token=, ?api_key= or "
+                                  "Basic auth can name it)");
+
     RejectedRequest rejected;
     rejected.path = state.path;
     rejected.vendor = state.endpoint.vendor;
     rejected.rawBody = std::move(rawBody);
     rejected.reason = reason;
     rejected.detail = detail;
-    rejected.token = !state.queryToken.empty() ? state.queryToken : state.basicAuthUser;
+    rejected.token = token;
     rejected.receivedAtMillis = nowMillis();
     rejected.remoteAddress = state.remoteAddress;
     rejected.contentType = state.contentType;
     rejected.contentEncoding = state.contentEncoding;
     rejected.userAgent = state.userAgent;
-    try {
-        m_sink.reject(std::move(rejected), [](IngestResult) {});
-    } catch (const std::exception& error) {
-        return answerRetryLater(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "reject_failed",
-                                "the undecodable body could not be kept: " + std::string(error.what()),
-                                m_config.retryAfterSeconds);
-    }
+
+    // Clients never retry a 400, so it waits, like a 200, until the sink kept the body.
+    std::shared_ptr<PendingCommit> pending = suspendForSink(connection);
+    if (!pending)
+        return answerRetryLater(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
+                                "the collector is stopping", m_config.retryAfterSeconds);
+    state.pending = pending;
+    state.rejecting = true;
+    state.rejectReason = std::move(reason);
+    state.rejectDetail = std::move(detail);
     ++m_ledger->rejectedRequests;
-    return answerError(connection, MHD_HTTP_BAD_REQUEST, reason, detail);
+    // The raw body stays in flight until the sink has it: the completion releases it.
+    const std::size_t reservedBytes = std::exchange(state.reservedBytes, 0);
+    IngestSink::Completion done = [ledger = m_ledger, pending, reservedBytes](IngestResult result) {
+        completeCommit(*ledger, pending, reservedBytes, std::move(result));
+    };
+    try {
+        m_sink.reject(std::move(rejected), done);
+    } catch (const std::exception& error) {
+        // Ignored if the sink called done() before throwing.
+        done(IngestResult{IngestStatus::Failed, m_config.retryAfterSeconds,
+                          "the undecodable body could not be kept: " + std::string(error.what())});
+    }
+    return MHD_YES;
+}
+
+// Registers a request that waits for the sink and suspends its connection; null when stop()
+// already gave up on waiting (the caller answers 503 at once, the sink never sees the request).
+std::shared_ptr<PendingCommit> CollectorServer::suspendForSink(MHD_Connection* connection) {
+    auto pending = std::make_shared<PendingCommit>();
+    pending->connection = connection;
+    {
+        std::lock_guard lock(m_ledger->mutex);
+        if (!m_ledger->abandoning)
+            m_ledger->pending.insert(pending);
+        else
+            pending->answered = true;
+    }
+    {
+        std::lock_guard lock(pending->mutex);
+        // stop() may have given up on this request between the two locks.
+        if (!pending->answered) {
+            MHD_suspend_connection(connection);
+            pending->suspended = true;
+        }
+    }
+    if (!pending->suspended) return nullptr;
+    return pending;
 }
 
 MHD_Result CollectorServer::acceptCapture(MHD_Connection* connection, RequestState& state) {
     const std::int64_t receivedAt = nowMillis();
     const BodyHints hints{state.contentEncoding, state.contentType, state.compression};
-    DecodedBody decoded = decodeRequestBody(state.body, hints, m_config.maxDecompressedBytes);
+    // What is being inflated is in flight too: counted as it grows, so 16 bombs at once cannot
+    // hold 16 times the cap.
+    InFlightReservation decoding(*m_ledger);
+    const DecodeBudget budget = [&](std::size_t moreBytes) {
+        return decoding.grow(moreBytes, m_config.maxInFlightBytes);
+    };
+    DecodedBody decoded = decodeRequestBody(state.body, hints, m_config.maxDecompressedBytes, budget);
     if (decoded.status == DecodedBody::Status::TooLarge)
         return answerError(connection, MHD_HTTP_CONTENT_TOO_LARGE, decoded.reason, decoded.detail);
+    if (decoded.status == DecodedBody::Status::Overloaded)
+        return answerRetryLater(connection, MHD_HTTP_TOO_MANY_REQUESTS, decoded.reason, decoded.detail,
+                                m_config.retryAfterSeconds);
     if (decoded.status == DecodedBody::Status::Invalid)
         return answerRejected(connection, state, std::move(state.body), std::move(decoded.reason),
                               std::move(decoded.detail));
@@ -685,10 +1035,7 @@ MHD_Result CollectorServer::acceptCapture(MHD_Connection* connection, RequestSta
 
     std::string token = std::move(inspection.token);
     if (token.empty()) token = !state.queryToken.empty() ? state.queryToken : state.basicAuthUser;
-    if (!m_tokens.empty() && !m_tokens.contains(token))
-        return answerError(connection, MHD_HTTP_UNAUTHORIZED, "unauthorized",
-                           token.empty() ? "no token or write key in the request"
-                                         : "the token or write key '" + token + "' is not configured");
+    if (!m_tokens.empty() && !m_tokens.contains(token)) return answerUnauthorized(connection, token, {});
 
     if (!state.endpoint.messageType.empty() && inspection.isObject && !inspection.hasType)
         insertTypeMember(decoded.json, state.endpoint.messageType);
@@ -696,6 +1043,7 @@ MHD_Result CollectorServer::acceptCapture(MHD_Connection* connection, RequestSta
     // From here the decoded body is what is in flight, not the raw one.
     m_ledger->release(state.reservedBytes);
     state.reservedBytes = 0;
+    decoding.reset();
     std::string().swap(state.body);
     const std::size_t decodedBytes = decoded.json.size();
     if (!m_ledger->tryReserve(decodedBytes, m_config.maxInFlightBytes))
@@ -716,25 +1064,8 @@ MHD_Result CollectorServer::acceptCapture(MHD_Connection* connection, RequestSta
     request.contentType = state.contentType;
     request.userAgent = state.userAgent;
 
-    auto pending = std::make_shared<PendingCommit>();
-    pending->connection = connection;
-    {
-        std::lock_guard lock(m_ledger->mutex);
-        if (!m_ledger->abandoning)
-            m_ledger->pending.insert(pending);
-        else
-            pending->answered = true;
-    }
-    {
-        std::lock_guard lock(pending->mutex);
-        // stop() may have given up on this request between the two locks; it is then answered
-        // 503 at once and never reaches the sink.
-        if (!pending->answered) {
-            MHD_suspend_connection(connection);
-            pending->suspended = true;
-        }
-    }
-    if (!pending->suspended) {
+    std::shared_ptr<PendingCommit> pending = suspendForSink(connection);
+    if (!pending) {
         m_ledger->release(decodedBytes);
         return answerRetryLater(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
                                 "the collector is stopping", m_config.retryAfterSeconds);
@@ -763,6 +1094,14 @@ MHD_Result CollectorServer::answerCommit(MHD_Connection* connection, RequestStat
             return answerError(connection, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
                                "resumed before the commit was answered");
         result = state.pending->result;
+    }
+    if (state.rejecting) {
+        if (result.status == IngestStatus::Committed)
+            return answerError(connection, MHD_HTTP_BAD_REQUEST, state.rejectReason, state.rejectDetail);
+        return answerRetryLater(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "reject_failed",
+                                result.message.empty() ? "the undecodable body could not be kept; retry later"
+                                                       : result.message,
+                                result.retryAfterSeconds);
     }
     switch (result.status) {
     case IngestStatus::Committed:
@@ -795,9 +1134,9 @@ MHD_Result CollectorServer::answer(MHD_Connection* connection, int status, std::
     if (origin.empty()) {
         MHD_add_response_header(response, "Access-Control-Allow-Origin", "*");
     } else {
-        // Echoed rather than "*": posthog-js may send credentials, and "*" is not allowed then.
+        // Never Access-Control-Allow-Credentials: the browser SDKs send no cookies to capture
+        // endpoints, and with it any page the user visits could read answers made with theirs.
         MHD_add_response_header(response, "Access-Control-Allow-Origin", std::string(origin).c_str());
-        MHD_add_response_header(response, "Access-Control-Allow-Credentials", "true");
         MHD_add_response_header(response, "Vary", "Origin");
     }
     MHD_add_response_header(response, "Access-Control-Expose-Headers", "Retry-After");

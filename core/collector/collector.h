@@ -13,8 +13,9 @@
 //   PostHog flags     GET|POST /flags  /decide          an empty, well-formed flags answer
 //   PostHog config    GET /array/<token>/config[.js]    a minimal remote config (JSON or JS)
 //   any of the above  OPTIONS                           a CORS preflight answer
-// Every answer carries CORS headers, so posthog-js on a page served from another origin can
-// post to it.
+// Every answer carries CORS headers (the Origin echoed, never Access-Control-Allow-Credentials:
+// the SDKs send no credentials), so posthog-js on a page served from another origin can post
+// to it.
 //
 // Durability contract: a capture request is answered 200 only after the sink reported it
 // committed (IngestStatus::Committed). While the sink works the connection is suspended
@@ -23,6 +24,16 @@
 //
 // Answers, in the order they are decided ("error" code of the JSON body in brackets):
 //   503 + Retry-After  the collector is stopping [stopping]
+//   400                the request target has a control character, escaped (%00, %0A, %7F...) or
+//                      not, anywhere, or a "." / ".." path segment: MHD unescapes in place, so
+//                      "/batch%00/../evil" would otherwise be routed as "/batch" [bad_url]
+//   400                the body's length is ambiguous: Content-Length headers that differ, both
+//                      Content-Length and Transfer-Encoding, or a Transfer-Encoding other than
+//                      chunked (request smuggling); decided before the body is read, the
+//                      connection is closed after the answer [bad_framing]
+//   403                the Host header names neither an IP literal, localhost / *.localhost,
+//                      this machine (when bound beyond loopback) nor an allowedHosts entry: DNS
+//                      rebinding [host_not_allowed] (a request without Host, HTTP/1.0, passes)
 //   404 / 405          unknown path / wrong method [not_found / method_not_allowed]
 //   413                Content-Length above maxBodyBytes: decided from the header, the body is
 //                      never read (the connection is closed after the answer) [payload_too_large]
@@ -30,19 +41,44 @@
 //                      being received or waiting for their commit) above maxInFlightBytes
 //                      [overloaded]
 //   413 / 429          a chunked body that passes maxBodyBytes / the in-flight bound while
-//                      streaming: buffering stops at once and the rest is read and discarded
-//                      (libmicrohttpd 0.9.75 cannot answer before the body ends); a client that
-//                      streams more than maxDiscardBytes after that is disconnected
-//   413                the decoded body passes maxDecompressedBytes, checked while inflating
-//                      [decompressed_too_large]
-//   400                the body cannot be decoded: the raw bytes go to sink.reject() first
-//                      [RejectedRequest::reason]
+//                      streaming: buffering stops at once and the rest is read and discarded,
+//                      then answered (libmicrohttpd 0.9.75 cannot queue an answer before the body
+//                      ends); a client that streams more than maxDiscardBytes after that gets the
+//                      same answer written straight to the socket and is disconnected. A chunk
+//                      size of ffffffffffffffff is such a body; one beyond 64 bits is answered
+//                      413 by libmicrohttpd itself (HTML body)
+//   413                the decoded body passes maxDecompressedBytes: every decoder (gzip, lz64,
+//                      base64, form) stops there, holding about the cap at most (lz64: twice,
+//                      as UTF-16) [decompressed_too_large]
+//   429 + Retry-After  what is being inflated counts in flight as it grows: inflating would push
+//                      the bytes in flight above maxInFlightBytes [overloaded]
+//   401                the body cannot be decoded, tokens are configured, and the query / Basic
+//                      auth token is not one of them (or there is none): not kept [unauthorized]
+//   400                the body cannot be decoded: the raw bytes go to sink.reject(), and the 400
+//                      is answered only once its done() reported Committed (the connection is
+//                      suspended meanwhile, as for a commit) [RejectedRequest::reason]
+//   503 + Retry-After  reject()'s done() reported Failed / Backpressure, or stop() gave up
+//                      waiting for it [reject_failed]
 //   401                tokens are configured and the request's token is not one of them
 //                      [unauthorized]
 //   200                committed ({"status":1} for PostHog, {"success":true} for Segment)
 //   429 / 503          the sink answered Backpressure / Failed, or stop() gave up waiting
 //                      [backpressure / commit_failed]
 // Error bodies are JSON: {"error": "<code>", "detail": "<what exactly is wrong>"}.
+//
+// What libmicrohttpd 0.9.75 decides before the collector sees a request (no hook exists):
+//   - a request line without a space (a TLS hello, binary noise): the connection is closed
+//     unanswered; bytes without any line end are held until connectionTimeoutSeconds;
+//   - a malformed request line or header line: 400 with MHD's HTML body;
+//   - Content-Length not a number (-1, abc): 400 with MHD's HTML body, but its status line and
+//     headers are written twice (its error path builds them and its reply path builds them
+//     again); the connection is then closed. Nothing reaches the sink in any of these.
+//
+// Holding connections: an idle or slowly trickling client holds one connection slot (never a
+// thread) until connectionTimeoutSeconds pass without a byte from it. libmicrohttpd 0.9.75 has
+// no deadline for a whole header block, so a client sending a byte every few seconds keeps
+// its slot; what keeps others served is capacity (connectionLimit, 10,000 by default) and
+// perIpConnectionLimit (256), beyond which a connection is closed unanswered.
 
 #include <cstddef>
 #include <cstdint>
@@ -154,8 +190,21 @@ struct CollectorConfig {
     // so the client still gets the answer; beyond that the connection is dropped.
     std::size_t maxDiscardBytes = 4u << 20;
     std::vector<std::string> tokens; // accepted tokens / write keys; empty: no authentication
-    unsigned threads = 2;            // server threads (each polls many connections)
-    unsigned connectionLimit = 1024;
+    // Host names accepted in the Host header besides IP literals, localhost, *.localhost and
+    // (when bound beyond loopback) this machine's hostname; "*.example.com" accepts any name
+    // under example.com, "*" any name at all. Anything else is answered 403: a name that a web
+    // page's DNS can point at 127.0.0.1 would let that page write into the capture.
+    std::vector<std::string> allowedHosts;
+    unsigned threads = 2; // server threads (each polls many connections)
+    // Open connections at most. Idle or trickling clients cost a connection slot (an fd and a
+    // little memory, never a thread), so the limit is high: filling it must take more sockets
+    // than anyone casually has. start() raises the soft RLIMIT_NOFILE towards the hard limit as
+    // needed and, when that is not enough, lowers this to what fits (and says so on stderr).
+    unsigned connectionLimit = 10000;
+    // Open connections per client address at most (0: no limit); a connection beyond it is
+    // closed at once, unanswered. One host cannot take every slot; many hosts still can, hence
+    // the capacity above.
+    unsigned perIpConnectionLimit = 256;
     // A connection idle this long is closed, so a slow client holds a connection slot (never a
     // thread) for at most this long between two bytes.
     unsigned connectionTimeoutSeconds = 30;
@@ -171,8 +220,11 @@ struct CollectorStats {
     std::uint64_t bytesDecoded = 0;                 // decoded JSON bytes handed to the sink
     std::uint64_t acceptedRequests = 0;             // capture requests answered 200
     std::uint64_t rejectedRequests = 0;             // bodies handed to reject()
+    std::uint64_t unauthorizedRequests = 0;         // capture requests answered 401
     std::size_t inFlightBytes = 0;                  // now: bodies received or waiting for a commit
-    std::size_t pendingCommits = 0;                 // now: requests handed to the sink, not yet done
+    std::size_t pendingCommits = 0;                 // now: ingest()s and reject()s not yet done
+    std::size_t openConnections = 0;                // now: connections the server holds
+    unsigned connectionLimit = 0;                   // the limit in force (after fitting the fd limit)
 };
 
 // start() failures; the message names the address and port and the reason.
@@ -197,9 +249,10 @@ public:
     // Address already in use". Calling start() on a started collector throws too.
     void start();
 
-    // Stops accepting connections, lets requests in progress finish (their commits included)
-    // for up to stopGraceMillis, answers those still waiting for a commit 503 + Retry-After,
-    // then closes every connection. Never hangs longer than about stopGraceMillis + 1 s.
+    // Stops accepting connections, lets requests in progress finish (their commits and rejects
+    // included) for up to stopGraceMillis, answers those still waiting for the sink 503 +
+    // Retry-After (commit_failed / reject_failed), then closes every connection. Never hangs
+    // longer than about stopGraceMillis + 1 s.
     void stop();
 
     bool running() const;

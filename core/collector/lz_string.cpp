@@ -84,8 +84,16 @@ void appendUtf8(std::string& out, std::uint32_t codePoint) {
     }
 }
 
-bool utf16ToUtf8(const std::u16string& units, std::size_t maxBytes, std::string& out) {
-    out.reserve(std::min(units.size() + units.size() / 4, maxBytes));
+// The UTF-8 bytes a unit adds, given the unit before it: a surrogate pair is 4 bytes (3 counted
+// for the high half, 1 for the low), a lone surrogate becomes U+FFFD (3).
+std::size_t utf8Bytes(char16_t unit, char16_t before) {
+    if (unit < 0x80) return 1;
+    if (unit < 0x800) return 2;
+    if (unit >= 0xDC00 && unit <= 0xDFFF && before >= 0xD800 && before <= 0xDBFF) return 1;
+    return 3;
+}
+
+void utf16ToUtf8(const std::u16string& units, std::string& out) {
     for (std::size_t i = 0; i < units.size(); ++i) {
         std::uint32_t unit = units[i];
         if (unit >= 0xD800 && unit <= 0xDBFF && i + 1 < units.size() && units[i + 1] >= 0xDC00 &&
@@ -96,13 +104,15 @@ bool utf16ToUtf8(const std::u16string& units, std::size_t maxBytes, std::string&
             unit = 0xFFFD;
         }
         appendUtf8(out, unit);
-        if (out.size() > maxBytes) return false;
     }
-    return true;
 }
 
 LzStringResult invalid(std::string error) {
     return {LzStringResult::Status::Invalid, {}, std::move(error)};
+}
+
+LzStringResult overloaded() {
+    return {LzStringResult::Status::Overloaded, {}, "lz64: too many bytes in flight to decode the body"};
 }
 
 LzStringResult tooLarge(std::size_t maxDecodedBytes) {
@@ -113,7 +123,8 @@ LzStringResult tooLarge(std::size_t maxDecodedBytes) {
 
 } // namespace
 
-LzStringResult decompressLzStringFromBase64(std::string_view base64, std::size_t maxDecodedBytes) {
+LzStringResult decompressLzStringFromBase64(std::string_view base64, std::size_t maxDecodedBytes,
+                                            const std::function<bool(std::size_t)>& grow) {
     std::vector<std::uint8_t> values;
     values.reserve(base64.size());
     for (std::size_t i = 0; i < base64.size(); ++i) {
@@ -129,11 +140,26 @@ LzStringResult decompressLzStringFromBase64(std::string_view base64, std::size_t
     if (values.empty()) return invalid("lz64: empty input");
 
     // Spans are 32-bit; a cap beyond that is far past anything the collector accepts anyway.
-    const std::size_t maxUnits =
+    // Every unit is at least one UTF-8 byte, so the UTF-8 cap bounds the units too.
+    const std::size_t maxBytes =
         std::min<std::size_t>(maxDecodedBytes, std::numeric_limits<std::uint32_t>::max() / 2);
 
     BitReader reader(std::move(values));
     std::u16string output;
+    std::size_t outputBytes = 0; // UTF-8 bytes `output` becomes
+    // Grown here rather than by the string's doubling, so what is held stays within the cap and
+    // is announced to `grow` first.
+    auto makeRoom = [&](std::size_t units) {
+        if (units <= output.capacity()) return true;
+        const std::size_t capacity = std::min(std::max(units, output.capacity() * 2), maxBytes + 1);
+        if (grow && !grow((capacity - output.capacity()) * sizeof(char16_t))) return false;
+        output.reserve(capacity);
+        return true;
+    };
+    auto append = [&](char16_t unit) {
+        outputBytes += utf8Bytes(unit, output.empty() ? char16_t{0} : output.back());
+        output.push_back(unit);
+    };
     // Codes 0..2 are commands (8-bit literal, 16-bit literal, end), not entries.
     std::vector<Span> dictionary(3, Span{0, 0});
 
@@ -145,7 +171,8 @@ LzStringResult decompressLzStringFromBase64(std::string_view base64, std::size_t
     if (first == 2) return {};
     if (first == 3) return invalid("lz64: the stream does not start with a literal");
     dictionary.push_back({0, 1});
-    output.push_back(readLiteral(first));
+    if (!makeRoom(1)) return overloaded();
+    append(readLiteral(first));
     Span previous{0, 1};
 
     std::uint32_t enlargeIn = 4;
@@ -166,7 +193,8 @@ LzStringResult decompressLzStringFromBase64(std::string_view base64, std::size_t
         if (code < 2) {
             // A literal is an entry of its own and, at once, the next output piece.
             const Span current{static_cast<std::uint32_t>(output.size()), 1};
-            output.push_back(readLiteral(code));
+            if (!makeRoom(output.size() + 1)) return overloaded();
+            append(readLiteral(code));
             dictionary.push_back(current);
             countEntry();
             dictionary.push_back({previous.offset, previous.length + 1});
@@ -181,23 +209,26 @@ LzStringResult decompressLzStringFromBase64(std::string_view base64, std::size_t
             const Span source = selfReference ? previous : dictionary[code];
             const std::size_t start = output.size();
             const std::size_t pieceLength = std::size_t{source.length} + (selfReference ? 1 : 0);
-            // Checked before growing: one piece can be as long as everything decoded so far.
-            if (start + pieceLength > maxUnits) return tooLarge(maxDecodedBytes);
-            output.resize(start + pieceLength);
-            std::copy_n(output.begin() + source.offset, source.length,
-                        output.begin() + static_cast<std::ptrdiff_t>(start));
-            if (selfReference) output[start + source.length] = output[source.offset];
+            // One piece can be as long as everything decoded so far: room is made only for what
+            // the cap still allows, and the copy stops at the cap.
+            if (!makeRoom(std::min(start + pieceLength, maxBytes + 1))) return overloaded();
+            for (std::size_t k = 0; k < pieceLength; ++k) {
+                append(k < source.length ? output[source.offset + k] : output[source.offset]);
+                if (outputBytes > maxBytes) return tooLarge(maxDecodedBytes);
+            }
             // The new entry is the previous piece followed by the first unit of this one, which
             // the output holds right after it.
             dictionary.push_back({previous.offset, previous.length + 1});
             countEntry();
             previous = {static_cast<std::uint32_t>(start), static_cast<std::uint32_t>(pieceLength)};
         }
-        if (output.size() > maxUnits) return tooLarge(maxDecodedBytes);
+        if (outputBytes > maxBytes) return tooLarge(maxDecodedBytes);
     }
 
     LzStringResult result;
-    if (!utf16ToUtf8(output, maxDecodedBytes, result.text)) return tooLarge(maxDecodedBytes);
+    if (grow && !grow(outputBytes)) return overloaded();
+    result.text.reserve(outputBytes);
+    utf16ToUtf8(output, result.text);
     return result;
 }
 

@@ -57,9 +57,31 @@ DecodedBody decodedTooLarge(std::string detail) {
     return failure(DecodedBody::Status::TooLarge, "decompressed_too_large", std::move(detail));
 }
 
+DecodedBody decodeOverloaded(std::string_view what) {
+    return failure(DecodedBody::Status::Overloaded, "overloaded",
+                   "too many bytes in flight to decode the " + std::string(what) + " body; retry later");
+}
+
+DecodedBody fromLzString(LzStringResult decoded, BodyEncoding encoding, std::string_view context) {
+    switch (decoded.status) {
+    case LzStringResult::Status::TooLarge:
+        return decodedTooLarge(std::move(decoded.error));
+    case LzStringResult::Status::Invalid:
+        return invalidBody("lz64_invalid", std::string(context) + decoded.error);
+    case LzStringResult::Status::Overloaded:
+        return decodeOverloaded("lz64");
+    case LzStringResult::Status::Ok:
+        break;
+    }
+    DecodedBody body;
+    body.encoding = encoding;
+    body.json = std::move(decoded.text);
+    return body;
+}
+
 // Inflates gzip (and zlib) streams, several members in a row included, never holding more than
 // maxBytes + one chunk of output: a bomb is refused while it inflates.
-DecodedBody gunzip(std::string_view compressed, std::size_t maxBytes) {
+DecodedBody gunzip(std::string_view compressed, std::size_t maxBytes, const DecodeBudget& budget) {
     z_stream stream{};
     if (inflateInit2(&stream, 15 + 32) != Z_OK) // 15 + 32: either header, detected
         return invalidBody("gzip_invalid", "gzip: zlib could not be initialised");
@@ -76,6 +98,17 @@ DecodedBody gunzip(std::string_view compressed, std::size_t maxBytes) {
             return decodedTooLarge("gzip body inflates to more than " + std::to_string(maxBytes) + " bytes");
         }
         const std::size_t room = std::min(kInflateChunk, maxBytes + 1 - produced);
+        if (produced + room > body.json.capacity()) {
+            // Grown here, not by the string's doubling: what is held stays within the cap (+1
+            // byte, to see that it is passed) and is counted in flight before it is taken.
+            const std::size_t capacity =
+                std::min(std::max(produced + room, body.json.capacity() * 2), maxBytes + 1);
+            if (budget && !budget(capacity - body.json.capacity())) {
+                inflateEnd(&stream);
+                return decodeOverloaded("gzip");
+            }
+            body.json.reserve(capacity);
+        }
         body.json.resize(produced + room);
         stream.next_out = reinterpret_cast<Bytef*>(body.json.data() + produced);
         stream.avail_out = static_cast<uInt>(room);
@@ -163,7 +196,23 @@ bool looksLikeJson(std::string_view text) {
     return !text.empty() && (text.front() == '{' || text.front() == '[');
 }
 
-DecodedBody decodeForm(std::string_view raw, std::string_view compressionParam, std::size_t maxBytes) {
+// base64 never grows its input, but the output is still capped and counted like any decoding.
+DecodedBody decodeBase64Body(std::string_view text, BodyEncoding encoding, std::size_t maxBytes,
+                             const DecodeBudget& budget, std::string_view context) {
+    const std::size_t estimate = text.size() / 4 * 3 + 3; // what decodeBase64 reserves
+    if (budget && !budget(estimate)) return decodeOverloaded("base64");
+    DecodedBody body;
+    body.encoding = encoding;
+    std::string error;
+    if (!decodeBase64(text, body.json, error))
+        return invalidBody("base64_invalid", std::string(context) + error);
+    if (body.json.size() > maxBytes)
+        return decodedTooLarge("base64 body decodes to more than " + std::to_string(maxBytes) + " bytes");
+    return body;
+}
+
+DecodedBody decodeForm(std::string_view raw, std::string_view compressionParam, std::size_t maxBytes,
+                       const DecodeBudget& budget) {
     std::string data;
     bool hasData = false;
     std::string compression(compressionParam);
@@ -189,27 +238,22 @@ DecodedBody decodeForm(std::string_view raw, std::string_view compressionParam, 
     }
     if (!hasData) return invalidBody("form_invalid", "form body has no data field");
 
-    DecodedBody body;
     compression = lowercase(trim(compression));
-    if (compression == "lz64") {
-        LzStringResult decoded = decompressLzStringFromBase64(trim(data), maxBytes);
-        if (decoded.status == LzStringResult::Status::TooLarge)
-            return decodedTooLarge(std::move(decoded.error));
-        if (decoded.status == LzStringResult::Status::Invalid)
-            return invalidBody("lz64_invalid", "form field data: " + decoded.error);
-        body.encoding = BodyEncoding::FormLz64;
-        body.json = std::move(decoded.text);
-        return body;
-    }
-    body.encoding = BodyEncoding::Form;
+    if (compression == "lz64")
+        return fromLzString(decompressLzStringFromBase64(trim(data), maxBytes, budget),
+                            BodyEncoding::FormLz64, "form field data: ");
     if (looksLikeJson(data)) {
+        // Percent-decoding only shrinks, but the result is still held and capped.
+        if (data.size() > maxBytes)
+            return decodedTooLarge("form field data decodes to more than " + std::to_string(maxBytes) +
+                                   " bytes");
+        if (budget && !budget(data.size())) return decodeOverloaded("form");
+        DecodedBody body;
+        body.encoding = BodyEncoding::Form;
         body.json = std::move(data);
         return body;
     }
-    std::string error;
-    if (!decodeBase64(trim(data), body.json, error))
-        return invalidBody("base64_invalid", "form field data: " + error);
-    return body;
+    return decodeBase64Body(trim(data), BodyEncoding::Form, maxBytes, budget, "form field data: ");
 }
 
 // Replaces every byte that is not part of a well-formed UTF-8 sequence with '?', keeping
@@ -279,6 +323,78 @@ struct SyntaxErrorProbe {
         return false;
     }
 };
+
+// The length of the JSON number at the start of `text` (RFC 8259 grammar), 0 when there is none.
+std::size_t jsonNumberLength(std::string_view text) {
+    std::size_t i = 0;
+    auto digits = [&] {
+        const std::size_t start = i;
+        while (i < text.size() && text[i] >= '0' && text[i] <= '9')
+            ++i;
+        return i - start;
+    };
+    if (i < text.size() && text[i] == '-') ++i;
+    if (i < text.size() && text[i] == '0')
+        ++i;
+    else if (digits() == 0)
+        return 0;
+    if (i < text.size() && text[i] == '.') {
+        ++i;
+        if (digits() == 0) return 0;
+    }
+    if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
+        ++i;
+        if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
+        if (digits() == 0) return 0;
+    }
+    return i;
+}
+
+bool isNumberChar(char ch) {
+    return (ch >= '0' && ch <= '9') || ch == '-' || ch == '+' || ch == '.' || ch == 'e' || ch == 'E';
+}
+
+// A copy of `json` in which every well-formed number outside strings is replaced by a 0 padded
+// with spaces (offsets kept): simdjson refuses integers beyond 64 bits and doubles beyond
+// range, which are still JSON, and the collector needs no number to find the token.
+// Malformed numbers are left as they are, so they still fail the parse.
+std::string withNeutralNumbers(std::string_view json) {
+    std::string out(json);
+    bool inString = false;
+    std::size_t i = 0;
+    while (i < out.size()) {
+        const char ch = out[i];
+        if (inString) {
+            if (ch == '\\')
+                i += 2;
+            else {
+                inString = ch != '"';
+                ++i;
+            }
+            continue;
+        }
+        if (ch == '"') {
+            inString = true;
+            ++i;
+            continue;
+        }
+        if (!isNumberChar(ch)) {
+            ++i;
+            continue;
+        }
+        std::size_t end = i;
+        while (end < out.size() && isNumberChar(out[end]))
+            ++end;
+        const std::string_view run(out.data() + i, end - i);
+        if (jsonNumberLength(run) == run.size()) {
+            out[i] = '0';
+            std::fill(out.begin() + static_cast<std::ptrdiff_t>(i) + 1,
+                      out.begin() + static_cast<std::ptrdiff_t>(end), ' ');
+        }
+        i = end;
+    }
+    return out;
+}
 
 std::string_view stringMember(simdjson::dom::object object, std::string_view key) {
     std::string_view value;
@@ -371,7 +487,8 @@ bool decodeFormComponent(std::string_view encoded, std::string& decoded) {
     return true;
 }
 
-DecodedBody decodeRequestBody(std::string& raw, const BodyHints& hints, std::size_t maxDecodedBytes) {
+DecodedBody decodeRequestBody(std::string& raw, const BodyHints& hints, std::size_t maxDecodedBytes,
+                              const DecodeBudget& budget) {
     const std::string encoding = lowercase(trim(hints.contentEncoding));
     const std::string compression = lowercase(trim(hints.compressionParam));
     const bool gzipHeader = encoding == "gzip" || encoding == "x-gzip" || encoding == "deflate";
@@ -381,7 +498,7 @@ DecodedBody decodeRequestBody(std::string& raw, const BodyHints& hints, std::siz
     const bool gzipMagic = raw.size() >= 2 && static_cast<unsigned char>(raw[0]) == 0x1F &&
                            static_cast<unsigned char>(raw[1]) == 0x8B;
     if (gzipHeader || gzipMagic || compression == "gzip-js" || compression == "gzip")
-        return gunzip(raw, maxDecodedBytes);
+        return gunzip(raw, maxDecodedBytes, budget);
 
     // posthog-js's form bodies start with data=; a form content type alone does not make a
     // form (curl -d sends JSON as application/x-www-form-urlencoded).
@@ -391,25 +508,14 @@ DecodedBody decodeRequestBody(std::string& raw, const BodyHints& hints, std::siz
         startsWith(text, "data=") || (formType && text.find("&data=") != std::string_view::npos);
     if (dataField || (formType && !text.empty() && !looksLikeJson(text) && compression != "lz64" &&
                       compression != "base64"))
-        return decodeForm(raw, compression, maxDecodedBytes);
+        return decodeForm(raw, compression, maxDecodedBytes, budget);
 
+    if (compression == "lz64")
+        return fromLzString(decompressLzStringFromBase64(text, maxDecodedBytes, budget), BodyEncoding::Lz64,
+                            {});
+    if (compression == "base64")
+        return decodeBase64Body(text, BodyEncoding::Base64, maxDecodedBytes, budget, {});
     DecodedBody body;
-    if (compression == "lz64") {
-        LzStringResult decoded = decompressLzStringFromBase64(text, maxDecodedBytes);
-        if (decoded.status == LzStringResult::Status::TooLarge)
-            return decodedTooLarge(std::move(decoded.error));
-        if (decoded.status == LzStringResult::Status::Invalid)
-            return invalidBody("lz64_invalid", std::move(decoded.error));
-        body.encoding = BodyEncoding::Lz64;
-        body.json = std::move(decoded.text);
-        return body;
-    }
-    if (compression == "base64") {
-        std::string error;
-        if (!decodeBase64(text, body.json, error)) return invalidBody("base64_invalid", std::move(error));
-        body.encoding = BodyEncoding::Base64;
-        return body;
-    }
     body.encoding = BodyEncoding::Plain;
     body.json = std::move(raw);
     raw.clear();
@@ -437,6 +543,15 @@ JsonInspection inspectJson(std::string& json) {
         repaired.reserve(repaired.size() + simdjson::SIMDJSON_PADDING);
         error = parser.parse(repaired.data(), repaired.size(), false).get(document);
     }
+    if (error == simdjson::NUMBER_ERROR || error == simdjson::NUMBER_OUT_OF_RANGE) {
+        // 123456789012345678901234567890 and 1e400 are JSON (this simdjson calls both a
+        // NUMBER_ERROR, as it does a malformed number): the pipeline dead-letters the
+        // element it cannot decode; the collector only needs the token, so it reads a copy in
+        // which numbers are 0. A malformed number survives the copy and still fails.
+        repaired = withNeutralNumbers(repaired.empty() ? std::string_view(json) : std::string_view(repaired));
+        repaired.reserve(repaired.size() + simdjson::SIMDJSON_PADDING);
+        error = parser.parse(repaired.data(), repaired.size(), false).get(document);
+    }
     if (error == simdjson::SUCCESS) {
         readDocument(document, inspection);
     } else if (error == simdjson::DEPTH_ERROR) {
@@ -446,8 +561,8 @@ JsonInspection inspectJson(std::string& json) {
         SyntaxErrorProbe probe;
         nlohmann::json::sax_parse(repaired.empty() ? json : repaired, &probe);
         if (probe.position == std::string::npos) {
-            // Valid JSON that simdjson cannot represent (an integer beyond 64 bits, say): pass
-            // it on; the pipeline dead-letters what it cannot decode.
+            // Valid JSON that simdjson still cannot represent: pass it on; the pipeline
+            // dead-letters what it cannot decode.
             inspection.valid = true;
         } else {
             inspection.reason = "not_json";

@@ -5,6 +5,7 @@
 #include "collector/collector.h"
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -17,8 +18,13 @@ struct BodyHints {
     std::string_view compressionParam; // ?compression= (posthog-js: gzip-js, lz64, base64)
 };
 
+// Asked before the memory held for a decoded body grows, with the bytes added, so what is being
+// inflated counts against the in-flight bound while it inflates; false refuses the body
+// (DecodedBody::Status::Overloaded).
+using DecodeBudget = std::function<bool(std::size_t moreBytes)>;
+
 struct DecodedBody {
-    enum class Status { Ok, Invalid, TooLarge };
+    enum class Status { Ok, Invalid, TooLarge, Overloaded };
     Status status = Status::Ok;
     BodyEncoding encoding = BodyEncoding::Plain;
     std::string json;   // Ok: the decoded JSON text (not validated yet)
@@ -28,8 +34,10 @@ struct DecodedBody {
 
 // Decodes `raw` by the hints and the body's first bytes. For a plain body the bytes are moved
 // from `raw` into the result (no copy of a 20 MB body); otherwise `raw` is left untouched, so
-// the caller still holds what was received.
-DecodedBody decodeRequestBody(std::string& raw, const BodyHints& hints, std::size_t maxDecodedBytes);
+// the caller still holds what was received. Every decoder stops at maxDecodedBytes (TooLarge)
+// before holding much more than that; a plain body is not decoded and not counted.
+DecodedBody decodeRequestBody(std::string& raw, const BodyHints& hints, std::size_t maxDecodedBytes,
+                              const DecodeBudget& budget = {});
 
 struct JsonInspection {
     bool valid = false;
@@ -41,7 +49,8 @@ struct JsonInspection {
 };
 
 // Parses once (simdjson, depth-limited; no recursion however deep the input) to validate and
-// read the token. Invalid UTF-8 inside otherwise valid JSON counts as valid. `json` gets
+// read the token. Invalid UTF-8 and numbers simdjson cannot hold (integers beyond 64 bits,
+// 1e400) inside otherwise valid JSON count as valid, the token still found. `json` gets
 // SIMDJSON_PADDING spare capacity if it lacks it.
 JsonInspection inspectJson(std::string& json);
 
