@@ -346,13 +346,19 @@ private slots:
             QCOMPARE(deflate(&z, Z_FINISH), Z_STREAM_END);
             packed.resize(z.total_out);
             deflateEnd(&z);
-            QCOMPARE(post(batch, packed.substr(0, packed.size() / 2), {"Content-Encoding: gzip"}).status, 400L);
+            // With tokens configured, an unreadable body must name a known token where it can
+            // still be read (the query, Basic auth): a stranger's is refused and never kept.
+            QCOMPARE(post(batch, packed.substr(0, packed.size() / 2), {"Content-Encoding: gzip"}).status, 401L);
+            QCOMPARE(post(batch + "?token=phc_stranger", packed.substr(0, packed.size() / 2), {"Content-Encoding: gzip"}).status,
+                     401L);
+            QCOMPARE(post(batch + "?token=phc_e2e", packed.substr(0, packed.size() / 2), {"Content-Encoding: gzip"}).status,
+                     400L);
         }
         // Not JSON, and JSON nested 100,000 deep: 400 with an error, never a crash.
-        const Response notJson = post(batch, "{\"api_key\":\"phc_e2e\",\"batch\":[{\"event\":");
+        const Response notJson = post(batch + "?token=phc_e2e", "{\"api_key\":\"phc_e2e\",\"batch\":[{\"event\":");
         QCOMPARE(notJson.status, 400L);
         QVERIFY2(notJson.body.find("error") != std::string::npos, notJson.body.c_str());
-        QVERIFY(post(batch, std::string(100000, '[') + std::string(100000, ']')).status == 400L);
+        QVERIFY(post(batch + "?token=phc_e2e", std::string(100000, '[') + std::string(100000, ']')).status == 400L);
         // Unknown token.
         QCOMPARE(post(batch, R"({"api_key":"phc_stranger","batch":[{"event":"e","distinct_id":"u"}]})").status, 401L);
         // Accepted: invalid UTF-8, NUL bytes in ids (escaped), a 10 MB property value.
@@ -740,6 +746,24 @@ private slots:
         QSet<QString> ids;
         for (const QJsonObject& e : exportEvents(capture)) ids.insert(e["id"].toString());
         QCOMPARE(ids.size(), requests * perRequest);
+    }
+
+    void undecodableBodiesAreKeptBeforeTheir400() {
+        const QString capture = path("rejects.pipescope");
+        RunProcess run;
+        QVERIFY2(run.start({"--port", "0", "--capture", capture}), run.err().constData());
+        const QMap<long, int> statuses = postConcurrently(run.url().toStdString() + "/batch/", 10, 110, [](int i) {
+            return "{\"api_key\": \"phc\", \"batch\": [not json " + std::to_string(i);
+        });
+        run.kill(); // at once: a 400 the client saw must already be in the file
+        QCOMPARE(statuses.value(400), 110);
+        RunProcess again;
+        QVERIFY2(again.start({"--port", "0", "--capture", capture}), again.err().constData());
+        QCOMPARE(again.stop(), 0);
+        int kept = 0;
+        for (const QJsonObject& d : ndjson(cli({"export", "--capture", capture, "--dlq"}).out))
+            kept += d["reason"].toString() == "unparseable";
+        QCOMPARE(kept, 110);
     }
 
     void bannerSaysWhatIsBoundAndRefusalsAreCounted() {

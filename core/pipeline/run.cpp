@@ -149,8 +149,8 @@ RunConfig parseRunConfig(const json& value, const std::filesystem::path& baseDir
     if (const json* collector = root.find("collector")) {
         const ConfigObject c(*collector, root.field("collector"),
                              {"address", "port", "max_body_bytes", "max_decompressed_bytes", "max_in_flight_bytes",
-                              "tokens", "threads", "connection_limit", "connection_timeout_seconds",
-                              "retry_after_seconds"});
+                              "tokens", "threads", "connection_limit", "per_ip_connection_limit",
+                              "connection_timeout_seconds", "retry_after_seconds", "allowed_hosts"});
         CollectorConfig& cc = config.collector;
         if (auto v = c.text("address")) cc.bindAddress = *v;
         if (auto v = c.number<int>("port", 0, 65535)) cc.port = static_cast<std::uint16_t>(*v);
@@ -162,6 +162,8 @@ RunConfig parseRunConfig(const json& value, const std::filesystem::path& baseDir
         cc.tokens = c.strings("tokens");
         if (auto v = c.number<unsigned>("threads", 1, 64)) cc.threads = *v;
         if (auto v = c.number<unsigned>("connection_limit", 1, 100000)) cc.connectionLimit = *v;
+        if (auto v = c.number<unsigned>("per_ip_connection_limit", 0, 100000)) cc.perIpConnectionLimit = *v;
+        cc.allowedHosts = c.strings("allowed_hosts");
         if (auto v = c.number<unsigned>("connection_timeout_seconds", 1, 3600)) cc.connectionTimeoutSeconds = *v;
         if (auto v = c.number<int>("retry_after_seconds", 1, 3600)) cc.retryAfterSeconds = *v;
     }
