@@ -369,6 +369,13 @@ private slots:
         const std::string big = "{\"api_key\":\"phc_e2e\",\"batch\":[{\"event\":\"big\",\"distinct_id\":\"u2\","
                                 "\"properties\":{\"blob\":\"" + std::string(10 << 20, 'x') + "\"}}]}";
         QCOMPARE(post(batch, big).status, 200L);
+        // A big integer is valid JSON (kept, read as a double); 1e400 is out of range: only that
+        // element is dead-lettered, its siblings go on.
+        QCOMPARE(post(batch, R"({"api_key":"phc_e2e","batch":[{"event":"sibling","distinct_id":"u3"},)"
+                             R"({"event":"bigint","distinct_id":"u4","properties":{"n":123456789012345678901234567890}},)"
+                             R"({"event":"overflow","distinct_id":"u5","properties":{"n":1e400}}]})")
+                     .status,
+                 200L);
         // A slow client holds one connection and is timed out; others are served meanwhile.
         std::thread slow([url = run.url().toStdString()] {
             CURL* curl = curl_easy_init();
@@ -389,12 +396,14 @@ private slots:
         // Nothing else was lost: the accepted events are captured, the undecodable bodies are dead letters.
         QSet<QString> names;
         for (const QJsonObject& e : exportEvents(path("hostile.pipescope"))) names << e["name"].toString();
-        QVERIFY2(names.contains("nul") && names.contains("big") && names.contains("order_completed"),
+        QVERIFY2(names.contains("nul") && names.contains("big") && names.contains("order_completed") &&
+                     names.contains("sibling") && names.contains("bigint") && !names.contains("overflow"),
                  qPrintable(QStringList(names.values()).join(",")));
         const QList<QJsonObject> dead = ndjson(cli({"export", "--capture", path("hostile.pipescope"), "--dlq"}).out);
         // Refused by the collector (400): truncated gzip, not JSON, too deep. Accepted (200) but not
-        // UTF-8, so not JSON: dead-lettered by the pipeline with the parser's message.
-        QCOMPARE(dead.size(), 4);
+        // UTF-8, so not JSON, and the 1e400 element: dead-lettered by the pipeline with the
+        // parser's message.
+        QCOMPARE(dead.size(), 5);
         QStringList messages;
         for (const QJsonObject& d : dead) {
             QCOMPARE(d["reason"].toString(), QString("unparseable"));
@@ -402,6 +411,7 @@ private slots:
             QVERIFY(!d["raw"].toString().isEmpty());
         }
         QVERIFY2(messages.filter("UTF-8", Qt::CaseInsensitive).size() == 1, qPrintable(messages.join(" | ")));
+        QVERIFY2(messages.filter("1e400").size() == 1, qPrintable(messages.join(" | ")));
     }
 
     void crashSafety() {
