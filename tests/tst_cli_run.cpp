@@ -783,8 +783,16 @@ private slots:
                  run.err().constData());
         QVERIFY(!run.err().contains("warning"));
         QCOMPARE(post(run.url().toStdString() + "/batch/", batchOf("bad-token", 0, 1)).status, 401L);
+        QCOMPARE(post(run.url().toStdString() + "/batch/?token=phc_ok", "{not json").status, 400L);
+        QCOMPARE(post(run.url().toStdString() + "/batch/", QString::fromStdString(batchOf("ok", 0, 2)).replace("phc_local", "phc_ok").toStdString()).status,
+                 200L);
         QCOMPARE(run.stop(), 0);
+        // The stats line and the summary count what the collector refused and dead-lettered.
         QVERIFY2(run.out().contains("refused: 1x401"), run.out().constData());
+        QVERIFY2(run.out().contains("pipescope run: 2 requests, 2 events"), run.out().constData());
+        QVERIFY2(run.out().contains("1 processed, 1 undecodable (dead-lettered, 400) | refused (not kept): 1x401"),
+                 run.out().constData());
+        QVERIFY2(run.out().contains("Dead letters 1: 1 unparseable"), run.out().constData());
 
         // Every interface: the banner says so, and warns.
         const Run wide = cli({"run", "--address", "0.0.0.0", "--port", "0", "--capture", path("wide.pipescope"),
@@ -794,6 +802,8 @@ private slots:
                  wide.out.constData());
         QVERIFY2(wide.err.contains("warning") && wide.err.contains("reachable from the network"), wide.err.constData());
         QVERIFY(wide.err.contains("no collector.tokens"));
+        QVERIFY2(wide.out.contains("pipescope run: 0 requests, 0 events"), wide.out.constData()); // not "check: 0 inputs"
+        QVERIFY(cli({"help", "run"}).out.contains("/v1/projects/<write key>/settings"));
     }
 
     void configErrors_data() {

@@ -38,8 +38,8 @@ commands:
   export    write events, dead letters or duplicates of a capture as NDJSON
   identity  explain a distinct id's person, or list the identity issues of a capture
   run       the local pipeline: a collector for PostHog / Segment SDKs, a capture, destinations
-  help    show help for a command: pipescope-cli help check
-  version print the version
+  help      show help for a command: pipescope-cli help check
+  version   print the version
 )";
 
 constexpr const char* kCheckUsage = R"(usage: pipescope-cli check [options] INPUT...
@@ -126,6 +126,17 @@ options:
   --stats               print a stats line every stats interval (default 5s)
   --stats-interval SPAN e.g. 1s, 5s
   --duration SPAN       stop by itself after SPAN (e.g. 30s), for scripted runs
+
+endpoints (a trailing slash and a query string are allowed):
+  PostHog   POST /e /i/v0/e /capture /batch /track       posthog-js, posthog-node and the
+            POST /i/v1/analytics/events (Bearer token)   other PostHog SDKs
+            GET|POST /flags /decide, GET /array/<token>/config[.js]
+  Segment   POST /v1/track /v1/identify /v1/page /v1/screen /v1/group /v1/alias /v1/batch
+            /v1/import, and analytics-next's /v1/t /v1/p /v1/i /v1/s /v1/g /v1/a /v1/b;
+            GET /v1/projects/<write key>/settings (for analytics-next's cdnURL)
+  answers   200 once committed to disk; 400 undecodable (kept as a dead letter first);
+            401 unknown token; 403 Host not allowed; 413 too large; 429 + Retry-After
+            backlog full; 503 + Retry-After the capture cannot be written (see README)
 )";
 
 struct UsageError : std::runtime_error {

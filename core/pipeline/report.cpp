@@ -77,16 +77,29 @@ nlohmann::json RunReport::toJson() const {
     report["dedup"] = std::move(dedupSection);
     report["identity"] = identity;
     if (!schemasDir.empty()) report["schemas"] = {{"dir", schemasDir}, {"count", schemaCount}};
+    if (fromCollector) {
+        json refused = json::object();
+        for (const auto& [status, count] : refusedByStatus) refused[std::to_string(status)] = count;
+        report["collector"] = {{"processed", lines}, {"undecodable", undecodableRequests}, {"refused", refused}};
+    }
     if (!capturePath.empty()) report["capture"] = capturePath;
     return report;
 }
 
 std::string RunReport::summary() const {
     std::ostringstream out;
-    if (files.empty() && lines > 0) // `run`: the collector's requests, not files
-        out << "pipescope run: " << plural(lines, "request", "requests") << ", " << plural(events, "event", "events")
-            << "\n";
-    else
+    if (fromCollector) {
+        out << "pipescope run: " << plural(lines + undecodableRequests, "request", "requests") << ", "
+            << plural(events, "event", "events") << "\n";
+        out << "  " << grouped(lines) << " processed, " << grouped(undecodableRequests) << " undecodable (dead-lettered, 400)";
+        std::uint64_t refused = 0;
+        for (const auto& [status, count] : refusedByStatus) refused += count;
+        if (refused > 0) {
+            out << " | refused (not kept):";
+            for (const auto& [status, count] : refusedByStatus) out << " " << grouped(count) << "x" << status;
+        }
+        out << "\n";
+    } else
         out << "pipescope check: " << plural(files.size(), "input", "inputs") << ", " << plural(lines, "line", "lines")
             << ", " << plural(events, "event", "events") << "\n";
     std::size_t width = 0;

@@ -78,6 +78,13 @@ struct RunReport {
     std::size_t schemaCount = 0;
     std::string capturePath;
 
+    // `run`: the collector's requests. `lines` counts the requests the pipeline processed;
+    // undecodable ones never reach it (the collector dead-letters them: they count in
+    // `unparseable`) and refused ones are counted by status.
+    bool fromCollector = false;
+    std::uint64_t undecodableRequests = 0;
+    std::map<int, std::uint64_t> refusedByStatus; // 401, 403, 413, 429, 503 ...
+
     bool hasInputErrors() const;
     // Findings: anything dead-lettered, unplanned events under the `warn` policy, duplicates, and
     // identity issues (probable_same_user, a heuristic, is not one).

@@ -631,7 +631,7 @@ RunStats RunEngine::stats() const {
     s.backlog = static_cast<std::uint64_t>(
         std::max<std::int64_t>(0, m_lastIngestId.load() - m_durableCursor.load() + m_pendingIngests.load()));
     for (const auto& [status, count] : m_collector->stats().responsesByStatus)
-        if (status >= 400 && status != 404 && status != 405) s.refusedByStatus[status] = count;
+        if (status > 400 && status != 404 && status != 405) s.refusedByStatus[status] = count; // 400: undecodable, counted apart
     s.failedCommits = m_capture->failedCommits();
     s.captureError = m_capture->lastError();
     if (m_pipelineDead) {
@@ -655,8 +655,19 @@ RunStats RunEngine::stats() const {
 }
 
 RunReport RunEngine::report() const {
-    std::lock_guard lock(m_mutex);
-    return m_reportSnapshot;
+    RunReport report;
+    {
+        std::lock_guard lock(m_mutex);
+        report = m_reportSnapshot;
+    }
+    // The collector's part: undecodable bodies are dead letters the pipeline never saw, and
+    // refusals kept nothing but are counted.
+    report.fromCollector = true;
+    report.undecodableRequests = m_rejectedRequests.load();
+    report.unparseable += report.undecodableRequests;
+    for (const auto& [status, count] : m_collector->stats().responsesByStatus)
+        if (status > 400 && status != 404 && status != 405) report.refusedByStatus[status] = count;
+    return report;
 }
 
 std::string RunEngine::statsLine(double intervalSeconds) {
