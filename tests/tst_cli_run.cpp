@@ -236,7 +236,8 @@ private slots:
         m_modules = QStringLiteral(PIPESCOPE_BINARY_DIR) + "/e2e-node";
         QDir().mkpath(m_modules);
         // The scripts sit beside node_modules: ES modules resolve packages from where they are.
-        for (const char* file : {"package.json", "package-lock.json", "send_with_sdks.mjs", "serve_page.mjs"}) {
+        for (const char* file : {"package.json", "package-lock.json", "send_with_sdks.mjs", "serve_page.mjs",
+                                 "identity_page.mjs", "group_sdks.mjs"}) {
             QFile::remove(m_modules + "/" + file);
             QVERIFY(QFile::copy(source + "/" + file, m_modules + "/" + file));
         }
