@@ -619,6 +619,19 @@ private slots:
     void flagsAndConfig_data();
     void flagsAndConfig();
     void remoteConfigScriptEscapesToken();
+    void flagsAndConfigLeaveTheAppInCharge_data();
+    void flagsAndConfigLeaveTheAppInCharge();
+    void analyticsNextRequest();
+    void sdkPathsPreflight_data();
+    void sdkPathsPreflight();
+    void segmentSettings_data();
+    void segmentSettings();
+    void segmentSettingsForKnownWriteKeysOnly();
+    void segmentMetricsAreDropped();
+    void captureV1_data();
+    void captureV1();
+    void captureV1Authorization_data();
+    void captureV1Authorization();
     void cors_data();
     void cors();
     void hostHeader_data();
@@ -735,6 +748,9 @@ void TestCollector::segmentCapture_data() {
         QTest::addRow("/v1/%s without a type", type) << "/v1/" + QByteArray(type) << message << inserted;
         QTest::addRow("/v1/%s/ without a type", type)
             << "/v1/" + QByteArray(type) + "/" << message << inserted;
+        // analytics-next (Analytics.js 2.0) posts to the type's first letter.
+        QTest::addRow("/v1/%c without a type", type[0])
+            << "/v1/" + QByteArray(1, type[0]) << message << inserted;
     }
     const QByteArray typed = R"({"type":"track","userId":"u1","event":"Signed Up","writeKey":"wk_1"})";
     QTest::newRow("/v1/track keeps its own type") << QByteArray("/v1/track") << typed << typed;
@@ -746,6 +762,7 @@ void TestCollector::segmentCapture_data() {
         R"("writeKey":"wk_1"})";
     QTest::newRow("/v1/batch") << QByteArray("/v1/batch") << batch << batch;
     QTest::newRow("/v1/import/") << QByteArray("/v1/import/") << batch << batch;
+    QTest::newRow("/v1/b (analytics-next batching)") << QByteArray("/v1/b") << batch << batch;
 }
 
 void TestCollector::segmentCapture() {
@@ -881,6 +898,12 @@ void TestCollector::unauthorized_data() {
     QTest::newRow("unknown write key by Basic auth")
         << QByteArray("/v1/track") << QByteArray(R"({"event":"e","userId":"u"})") << QByteArray("wk_bad:")
         << 401L;
+    QTest::newRow("known write key in the body of /v1/t")
+        << QByteArray("/v1/t") << QByteArray(R"({"event":"e","userId":"u","writeKey":"wk_good"})")
+        << QByteArray() << 200L;
+    QTest::newRow("unknown write key in the body of /v1/t")
+        << QByteArray("/v1/t") << QByteArray(R"({"event":"e","userId":"u","writeKey":"wk_bad"})")
+        << QByteArray() << 401L;
 }
 
 void TestCollector::unauthorized() {
@@ -1679,7 +1702,8 @@ void TestCollector::flagsAndConfig() {
     for (const QString& key : objectKeys)
         QVERIFY2(object.value(key).isObject(), qPrintable(key));
     const QJsonArray compression = object.value("supportedCompression").toArray();
-    QVERIFY(compression.contains("gzip") && compression.contains("lz64"));
+    // As PostHog announces it: posthog-js then sends gzip-js, as in production.
+    QVERIFY(compression.contains("gzip") && compression.contains("gzip-js"));
     if (path.startsWith("/array/")) {
         QCOMPARE(object.value("token").toString(), QString("phc_x"));
     } else {
@@ -1707,6 +1731,311 @@ void TestCollector::remoteConfigScriptEscapesToken() {
     const QJsonObject object = QJsonDocument::fromJson(config, &error).object();
     QCOMPARE(error.error, QJsonParseError::NoError);
     QCOMPARE(object.value("token").toString(), QString("ph\"c'x</script>"));
+}
+
+// What a local pipeline answers must not change what the SDK sends: no field of posthog-js's
+// remote config / flags answer may switch a capture feature off behind the app's back.
+void TestCollector::flagsAndConfigLeaveTheAppInCharge_data() {
+    QTest::addColumn<QByteArray>("method");
+    QTest::addColumn<QByteArray>("path");
+    QTest::newRow("GET /flags?v=2") << QByteArray("GET") << QByteArray("/flags/?v=2");
+    QTest::newRow("POST /flags?v=2&config=true")
+        << QByteArray("POST") << QByteArray("/flags/?v=2&config=true");
+    QTest::newRow("POST /decide?v=3") << QByteArray("POST") << QByteArray("/decide/?v=3");
+    QTest::newRow("GET /array/<token>/config") << QByteArray("GET") << QByteArray("/array/phc_x/config");
+    QTest::newRow("GET /array/<token>/config.js")
+        << QByteArray("GET") << QByteArray("/array/phc_x/config.js");
+}
+
+void TestCollector::flagsAndConfigLeaveTheAppInCharge() {
+    QFETCH(QByteArray, method);
+    QFETCH(QByteArray, path);
+    Harness harness;
+    const HttpReply reply =
+        send(harness.collector.port(), {method, path, R"({"token":"phc_x","distinct_id":"d"})", {}, {}});
+    QCOMPARE(reply.status, 200L);
+    QByteArray json = reply.body;
+    if (path.endsWith(".js")) { // ...={config:{...},siteApps:[]}})();
+        const qsizetype start = json.indexOf("{config:") + 8;
+        const qsizetype end = json.lastIndexOf(",siteApps:[]}");
+        QVERIFY(start > 8 && end > start);
+        json = json.mid(start, end - start);
+    }
+    QJsonParseError error{};
+    const QJsonObject config = QJsonDocument::fromJson(json, &error).object();
+    QCOMPARE(error.error, QJsonParseError::NoError);
+    // posthog-js keeps autocapture off until an answer says autocapture_opt_out: false.
+    QCOMPARE(config.value("autocapture_opt_out"), QJsonValue(false));
+    // Absent, posthog-js keeps what the app configured; any value would override its default.
+    for (const char* key : {"heatmaps", "captureDeadClicks", "capturePerformance", "autocaptureExceptions",
+                            "errorTracking", "logs", "analytics"})
+        QVERIFY2(!config.contains(key), key);
+    // The collector takes no recordings and serves no surveys, tours, site apps or toolbar.
+    QCOMPARE(config.value("sessionRecording"), QJsonValue(false));
+    QCOMPARE(config.value("surveys"), QJsonValue(false));
+    QCOMPARE(config.value("siteApps").toArray().size(), 0);
+    QCOMPARE(config.value("toolbarParams").toObject().size(), 0);
+    QCOMPARE(config.value("elementsChainAsString"), QJsonValue(true));
+    if (path.startsWith("/array/")) {
+        QCOMPARE(config.value("productTours"), QJsonValue(false));
+        QCOMPARE(config.value("conversations"), QJsonValue(false));
+    } else {
+        // /decide of older posthog-js: autocapture only with enable_collect_everything.
+        QCOMPARE(config.value("config").toObject().value("enable_collect_everything"), QJsonValue(true));
+    }
+}
+
+// analytics-next's standard delivery, as it sends it: the type's first letter as the path,
+// text/plain (no preflight for the type), the write key in the body and as Basic auth.
+void TestCollector::analyticsNextRequest() {
+    CollectorConfig config = testConfig();
+    config.tokens = {"wk_next"};
+    Harness harness(config);
+    const QByteArray body =
+        R"({"timestamp":"2026-01-02T03:04:05.678Z","integrations":{},"type":"page",)"
+        R"("properties":{"path":"/"},"name":"Home","context":{"library":{"name":)"
+        R"("analytics.js","version":"next-1.84.3"}},"messageId":"ajs-next-1",)"
+        R"("anonymousId":"anon-1","writeKey":"wk_next","userId":null,"sentAt":)"
+        R"("2026-01-02T03:04:05.700Z","_metadata":{"bundled":["Segment.io"],"unbundled":[]}})";
+    const HttpReply reply =
+        send(harness.collector.port(), {"POST",
+                                        "/v1/p",
+                                        body,
+                                        {"Content-Type: text/plain", "Origin: http://127.0.0.1:1234",
+                                         "Authorization: Basic " + QByteArray("wk_next:").toBase64()},
+                                        {}});
+    QCOMPARE(reply.status, 200L);
+    QCOMPARE(reply.headers.value("access-control-allow-origin"), QByteArray("http://127.0.0.1:1234"));
+    const auto committed = harness.sink.committed();
+    QCOMPARE(committed.size(), std::size_t{1});
+    QCOMPARE(bytes(committed[0].body), body); // it has its type: nothing inserted
+    QCOMPARE(committed[0].token, std::string("wk_next"));
+    QCOMPARE(toString(committed[0].vendor), std::string_view("segment"));
+    QCOMPARE(toString(committed[0].encoding), std::string_view("plain"));
+}
+
+void TestCollector::sdkPathsPreflight_data() {
+    QTest::addColumn<QByteArray>("path");
+    QTest::addColumn<QByteArray>("methods");
+    for (const char* path :
+         {"/v1/t", "/v1/p", "/v1/i", "/v1/a", "/v1/g", "/v1/s", "/v1/b", "/v1/m", "/i/v1/analytics/events"})
+        QTest::newRow(path) << QByteArray(path) << QByteArray("POST, OPTIONS");
+    QTest::newRow("/v1/projects/<writeKey>/settings")
+        << QByteArray("/v1/projects/wk_1/settings") << QByteArray("GET, OPTIONS");
+    QTest::newRow("/v1/projects/<writeKey>/settings/")
+        << QByteArray("/v1/projects/wk_1/settings/") << QByteArray("GET, OPTIONS");
+}
+
+// analytics-next's Authorization and X-Retry-Count headers make every post a preflighted one.
+void TestCollector::sdkPathsPreflight() {
+    QFETCH(QByteArray, path);
+    QFETCH(QByteArray, methods);
+    Harness harness;
+    const HttpReply reply =
+        send(harness.collector.port(),
+             {"OPTIONS",
+              path,
+              {},
+              {"Origin: http://127.0.0.1:4321", "Access-Control-Request-Method: POST",
+               "Access-Control-Request-Headers: authorization,content-type,x-retry-count"},
+              {}});
+    QCOMPARE(reply.status, 204L);
+    QCOMPARE(reply.headers.value("access-control-allow-origin"), QByteArray("http://127.0.0.1:4321"));
+    QCOMPARE(reply.headers.value("access-control-allow-methods"), methods);
+    QCOMPARE(reply.headers.value("access-control-allow-headers"),
+             QByteArray("authorization,content-type,x-retry-count"));
+    QVERIFY(!reply.headers.contains("access-control-allow-credentials"));
+    QCOMPARE(harness.sink.received(), std::size_t{0});
+}
+
+void TestCollector::segmentSettings_data() {
+    QTest::addColumn<QByteArray>("path");
+    QTest::addColumn<QByteArray>("host"); // empty: curl's own, 127.0.0.1:<port>
+    QTest::addColumn<QByteArray>("writeKey");
+    QTest::newRow("settings") << QByteArray("/v1/projects/wk_1/settings") << QByteArray()
+                              << QByteArray("wk_1");
+    QTest::newRow("settings/") << QByteArray("/v1/projects/wk_1/settings/") << QByteArray()
+                               << QByteArray("wk_1");
+    QTest::newRow("named host") << QByteArray("/v1/projects/wk_1/settings") << QByteArray("localhost:9999")
+                                << QByteArray("wk_1");
+    QTest::newRow("escaped write key")
+        << QByteArray("/v1/projects/wk%22x/settings") << QByteArray() << QByteArray("wk\"x");
+}
+
+void TestCollector::segmentSettings() {
+    QFETCH(QByteArray, path);
+    QFETCH(QByteArray, host);
+    QFETCH(QByteArray, writeKey);
+    Harness harness;
+    const quint16 port = harness.collector.port();
+    QList<QByteArray> headers{"Origin: http://127.0.0.1:4321"};
+    if (!host.isEmpty()) headers << "Host: " + host;
+    const HttpReply reply = send(port, {"GET", path, {}, headers, {}});
+    QCOMPARE(reply.status, 200L);
+    QVERIFY(reply.headers.value("content-type").startsWith("application/json"));
+    QCOMPARE(reply.headers.value("access-control-allow-origin"), QByteArray("http://127.0.0.1:4321"));
+    QJsonParseError error{};
+    const QJsonObject settings = QJsonDocument::fromJson(reply.body, &error).object();
+    QCOMPARE(error.error, QJsonParseError::NoError);
+    // Only the Segment.io destination: one integration loads no destination bundle.
+    const QJsonObject integrations = settings.value("integrations").toObject();
+    QCOMPARE(integrations.keys(), QStringList{"Segment.io"});
+    const QJsonObject segmentio = integrations.value("Segment.io").toObject();
+    QCOMPARE(segmentio.value("apiKey").toString(), QString::fromUtf8(writeKey));
+    // Delivered back here, to the host the page named.
+    const QByteArray expectedHost = host.isEmpty() ? "127.0.0.1:" + QByteArray::number(port) : host;
+    QCOMPARE(segmentio.value("apiHost").toString(), QString::fromUtf8(expectedHost + "/v1"));
+    QCOMPARE(segmentio.value("protocol").toString(), QString("http"));
+    QCOMPARE(segmentio.value("unbundledIntegrations").toArray().size(), 0);
+    // Nothing else to load or send: no middleware, routing, plugins, edge function, metrics.
+    QCOMPARE(settings.value("enabledMiddleware").toObject().size(), 0);
+    QVERIFY(settings.value("middlewareSettings").toObject().value("routingRules").toArray().isEmpty());
+    QCOMPARE(settings.value("remotePlugins").toArray().size(), 0);
+    QCOMPARE(settings.value("edgeFunction").toObject().size(), 0);
+    QCOMPARE(settings.value("legacyVideoPluginsEnabled"), QJsonValue(false));
+    QCOMPARE(settings.value("metrics").toObject().value("sampleRate").toDouble(-1), 0.0);
+    QCOMPARE(settings.value("autoInstrumentationSettings").toObject().value("sampleRate").toDouble(-1), 0.0);
+    QVERIFY(settings.value("plan").toObject().value("track").isObject());
+    QCOMPARE(harness.sink.received(), std::size_t{0});
+}
+
+void TestCollector::segmentSettingsForKnownWriteKeysOnly() {
+    CollectorConfig config = testConfig();
+    config.tokens = {"wk_good"};
+    Harness harness(config);
+    const quint16 port = harness.collector.port();
+    QCOMPARE(send(port, {"GET", "/v1/projects/wk_good/settings", {}, {}, {}}).status, 200L);
+    const HttpReply refused = send(port, {"GET", "/v1/projects/wk_bad/settings", {}, {}, {}});
+    QCOMPARE(refused.status, 401L);
+    QCOMPARE(refused.json().value("error").toString(), QString("unauthorized"));
+    QVERIFY(refused.json().value("detail").toString().contains("wk_bad"));
+}
+
+// analytics-next's own telemetry ({"series": [...]}, when sampled): not events, not refused.
+void TestCollector::segmentMetricsAreDropped() {
+    Harness harness;
+    const HttpReply reply = send(harness.collector.port(),
+                                 {"POST",
+                                  "/v1/m",
+                                  R"({"series":[{"type":"Counter","metric":"analytics_js.invoke","value":1,)"
+                                  R"("tags":{"library":"analytics.js"}}]})",
+                                  {"Content-Type: text/plain"},
+                                  {}});
+    QCOMPARE(reply.status, 200L);
+    QCOMPARE(harness.sink.received(), std::size_t{0});
+    QCOMPARE(harness.collector.stats().acceptedRequests, std::uint64_t{0});
+}
+
+// posthog-node's Capture V1 (POSTHOG_CAPTURE_MODE=v1): POST /i/v1/analytics/events, Bearer auth,
+// gzip unless compression is off, $lib / $lib_version stripped into PostHog-Sdk-Info, $session_id
+// / $window_id lifted to the top level (posthog-node src/capture-v1/sender.ts, transform.ts).
+void TestCollector::captureV1_data() {
+    QTest::addColumn<QByteArray>("body");
+    QTest::addColumn<QByteArray>("sdkInfo");
+    QTest::addColumn<QByteArray>("expected");
+
+    const QByteArray order =
+        R"({"event":"order_completed","uuid":"0190-a","distinct_id":"user-1",)"
+        R"("timestamp":"2026-07-11T10:00:00.000Z","session_id":"s-1","window_id":"w-1",)"
+        R"("options":{"process_person_profile":false},"properties":{"amount":10,"big":123456789012345678901234}})";
+    const QByteArray identify = R"({"event":"$identify","uuid":"0190-b","distinct_id":"user-1",)"
+                                R"("timestamp":"2026-07-11T10:00:00.001Z","options":{},)"
+                                R"("properties":{ "$set":{"plan":"pro"}}})";
+    QTest::newRow("posthog-node batch")
+        << (R"({"created_at":"2026-07-11T10:00:01.000Z","batch":[)" + order + "," + identify + "]}")
+        << QByteArray("posthog-node/5.70.0")
+        << QByteArray(
+               R"({"api_key":"phc_v1","sent_at":"2026-07-11T10:00:01.000Z","batch":[)"
+               R"({"event":"order_completed","uuid":"0190-a","distinct_id":"user-1",)"
+               R"("timestamp":"2026-07-11T10:00:00.000Z","session_id":"s-1","window_id":"w-1",)"
+               R"("options":{"process_person_profile":false},"properties":{"$lib":"posthog-node",)"
+               R"("$lib_version":"5.70.0","$session_id":"s-1","$window_id":"w-1","amount":10,)"
+               R"("big":123456789012345678901234}},)"
+               R"({"event":"$identify","uuid":"0190-b","distinct_id":"user-1",)"
+               R"("timestamp":"2026-07-11T10:00:00.001Z","options":{},)"
+               R"("properties":{"$lib":"posthog-node","$lib_version":"5.70.0", "$set":{"plan":"pro"}}}]})");
+    QTest::newRow("historical migration, $lib kept, no properties, odd elements")
+        << QByteArray(R"({"batch":[{"event":"a","distinct_id":"d","properties":{"$lib":"mine","x":1}},)"
+                      R"({"event":"b","distinct_id":"d"},{"event":"c","distinct_id":"d","properties":[1]},)"
+                      R"( 42 ],"historical_migration":true,"created_at":"t"})")
+        << QByteArray("posthog-node/5.70.0")
+        << QByteArray(
+               R"({"api_key":"phc_v1","sent_at":"t","historical_migration":true,"batch":[)"
+               R"({"event":"a","distinct_id":"d","properties":{"$lib":"mine","x":1}},)"
+               R"({"properties":{"$lib":"posthog-node","$lib_version":"5.70.0"},"event":"b","distinct_id":"d"},)"
+               R"({"event":"c","distinct_id":"d","properties":[1]},42]})");
+    QTest::newRow("a key that is only escaped \"properties\"")
+        << QByteArray(
+               R"({"batch":[{"event":"a","distinct_id":"d","x":{"properties":{}},"propert\u0069es":{}}]})")
+        << QByteArray("posthog-go/1.2")
+        << QByteArray(R"({"api_key":"phc_v1","batch":[{"event":"a","distinct_id":"d","x":{"properties":{}},)"
+                      R"("propert\u0069es":{"$lib":"posthog-go","$lib_version":"1.2"}}]})");
+    QTest::newRow("not a V1 batch: passed on as it is")
+        << QByteArray(R"({"event":"a","distinct_id":"d"})") << QByteArray("posthog-node/5.70.0")
+        << QByteArray(R"({"event":"a","distinct_id":"d"})");
+}
+
+void TestCollector::captureV1() {
+    QFETCH(QByteArray, body);
+    QFETCH(QByteArray, sdkInfo);
+    QFETCH(QByteArray, expected);
+
+    Harness harness;
+    for (const bool compressed : {false, true}) {
+        QList<QByteArray> headers{"Content-Type: application/json", "Authorization: Bearer phc_v1",
+                                  "PostHog-Sdk-Info: " + sdkInfo, "PostHog-Attempt: 1",
+                                  "PostHog-Request-Id: 0190-req"};
+        if (compressed) headers << "Content-Encoding: gzip";
+        const HttpReply reply =
+            send(harness.collector.port(),
+                 {"POST", "/i/v1/analytics/events", compressed ? gzip(body) : body, headers, {}});
+        QCOMPARE(reply.status, 200L);
+        // A result per uuid, none listed: every event is ok.
+        QVERIFY(reply.json().value("results").isObject());
+        QCOMPARE(reply.json().value("results").toObject().size(), 0);
+    }
+    const auto committed = harness.sink.committed();
+    QCOMPARE(committed.size(), std::size_t{2});
+    for (const IngestRequest& request : committed) {
+        QCOMPARE(bytes(request.body), expected);
+        QCOMPARE(request.token, std::string("phc_v1"));
+        QCOMPARE(request.path, std::string("/i/v1/analytics/events"));
+        QCOMPARE(toString(request.vendor), std::string_view("posthog"));
+    }
+    QCOMPARE(toString(committed[1].encoding), std::string_view("gzip"));
+}
+
+void TestCollector::captureV1Authorization_data() {
+    QTest::addColumn<QByteArray>("authorization");
+    QTest::addColumn<long>("status");
+    QTest::newRow("known Bearer token") << QByteArray("Bearer phc_good") << 200L;
+    QTest::newRow("bearer, any case") << QByteArray("bearer phc_good") << 200L;
+    QTest::newRow("unknown Bearer token") << QByteArray("Bearer phc_bad") << 401L;
+    QTest::newRow("no token") << QByteArray() << 401L;
+}
+
+void TestCollector::captureV1Authorization() {
+    QFETCH(QByteArray, authorization);
+    QFETCH(long, status);
+    CollectorConfig config = testConfig();
+    config.tokens = {"phc_good"};
+    Harness harness(config);
+    QList<QByteArray> headers{"Content-Type: application/json", "PostHog-Sdk-Info: posthog-node/5.70.0"};
+    if (!authorization.isEmpty()) headers << "Authorization: " + authorization;
+    const QByteArray body = R"({"created_at":"t","batch":[{"event":"e","uuid":"u","distinct_id":"d",)"
+                            R"("timestamp":"t","options":{},"properties":{}}]})";
+    const HttpReply reply =
+        send(harness.collector.port(), {"POST", "/i/v1/analytics/events", body, headers, {}});
+    QCOMPARE(reply.status, status);
+    QCOMPARE(harness.sink.committed().size(), std::size_t(status == 200 ? 1 : 0));
+    if (status == 401) {
+        QCOMPARE(reply.json().value("error").toString(), QString("unauthorized"));
+        QCOMPARE(harness.collector.stats().unauthorizedRequests, std::uint64_t{1});
+    }
+    // An undecodable body of an unknown Bearer client is not kept either.
+    const HttpReply garbage =
+        send(harness.collector.port(), {"POST", "/i/v1/analytics/events", "{not json", headers, {}});
+    QCOMPARE(garbage.status, status == 200 ? 400L : 401L);
 }
 
 void TestCollector::cors_data() {
@@ -1905,7 +2234,15 @@ void TestCollector::unknownPathsAndWrongMethods_data() {
                                  << QByteArray("GET, OPTIONS");
     QTest::newRow("unknown path") << QByteArray("POST") << QByteArray("/nope") << 404L << QByteArray();
     QTest::newRow("not a Segment endpoint")
-        << QByteArray("POST") << QByteArray("/v1/b") << 404L << QByteArray();
+        << QByteArray("POST") << QByteArray("/v1/x") << 404L << QByteArray();
+    QTest::newRow("settings without a write key")
+        << QByteArray("GET") << QByteArray("/v1/projects//settings") << 404L << QByteArray();
+    QTest::newRow("POST settings") << QByteArray("POST") << QByteArray("/v1/projects/wk/settings") << 405L
+                                   << QByteArray("GET, OPTIONS");
+    QTest::newRow("GET Segment metrics")
+        << QByteArray("GET") << QByteArray("/v1/m") << 405L << QByteArray("POST, OPTIONS");
+    QTest::newRow("GET Capture V1") << QByteArray("GET") << QByteArray("/i/v1/analytics/events") << 405L
+                                    << QByteArray("POST, OPTIONS");
     QTest::newRow("session recordings") << QByteArray("POST") << QByteArray("/s/") << 404L << QByteArray();
     QTest::newRow("config without a token")
         << QByteArray("GET") << QByteArray("/array//config") << 404L << QByteArray();

@@ -69,16 +69,21 @@ constexpr auto kAbandonedAnswerWait = 1s; // stop(): for the 503s to go out
 constexpr int kMinStatus = 100;
 constexpr int kMaxStatus = 599;
 
-// PostHog's flags answer with nothing enabled: every field posthog-js (decide v2/v3, flags v1/v2)
-// reads is present, so it starts without errors and without trying to load recorders.
+// PostHog's flags answer (/flags, and /decide for older posthog-js, which also read the project
+// config from it). No flags, and nothing that overrides what the app configured: every field
+// that would switch a capture feature off is absent, or set to its "not opted out" value where
+// posthog-js treats absence as "off until the server says" (autocapture_opt_out). Session
+// recording stays off: the collector takes no recordings. Compression as PostHog announces it,
+// so posthog-js sends what it sends in production (gzip-js).
 constexpr std::string_view kFlagsBody =
     R"({"featureFlags":{},"featureFlagPayloads":{},"errorsWhileComputingFlags":false,"flags":{},)"
-    R"("quotaLimited":[],"sessionRecording":false,"supportedCompression":["gzip","lz64"],)"
-    R"("config":{"enable_collect_everything":false},"toolbarParams":{},"isAuthenticated":false,)"
-    R"("siteApps":[],"capturePerformance":false,"autocapture_opt_out":true})";
+    R"("quotaLimited":[],"sessionRecording":false,"supportedCompression":["gzip","gzip-js"],)"
+    R"("config":{"enable_collect_everything":true},"toolbarParams":{},"isAuthenticated":false,)"
+    R"("siteApps":[],"autocapture_opt_out":false,"elementsChainAsString":true,"surveys":false})";
 
 constexpr std::string_view kAllowedRequestHeaders =
-    "Content-Type, Content-Encoding, Authorization, X-Idempotency-Key, X-Requested-With, User-Agent";
+    "Content-Type, Content-Encoding, Authorization, X-Idempotency-Key, X-Requested-With, User-Agent, "
+    "X-Retry-Count";
 
 std::int64_t nowMillis() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -86,27 +91,60 @@ std::int64_t nowMillis() {
         .count();
 }
 
-enum class EndpointKind { Capture, Flags, RemoteConfig, RemoteConfigScript };
+enum class EndpointKind {
+    Capture,
+    Flags,
+    RemoteConfig,
+    RemoteConfigScript,
+    SegmentSettings, // GET /v1/projects/<writeKey>/settings
+    SegmentMetrics,  // POST /v1/m: analytics-next's own telemetry, read and dropped
+};
 
 struct Endpoint {
     EndpointKind kind = EndpointKind::Capture;
     Vendor vendor = Vendor::PostHog;
     std::string_view messageType; // Segment single-message endpoints: the type the path implies
-    std::string token;            // remote config: the token in the path
+    std::string token;            // remote config / Segment settings: the token in the path
+    bool captureV1 = false;       // posthog-node's Capture V1 body, converted to a PostHog batch
 };
+
+Endpoint capture(Vendor vendor, std::string_view messageType = {}) {
+    return Endpoint{EndpointKind::Capture, vendor, messageType, {}, false};
+}
 
 std::optional<Endpoint> matchEndpoint(std::string_view path) {
     if (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
-    for (std::string_view capture : {"/e", "/i/v0/e", "/capture", "/batch", "/track"}) {
-        if (path == capture) return Endpoint{EndpointKind::Capture, Vendor::PostHog, {}, {}};
+    for (std::string_view posthog : {"/e", "/i/v0/e", "/capture", "/batch", "/track"}) {
+        if (path == posthog) return capture(Vendor::PostHog);
     }
-    for (std::string_view type : {"track", "identify", "page", "screen", "group", "alias"}) {
-        if (path.substr(0, 4) == "/v1/" && path.substr(4) == type)
-            return Endpoint{EndpointKind::Capture, Vendor::Segment, type, {}};
+    if (path == "/i/v1/analytics/events") {
+        Endpoint endpoint = capture(Vendor::PostHog);
+        endpoint.captureV1 = true;
+        return endpoint;
     }
-    if (path == "/v1/batch" || path == "/v1/import")
-        return Endpoint{EndpointKind::Capture, Vendor::Segment, {}, {}};
-    if (path == "/flags" || path == "/decide") return Endpoint{EndpointKind::Flags, Vendor::PostHog, {}, {}};
+    constexpr std::string_view v1 = "/v1/";
+    if (path.substr(0, v1.size()) == v1) {
+        const std::string_view rest = path.substr(v1.size());
+        // analytics-next posts to the type's first letter (/v1/t, /v1/b), the other SDKs to its name.
+        for (std::string_view type : {"track", "identify", "page", "screen", "group", "alias"}) {
+            if (rest == type || rest == type.substr(0, 1)) return capture(Vendor::Segment, type);
+        }
+        if (rest == "batch" || rest == "b" || rest == "import") return capture(Vendor::Segment);
+        if (rest == "m") return Endpoint{EndpointKind::SegmentMetrics, Vendor::Segment, {}, {}, false};
+        constexpr std::string_view projects = "projects/";
+        constexpr std::string_view settings = "/settings";
+        if (rest.size() > projects.size() + settings.size() && rest.substr(0, projects.size()) == projects &&
+            rest.substr(rest.size() - settings.size()) == settings)
+            return Endpoint{
+                EndpointKind::SegmentSettings,
+                Vendor::Segment,
+                {},
+                std::string(rest.substr(projects.size(), rest.size() - projects.size() - settings.size())),
+                false};
+        return std::nullopt;
+    }
+    if (path == "/flags" || path == "/decide")
+        return Endpoint{EndpointKind::Flags, Vendor::PostHog, {}, {}, false};
     constexpr std::string_view arrayPrefix = "/array/";
     if (path.substr(0, arrayPrefix.size()) == arrayPrefix) {
         // The last slash: the token was percent-decoded and may itself hold one.
@@ -116,10 +154,13 @@ std::optional<Endpoint> matchEndpoint(std::string_view path) {
         const std::string_view file = rest.substr(slash + 1);
         if (file == "config")
             return Endpoint{
-                EndpointKind::RemoteConfig, Vendor::PostHog, {}, std::string(rest.substr(0, slash))};
+                EndpointKind::RemoteConfig, Vendor::PostHog, {}, std::string(rest.substr(0, slash)), false};
         if (file == "config.js")
-            return Endpoint{
-                EndpointKind::RemoteConfigScript, Vendor::PostHog, {}, std::string(rest.substr(0, slash))};
+            return Endpoint{EndpointKind::RemoteConfigScript,
+                            Vendor::PostHog,
+                            {},
+                            std::string(rest.substr(0, slash)),
+                            false};
     }
     return std::nullopt;
 }
@@ -129,20 +170,57 @@ std::string errorBody(std::string_view error, std::string_view detail) {
     return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// posthog-js's remote config (/array/<token>/config[.js]). Each capture feature posthog-js reads
+// from it (heatmaps, captureDeadClicks, capturePerformance for web vitals, autocaptureExceptions
+// and errorTracking, logs) is left out: absent, posthog-js keeps what the app configured, where a
+// `false` would be the project switching it off. autocapture_opt_out is the exception: absent,
+// posthog-js keeps autocapture off until a config carrying it arrives, so it is sent, false.
+// Recording, surveys, product tours, conversations, site apps and the toolbar stay off: the
+// collector serves none of their endpoints. No `analytics.endpoint`: events go to /e/.
 nlohmann::json remoteConfig(const std::string& token) {
     return {{"token", token},
-            {"supportedCompression", {"gzip", "lz64"}},
+            {"supportedCompression", {"gzip", "gzip-js"}},
             {"hasFeatureFlags", false},
-            {"captureDeadClicks", false},
-            {"capturePerformance", false},
-            {"autocapture_opt_out", true},
-            {"autocaptureExceptions", false},
+            {"autocapture_opt_out", false},
             {"elementsChainAsString", true},
             {"sessionRecording", false},
-            {"heatmaps", false},
             {"surveys", false},
+            {"productTours", false},
+            {"conversations", false},
+            {"toolbarParams", nlohmann::json::object()},
+            {"isAuthenticated", false},
             {"defaultIdentifiedOnly", true},
             {"siteApps", nlohmann::json::array()}};
+}
+
+// The source settings analytics-next loads from <cdnURL>/v1/projects/<writeKey>/settings. Only
+// the Segment.io destination, pointed back at this collector (the host the request named), so
+// no destination bundle is loaded; no middleware, routing rules, remote plugins, edge function
+// or auto-instrumentation; metrics at sample rate 0 (otherwise they go to <apiHost>/m).
+nlohmann::json segmentSettings(const std::string& writeKey, const std::string& host) {
+    const nlohmann::json enabled{{"enabled", true}, {"integrations", nlohmann::json::object()}};
+    return {{"integrations",
+             {{"Segment.io",
+               {{"apiKey", writeKey},
+                {"apiHost", host + "/v1"},
+                {"protocol", "http"},
+                {"unbundledIntegrations", nlohmann::json::array()},
+                {"addBundledMetadata", true},
+                {"maybeBundledConfigIds", nlohmann::json::object()}}}}},
+            {"plan",
+             {{"track", {{"__default", enabled}}},
+              {"identify", {{"__default", enabled}}},
+              {"group", {{"__default", enabled}}}}},
+            {"edgeFunction", nlohmann::json::object()},
+            {"analyticsNextEnabled", true},
+            {"middlewareSettings", nlohmann::json::object()},
+            {"enabledMiddleware", nlohmann::json::object()},
+            {"metrics", {{"sampleRate", 0}}},
+            {"legacyVideoPluginsEnabled", false},
+            {"remotePlugins", nlohmann::json::array()},
+            {"autoInstrumentationSettings", {{"sampleRate", 0}}},
+            {"consentSettings",
+             {{"allCategories", nlohmann::json::array()}, {"hasUnmappedDestinations", false}}}};
 }
 
 std::string remoteConfigScript(const std::string& token) {
@@ -397,7 +475,7 @@ struct RequestState {
     Endpoint endpoint;
     std::string path;
     std::int64_t startedAtMillis = 0;
-    bool discardBody = false; // a flags POST: the body is read and dropped
+    bool discardBody = false; // a flags POST or Segment metrics: the body is read and dropped
     std::optional<std::size_t> declaredLength;
     std::string body;
     std::size_t reservedBytes = 0; // in-flight bytes held for the raw body
@@ -418,6 +496,8 @@ struct RequestState {
     std::string compression;
     std::string queryToken;
     std::string basicAuthUser;
+    std::string bearerToken;
+    std::string sdkInfo; // PostHog-Sdk-Info, e.g. "posthog-node/5.70.0"
     std::optional<std::string> idempotencyKey;
 };
 
@@ -470,6 +550,13 @@ private:
                               std::string reason, std::string detail);
     void refuseStream(RequestState& state, int status, std::string error, std::string detail);
     bool hostAllowed(std::string_view host) const;
+    // The token a request names outside its body: ?token= / ?api_key=, else the Basic auth
+    // username (Segment), else the Bearer token (Capture V1).
+    static std::string requestToken(const RequestState& state) {
+        if (!state.queryToken.empty()) return state.queryToken;
+        if (!state.basicAuthUser.empty()) return state.basicAuthUser;
+        return state.bearerToken;
+    }
     std::shared_ptr<PendingCommit> suspendForSink(MHD_Connection* connection);
     MHD_Result answerUnauthorized(MHD_Connection* connection, const std::string& token,
                                   std::string_view context) {
@@ -776,7 +863,8 @@ MHD_Result CollectorServer::begin(MHD_Connection* connection, RequestState& stat
     state.endpoint = std::move(*endpoint);
 
     const EndpointKind kind = state.endpoint.kind;
-    const std::string allowed = kind == EndpointKind::Capture ? "POST, OPTIONS"
+    const bool postOnly = kind == EndpointKind::Capture || kind == EndpointKind::SegmentMetrics;
+    const std::string allowed = postOnly                      ? "POST, OPTIONS"
                                 : kind == EndpointKind::Flags ? "GET, POST, OPTIONS"
                                                               : "GET, OPTIONS";
     if (method == MHD_HTTP_METHOD_OPTIONS) {
@@ -791,8 +879,8 @@ MHD_Result CollectorServer::begin(MHD_Connection* connection, RequestState& stat
     }
     const bool get = method == MHD_HTTP_METHOD_GET;
     const bool post = method == MHD_HTTP_METHOD_POST;
-    if ((kind == EndpointKind::Capture && !post) || (kind == EndpointKind::Flags && !get && !post) ||
-        ((kind == EndpointKind::RemoteConfig || kind == EndpointKind::RemoteConfigScript) && !get))
+    if ((postOnly && !post) || (kind == EndpointKind::Flags && !get && !post) ||
+        (!postOnly && kind != EndpointKind::Flags && !get))
         return answerError(connection, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
                            std::string(method) + " is not allowed on " + state.path +
                                " (allowed: " + allowed + ")",
@@ -822,6 +910,20 @@ MHD_Result CollectorServer::begin(MHD_Connection* connection, RequestState& stat
     case EndpointKind::RemoteConfigScript:
         return answer(connection, MHD_HTTP_OK, remoteConfigScript(state.endpoint.token),
                       "application/javascript; charset=utf-8");
+    case EndpointKind::SegmentSettings: {
+        // An unknown write key gets no settings: analytics-next then fails to load, saying so,
+        // instead of sending every event into a 401.
+        if (!m_tokens.empty() && !m_tokens.contains(state.endpoint.token))
+            return answerUnauthorized(connection, state.endpoint.token, " (settings requested)");
+        std::optional<std::string> host = lookupHost(connection);
+        if (!host || host->empty()) host = endpointText(m_config.bindAddress, m_port);
+        return answer(connection, MHD_HTTP_OK,
+                      segmentSettings(state.endpoint.token, *host)
+                          .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+    case EndpointKind::SegmentMetrics:
+        state.discardBody = true;
+        return MHD_YES;
     case EndpointKind::Capture:
         break;
     }
@@ -848,7 +950,10 @@ MHD_Result CollectorServer::begin(MHD_Connection* connection, RequestState& stat
     state.compression = lookup(connection, MHD_GET_ARGUMENT_KIND, "compression");
     state.queryToken = lookup(connection, MHD_GET_ARGUMENT_KIND, "token");
     if (state.queryToken.empty()) state.queryToken = lookup(connection, MHD_GET_ARGUMENT_KIND, "api_key");
-    state.basicAuthUser = basicAuthUser(lookup(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
+    const std::string_view authorization = lookup(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    state.basicAuthUser = basicAuthUser(authorization);
+    state.bearerToken = bearerToken(authorization);
+    state.sdkInfo = lookup(connection, MHD_HEADER_KIND, "PostHog-Sdk-Info");
     if (const char* key = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "X-Idempotency-Key");
         key != nullptr)
         state.idempotencyKey = std::string(key);
@@ -929,19 +1034,21 @@ MHD_Result CollectorServer::finish(MHD_Connection* connection, RequestState& sta
                                 m_config.retryAfterSeconds);
     if (state.refusal != 0)
         return answerError(connection, state.refusal, state.refusalError, state.refusalDetail);
-    if (state.discardBody) return answer(connection, MHD_HTTP_OK, kFlagsBody);
+    if (state.discardBody)
+        return answer(connection, MHD_HTTP_OK,
+                      state.endpoint.kind == EndpointKind::Flags ? kFlagsBody : R"({"success":true})");
     return acceptCapture(connection, state);
 }
 
 MHD_Result CollectorServer::answerRejected(MHD_Connection* connection, RequestState& state,
                                            std::string rawBody, std::string reason, std::string detail) {
     // An unreadable body is kept only for a known client: with tokens configured, one from the
-    // query or Basic auth must be among them, or anyone could fill the dead-letter queue.
-    const std::string token = !state.queryToken.empty() ? state.queryToken : state.basicAuthUser;
+    // query, Basic or Bearer auth must be among them, or anyone could fill the dead-letter queue.
+    const std::string token = requestToken(state);
     if (!m_tokens.empty() && !m_tokens.contains(token))
         return answerUnauthorized(connection, token,
-                                  " (the body could not be decoded, so only ?token=, ?api_key= or "
-                                  "Basic auth can name it)");
+                                  " (the body could not be decoded, so only ?token=, ?api_key=, Basic "
+                                  "or Bearer auth can name it)");
 
     RejectedRequest rejected;
     rejected.path = state.path;
@@ -1034,11 +1141,12 @@ MHD_Result CollectorServer::acceptCapture(MHD_Connection* connection, RequestSta
     }
 
     std::string token = std::move(inspection.token);
-    if (token.empty()) token = !state.queryToken.empty() ? state.queryToken : state.basicAuthUser;
+    if (token.empty()) token = requestToken(state);
     if (!m_tokens.empty() && !m_tokens.contains(token)) return answerUnauthorized(connection, token, {});
 
     if (!state.endpoint.messageType.empty() && inspection.isObject && !inspection.hasType)
         insertTypeMember(decoded.json, state.endpoint.messageType);
+    if (state.endpoint.captureV1) captureV1ToBatch(decoded.json, token, state.sdkInfo);
 
     // From here the decoded body is what is in flight, not the raw one.
     m_ledger->release(state.reservedBytes);
@@ -1106,8 +1214,11 @@ MHD_Result CollectorServer::answerCommit(MHD_Connection* connection, RequestStat
     switch (result.status) {
     case IngestStatus::Committed:
         ++m_ledger->acceptedRequests;
+        // Capture V1 answers a result per event uuid; none listed is "all ok".
         return answer(connection, MHD_HTTP_OK,
-                      state.endpoint.vendor == Vendor::Segment ? R"({"success":true})" : R"({"status":1})");
+                      state.endpoint.vendor == Vendor::Segment ? R"({"success":true})"
+                      : state.endpoint.captureV1               ? R"({"results":{}})"
+                                                               : R"({"status":1})");
     case IngestStatus::Backpressure:
         return answerRetryLater(connection, MHD_HTTP_TOO_MANY_REQUESTS, "backpressure",
                                 result.message.empty() ? "the pipeline is behind; retry later"

@@ -8,14 +8,31 @@
 //
 // Endpoints (a trailing slash and a query string are always allowed):
 //   PostHog capture   POST /e  /i/v0/e  /capture  /batch  /track
+//   PostHog V1        POST /i/v1/analytics/events     posthog-node's Capture V1 (opt-in): Bearer
+//                                                     token; converted to a PostHog batch (see
+//                                                     IngestRequest::body), answered
+//                                                     {"results":{}} (every event ok)
 //   Segment           POST /v1/track /v1/identify /v1/page /v1/screen /v1/group /v1/alias
-//                          /v1/batch /v1/import
-//   PostHog flags     GET|POST /flags  /decide          an empty, well-formed flags answer
-//   PostHog config    GET /array/<token>/config[.js]    a minimal remote config (JSON or JS)
+//                          /v1/batch /v1/import, and analytics-next's short forms
+//                          /v1/t /v1/i /v1/p /v1/s /v1/g /v1/a /v1/b
+//   Segment metrics   POST /v1/m                      analytics-next's telemetry: read, dropped, 200
+//   Segment settings  GET /v1/projects/<writeKey>/settings   the source settings analytics-next
+//                          loads from its cdnURL: only the Segment.io destination, delivering to
+//                          http://<the request's Host>/v1, nothing else to load, metrics off;
+//                          401 for a write key not in `tokens` (when configured)
+//   PostHog flags     GET|POST /flags  /decide          no flags, nothing switched off
+//   PostHog config    GET /array/<token>/config[.js]    remote config (JSON or JS)
 //   any of the above  OPTIONS                           a CORS preflight answer
+// The flags and config answers leave the app's own settings in force: autocapture_opt_out is
+// false (posthog-js keeps autocapture off while it is absent), and heatmaps, dead clicks, web
+// vitals (capturePerformance), exception autocapture, error tracking and logs are absent (any
+// value would override what the app did not set). Session recording, surveys, product tours,
+// conversations, site apps and the toolbar are off: the collector serves none of them.
+// supportedCompression is PostHog's ["gzip", "gzip-js"], so posthog-js compresses as in
+// production.
 // Every answer carries CORS headers (the Origin echoed, never Access-Control-Allow-Credentials:
-// the SDKs send no credentials), so posthog-js on a page served from another origin can post
-// to it.
+// the SDKs send no credentials), so browser SDKs on a page served from another origin can post
+// to it; a preflight allows whatever headers it asks for.
 //
 // Durability contract: a capture request is answered 200 only after the sink reported it
 // committed (IngestStatus::Committed). While the sink works the connection is suspended
@@ -53,7 +70,8 @@
 //   429 + Retry-After  what is being inflated counts in flight as it grows: inflating would push
 //                      the bytes in flight above maxInFlightBytes [overloaded]
 //   401                the body cannot be decoded, tokens are configured, and the query / Basic
-//                      auth token is not one of them (or there is none): not kept [unauthorized]
+//                      / Bearer auth token is not one of them (or there is none): not kept
+//                      [unauthorized]
 //   400                the body cannot be decoded: the raw bytes go to sink.reject(), and the 400
 //                      is answered only once its done() reported Committed (the connection is
 //                      suspended meanwhile, as for a commit) [RejectedRequest::reason]
@@ -61,7 +79,8 @@
 //                      waiting for it [reject_failed]
 //   401                tokens are configured and the request's token is not one of them
 //                      [unauthorized]
-//   200                committed ({"status":1} for PostHog, {"success":true} for Segment)
+//   200                committed ({"status":1} for PostHog, {"results":{}} for Capture V1,
+//                      {"success":true} for Segment)
 //   429 / 503          the sink answered Backpressure / Failed, or stop() gave up waiting
 //                      [backpressure / commit_failed]
 // Error bodies are JSON: {"error": "<code>", "detail": "<what exactly is wrong>"}.
@@ -114,10 +133,15 @@ struct IngestRequest {
     // Decoded JSON: a PostHog event, array of events or {api_key, batch} envelope, a Segment
     // message or {batch: [...]}. On the single-message Segment endpoints a message without a
     // "type" has the path's type inserted as its first member. Invalid UTF-8 is passed on as is.
+    // A Capture V1 body {created_at, batch: [...]} becomes {api_key: <token>, sent_at:
+    // <created_at>, batch: [...]}: each event keeps its bytes, with $lib / $lib_version (from the
+    // PostHog-Sdk-Info header, which V1 moves them to) and $session_id / $window_id (from its
+    // top-level session_id / window_id) spliced into the front of its properties when they are
+    // not there, as PostHog's capture adds them.
     std::string body;
     // api_key / token / $token / writeKey from the body's top level, else the first event's
     // properties.token / properties.$token, else ?token= / ?api_key=, else the HTTP Basic
-    // username; empty when none.
+    // username, else the Bearer token; empty when none.
     std::string token;
     std::optional<std::string> idempotencyKey; // X-Idempotency-Key
     std::int64_t receivedAtMillis = 0;         // Unix epoch ms when the body was complete
@@ -145,7 +169,7 @@ struct RejectedRequest {
                          // "lz64_invalid", "form_invalid", "empty_body",
                          // "unsupported_content_encoding"
     std::string detail;  // e.g. the JSON parser's message with the byte offset
-    std::string token;   // from the query or Basic auth when present (the body is unreadable)
+    std::string token;   // from the query, Basic or Bearer auth when present (the body is unreadable)
     std::int64_t receivedAtMillis = 0;
     std::string remoteAddress;
     std::string contentType;

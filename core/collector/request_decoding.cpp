@@ -1,6 +1,7 @@
 #include "collector/request_decoding.h"
 
 #include "collector/lz_string.h"
+#include "format/batch_layout.h"
 
 #include <algorithm>
 #include <array>
@@ -449,6 +450,118 @@ void readDocument(simdjson::dom::element document, JsonInspection& inspection) {
     }
 }
 
+// Where the value of the first top-level member `key` of the JSON object at the start of `object`
+// starts; npos when it has none. A structural walk (strings and nesting), like BatchScanner: the
+// DOM keeps no offsets, and the bytes need not parse (numbers beyond 64 bits, invalid UTF-8 are
+// still JSON here). The first of duplicate keys, as simdjson's at_key and the decoder read it.
+std::size_t topLevelMemberValue(std::string_view object, std::string_view key) {
+    int depth = 0;
+    bool expectKey = false;
+    std::size_t i = 0;
+    while (i < object.size()) {
+        const char ch = object[i];
+        if (ch == '"') {
+            const std::size_t start = i + 1;
+            bool escaped = false;
+            for (++i; i < object.size() && object[i] != '"'; ++i) {
+                if (object[i] == '\\') {
+                    escaped = true;
+                    ++i;
+                }
+            }
+            if (i >= object.size()) return std::string::npos;
+            const std::string_view raw = object.substr(start, i - start);
+            ++i;
+            if (depth != 1 || !expectKey) continue;
+            expectKey = false;
+            bool same = !escaped && raw == key;
+            if (escaped) {
+                const nlohmann::json decoded =
+                    nlohmann::json::parse("\"" + std::string(raw) + "\"", nullptr, false);
+                same = decoded.is_string() && decoded.get_ref<const std::string&>() == key;
+            }
+            if (!same) continue;
+            while (i < object.size() && (isSpace(object[i]) || object[i] == ':'))
+                ++i;
+            return i < object.size() ? i : std::string::npos;
+        }
+        if (ch == '{' || ch == '[') {
+            ++depth;
+            expectKey = depth == 1 && ch == '{';
+        } else if (ch == '}' || ch == ']') {
+            if (--depth == 0) return std::string::npos; // the end of the object
+        } else if (ch == ',' && depth == 1) {
+            expectKey = true;
+        }
+        ++i;
+    }
+    return std::string::npos;
+}
+
+// The bytes of the first top-level member `key` of `object` when its value is a string (quotes
+// included) or a literal (number, true, false, null); empty otherwise.
+std::string_view topLevelScalar(std::string_view object, std::string_view key) {
+    const std::size_t start = topLevelMemberValue(object, key);
+    if (start == std::string::npos || object[start] == '{' || object[start] == '[') return {};
+    std::size_t end = start;
+    if (object[start] == '"') {
+        for (end = start + 1; end < object.size() && object[end] != '"'; ++end)
+            if (object[end] == '\\') ++end;
+        if (end >= object.size()) return {};
+        return object.substr(start, end + 1 - start);
+    }
+    while (end < object.size() && object[end] != ',' && object[end] != '}' && !isSpace(object[end]))
+        ++end;
+    return object.substr(start, end - start);
+}
+
+std::string jsonString(std::string_view text) {
+    return nlohmann::json(std::string(text)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// One Capture V1 event with the members PostHog's capture adds spliced into its properties. The
+// body passed inspectJson(), so every element is JSON; read structurally, nothing is re-encoded.
+std::string v1EventAsPostHog(std::string_view element, std::string_view lib, std::string_view libVersion) {
+    if (element.empty() || element.front() != '{') return std::string(element);
+    const std::size_t propertiesAt = topLevelMemberValue(element, "properties");
+    const bool hasProperties = propertiesAt != std::string::npos;
+    if (hasProperties && element[propertiesAt] != '{')
+        return std::string(element); // properties that are not an object: the pipeline's to judge
+    const std::string_view properties = hasProperties ? element.substr(propertiesAt) : std::string_view();
+    auto lacks = [&](std::string_view key) {
+        return !hasProperties || topLevelMemberValue(properties, key) == std::string::npos;
+    };
+
+    std::string members;
+    auto add = [&](std::string_view key, const std::string& jsonValue) {
+        if (!members.empty()) members += ',';
+        members += jsonString(key) + ':' + jsonValue;
+    };
+    if (!lib.empty() && lacks("$lib")) {
+        add("$lib", jsonString(lib));
+        if (!libVersion.empty() && lacks("$lib_version")) add("$lib_version", jsonString(libVersion));
+    }
+    for (const auto& [field, property] :
+         {std::pair{"session_id", "$session_id"}, std::pair{"window_id", "$window_id"}}) {
+        const std::string_view value = topLevelScalar(element, field);
+        if (!value.empty() && value.front() == '"' && lacks(property)) add(property, std::string(value));
+    }
+    if (members.empty()) return std::string(element);
+
+    std::string out(element);
+    if (hasProperties) {
+        const std::size_t next = element.find_first_not_of(" \t\r\n", propertiesAt + 1);
+        if (next != std::string_view::npos && element[next] != '}') members += ',';
+        out.insert(propertiesAt + 1, members);
+    } else {
+        const std::size_t next = element.find_first_not_of(" \t\r\n", 1);
+        std::string member = "\"properties\":{" + members + "}";
+        if (next != std::string_view::npos && element[next] != '}') member += ',';
+        out.insert(1, member);
+    }
+    return out;
+}
+
 } // namespace
 
 std::string basicAuthUser(std::string_view authorization) {
@@ -458,6 +571,44 @@ std::string basicAuthUser(std::string_view authorization) {
     std::string error;
     if (!decodeBase64(trim(authorization.substr(6)), credentials, error)) return {};
     return credentials.substr(0, credentials.find(':'));
+}
+
+std::string bearerToken(std::string_view authorization) {
+    authorization = trim(authorization);
+    if (lowercase(authorization.substr(0, 7)) != "bearer ") return {};
+    return std::string(trim(authorization.substr(7)));
+}
+
+bool captureV1ToBatch(std::string& json, std::string_view token, std::string_view sdkInfo) {
+    BatchScanner scanner;
+    BatchLayout layout;
+    if (!scanner.scan(json, layout) || !layout.envelope || !layout.hasBatch) return false;
+
+    std::string_view lib;
+    std::string_view libVersion;
+    if (const std::size_t slash = sdkInfo.rfind('/'); slash != std::string_view::npos && slash > 0) {
+        lib = trim(sdkInfo.substr(0, slash));
+        libVersion = trim(sdkInfo.substr(slash + 1));
+    } else {
+        lib = trim(sdkInfo);
+    }
+
+    std::string out = "{";
+    if (!token.empty()) out += "\"api_key\":" + jsonString(token) + ",";
+    // created_at is fixed when the batch is built, as v0's sent_at is when it is sent; its bytes
+    // are copied as they are.
+    if (const std::string_view createdAt = topLevelScalar(json, "created_at");
+        !createdAt.empty() && createdAt.front() == '"')
+        out += "\"sent_at\":" + std::string(createdAt) + ",";
+    if (topLevelScalar(json, "historical_migration") == "true") out += "\"historical_migration\":true,";
+    out += "\"batch\":[";
+    for (std::size_t i = 0; i < layout.elements.size(); ++i) {
+        if (i > 0) out += ',';
+        out += v1EventAsPostHog(layout.elements[i].of(json), lib, libVersion);
+    }
+    out += "]}";
+    json = std::move(out);
+    return true;
 }
 
 bool decodeFormComponent(std::string_view encoded, std::string& decoded) {

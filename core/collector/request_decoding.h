@@ -61,6 +61,22 @@ void insertTypeMember(std::string& json, std::string_view type);
 // key); empty when the header is absent or not Basic.
 std::string basicAuthUser(std::string_view authorization);
 
+// The token of an `Authorization: Bearer <token>` header (posthog-node's Capture V1); empty when
+// the header is absent or not Bearer.
+std::string bearerToken(std::string_view authorization);
+
+// posthog-node's Capture V1 body, {created_at, historical_migration?, batch: [{event, uuid,
+// distinct_id, timestamp, session_id?, window_id?, options, properties}]}, rewritten in place as
+// the PostHog batch the pipeline decodes: {api_key: token, sent_at: created_at,
+// historical_migration?, batch: [...]}. Each event keeps its bytes, with only what PostHog's
+// capture would add spliced into the front of its properties: $lib / $lib_version from
+// `sdkInfo` (PostHog-Sdk-Info, "posthog-node/5.70.0"; V1 strips them from the event) unless the
+// event has a $lib, and $session_id / $window_id from the top-level session_id / window_id
+// unless the properties hold them. An event that is not an object, or whose properties are not
+// an object, is kept as it is. `json` must have passed inspectJson(); false (and `json`
+// untouched) when it is not an object with a "batch" array.
+bool captureV1ToBatch(std::string& json, std::string_view token, std::string_view sdkInfo);
+
 // application/x-www-form-urlencoded value decoding ('+' is a space, %XX a byte); false when a
 // '%' is not followed by two hex digits.
 bool decodeFormComponent(std::string_view encoded, std::string& decoded);
