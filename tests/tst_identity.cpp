@@ -2,12 +2,17 @@
 //
 // Most rows are small scripts, one event per line:
 //   <stream c|s|u> <name> <distinct id> [anon=ID] [alias=ID] [user=ID] [session=V] [device=V] [order=V]
+//       [t=MS|none]
 // `$identify` carries user = distinct id (PostHog) unless `user=` says otherwise (`user=` alone is a
-// Segment identify with only an anonymousId). Events get seq 1, 2, 3... in script order.
+// Segment identify with only an anonymousId). Events get seq 1, 2, 3... in script order, and the
+// time kBaseTime + seq seconds unless `t=` gives milliseconds after kBaseTime (or no time at all).
 
 #include "format/decoder.h"
 #include "identity/identity_graph.h"
+#include "pipeline/check.h"
+#include "store/capture_store.h"
 
+#include <QTemporaryDir>
 #include <QtTest>
 #include <nlohmann/json.hpp>
 
@@ -23,6 +28,7 @@ struct ScriptedEvent {
     std::string name, distinctId, anonymousId, userId, aliasId, origin;
     Stream stream = Stream::Unknown;
     std::vector<std::pair<std::string, std::string>> correlationText;
+    std::optional<std::optional<std::int64_t>> time; // set by t=: a time, or none
 };
 
 ScriptedEvent parseLine(const QString& line, int number) {
@@ -50,6 +56,9 @@ ScriptedEvent parseLine(const QString& line, int number) {
             event.correlationText.emplace_back("$device_id", value);
         else if (key == "order")
             event.correlationText.emplace_back("order_id", value);
+        else if (key == "t")
+            event.time = value == "none" ? std::optional<std::int64_t>()
+                                         : std::optional<std::int64_t>(kBaseTime + std::stoll(value));
     }
     if (event.name == "$identify" && !userGiven) event.userId = event.distinctId;
     return event;
@@ -71,7 +80,7 @@ void play(IdentityGraph& graph, const QStringList& script) {
         event.userId = scripted.userId;
         event.aliasId = scripted.aliasId;
         event.stream = scripted.stream;
-        event.timeMillis = kBaseTime + number * 1000;
+        event.timeMillis = scripted.time ? *scripted.time : kBaseTime + number * 1000;
         event.origin = scripted.origin;
         event.correlations = correlations;
         graph.observe(event);
@@ -159,6 +168,8 @@ private slots:
     void evidenceIsBounded();
     void finishIsRepeatable();
     void issuesText();
+    void replayFromCaptureAgrees_data();
+    void replayFromCaptureAgrees();
 };
 
 // --- illegal ids --------------------------------------------------------------------------------
@@ -462,6 +473,25 @@ void TestIdentity::postIdentifyAnonymous_data() {
         << QList<int>{};
     QTest::newRow("new anonymous id joined by identify, used after")
         << QStringList{"c $identify u1 anon=a9", "c $pageview a9"} << QList<int>{2};
+    // Judged by the events' own times, not by the order they arrive in.
+    QTest::newRow("sent 76 ms before identify, arrives after it")
+        << QStringList{"c $pageview a1 t=1000", "c $identify u1 anon=a1 t=5000", "c $pageview a1 t=4924"}
+        << QList<int>{};
+    QTest::newRow("sent 76 ms after identify")
+        << QStringList{"c $pageview a1 t=1000", "c $identify u1 anon=a1 t=5000", "c $pageview a1 t=5076"}
+        << QList<int>{3};
+    QTest::newRow("late earlier event and a later one")
+        << QStringList{"c $identify u1 anon=a1 t=5000", "c $pageview a1 t=6000", "c $pageview a1 t=4000"}
+        << QList<int>{2};
+    QTest::newRow("same millisecond as identify is not after it")
+        << QStringList{"c $identify u1 anon=a1 t=5000", "c $pageview a1 t=5000"} << QList<int>{};
+    QTest::newRow("event without a time: processing order")
+        << QStringList{"c $identify u1 anon=a1 t=5000", "c $pageview a1 t=none"} << QList<int>{2};
+    QTest::newRow("identify without a time: processing order")
+        << QStringList{"c $identify u1 anon=a1 t=none", "c $pageview a1 t=1"} << QList<int>{2};
+    QTest::newRow("earliest identify counts")
+        << QStringList{"c $identify u1 anon=a1 t=5000", "c $identify u1 anon=a1 t=3000", "c $pageview a1 t=4000"}
+        << QList<int>{3};
 }
 
 void TestIdentity::postIdentifyAnonymous() {
@@ -836,6 +866,61 @@ void TestIdentity::issuesText() {
           "probable_same_user: 0 (heuristic"})
         QVERIFY2(text.find(expected) != std::string::npos,
                  qPrintable(QString("missing \"%1\" in:\n%2").arg(expected, QString::fromStdString(text))));
+}
+
+// --- the graph rebuilt from a capture -------------------------------------------------------------
+
+void TestIdentity::replayFromCaptureAgrees_data() {
+    QTest::addColumn<QStringList>("lines");
+    QTest::addColumn<QString>("kind");  // an issue kind expected in both graphs
+    QTest::addColumn<int>("count");
+
+    // posthog-js: a $pageview captured 76 ms before identify() reaches the server in a later
+    // request than the $identify; the next pageview is already sent with the user id.
+    const QStringList lateEarlier{
+        R"([{"uuid":"e-2","event":"$identify","distinct_id":"user-1","properties":{"$lib":"web","$anon_distinct_id":"anon-1","distinct_id":"user-1"},"timestamp":"2024-05-01T12:00:05.000Z"}])",
+        R"([{"uuid":"e-1","event":"$pageview","properties":{"$lib":"web","distinct_id":"anon-1"},"timestamp":"2024-05-01T12:00:04.924Z"}])",
+        R"([{"uuid":"e-3","event":"$pageview","properties":{"$lib":"web","distinct_id":"user-1"},"timestamp":"2024-05-01T12:00:06.000Z"}])"};
+    QTest::newRow("late-arriving earlier event") << lateEarlier << "post_identify_anonymous" << 0;
+    QStringList lateLater = lateEarlier;
+    lateLater[1].replace("12:00:04.924Z", "12:00:05.076Z");
+    QTest::newRow("later-timestamped event") << lateLater << "post_identify_anonymous" << 1;
+}
+
+void TestIdentity::replayFromCaptureAgrees() {
+    QFETCH(QStringList, lines);
+    QFETCH(QString, kind);
+    QFETCH(int, count);
+
+    QTemporaryDir dir;
+    QVERIFY(dir.isValid());
+    const std::filesystem::path path = dir.filePath("replay.pipescope").toStdString();
+    nlohmann::json live;
+    {
+        CaptureWriter capture(path, CaptureWriter::Options{.durability = Durability::Process});
+        Pipeline pipeline(nullptr, &capture, PipelineOptions{});
+        std::uint64_t number = 0;
+        for (const QString& line : lines)
+            pipeline.processLine(line.toStdString(), Origin{"sdk.ndjson", ++number, -1}, false);
+        pipeline.finish();
+        live = {{"summary", pipeline.identityGraph().summary()},
+                {"issues", groupedIssuesJson(pipeline.identityGraph().issues())}};
+        capture.close();
+    }
+    const CaptureReader reader(path);
+    IdentityGraph replayed;
+    StoredIdentityReplay replay(replayed, UnplannedPolicy::Allow);
+    reader.forEachEvent([&](const StoredEvent& stored) {
+        replay.observe(stored);
+        return true;
+    });
+    replayed.finish();
+    const nlohmann::json fromCapture = {{"summary", replayed.summary()},
+                                        {"issues", groupedIssuesJson(replayed.issues())}};
+    QCOMPARE(QString::fromStdString(fromCapture.dump()), QString::fromStdString(live.dump()));
+    const auto issueKind = parseIdentityIssueKind(kind.toStdString());
+    QVERIFY(issueKind);
+    QCOMPARE(replayed.summary().issueCount(*issueKind), std::uint64_t(count));
 }
 
 QTEST_GUILESS_MAIN(TestIdentity)

@@ -308,6 +308,9 @@ struct IdentityGraph::State {
     std::vector<std::vector<CorrelationMember>> groupMembers; // sorted by node, the first id excluded
     // The first server event of an id whose first event was not a server one (rare, so a map).
     std::unordered_map<std::uint32_t, std::int64_t> firstServerSeq;
+    // The anonymous side of an identify -> the earliest time it was identified (kNoTime when an
+    // identify without a time named it: then only processing order can tell what came after).
+    std::unordered_map<std::uint32_t, std::int64_t> identifiedAt;
     std::vector<std::vector<std::uint32_t>> probableGroups;
 
     std::uint64_t events = 0;
@@ -415,7 +418,7 @@ struct IdentityGraph::State {
         const bool targetKnown = target != kNone;
         if (!targetKnown) {
             target = addId(event.distinctId, hash, event);
-        } else if (nodes[target].flags & AnonymousOfIdentify) {
+        } else if ((nodes[target].flags & AnonymousOfIdentify) && sentAfterIdentify(target, event)) {
             issuesOf(IdentityIssueKind::PostIdentifyAnonymous)
                 .push_back({event.seq, target, kNone, internName(event.name)});
         }
@@ -432,6 +435,22 @@ struct IdentityGraph::State {
 
         for (const Correlation& correlation : event.correlations)
             if (!correlation.value.empty()) correlate(correlation, target, event.seq);
+    }
+
+    // Whether an event with the anonymous id `node` was sent after the id was identified. Judged by
+    // the events' own times: SDKs batch and retry, so an event captured just before the identify
+    // may arrive after it. Without a time on either side, processing order decides.
+    bool sentAfterIdentify(std::uint32_t node, const IdentityEvent& event) const {
+        const auto identified = identifiedAt.find(node);
+        if (identified == identifiedAt.end() || identified->second == kNoTime || !event.timeMillis) return true;
+        return *event.timeMillis > identified->second;
+    }
+
+    void noteIdentified(std::uint32_t node, const IdentityEvent& event) {
+        nodes[node].flags |= AnonymousOfIdentify;
+        const std::int64_t time = event.timeMillis.value_or(kNoTime);
+        const auto [it, added] = identifiedAt.try_emplace(node, time);
+        if (!added) it->second = std::min(it->second, time); // kNoTime is the smallest: it sticks
     }
 
     void noteStream(std::uint32_t node, const IdentityEvent& event) {
@@ -506,7 +525,7 @@ struct IdentityGraph::State {
             if (outcome == LinkOutcome::Merged || !sourceKnown) noteJoin(source, linkIndex);
             if (!targetKnown) noteJoin(target, linkIndex);
         }
-        if (kind == LinkKind::Identify) nodes[source].flags |= AnonymousOfIdentify;
+        if (kind == LinkKind::Identify) noteIdentified(source, event);
     }
 
     void noteJoin(std::uint32_t node, std::uint32_t linkIndex) {
