@@ -156,6 +156,8 @@ private slots:
     void orphanServerId();
     void splitIdentity_data();
     void splitIdentity();
+    void sharedDevice_data();
+    void sharedDevice();
     void correlationExtractor_data();
     void correlationExtractor();
     void sameUserKey_data();
@@ -564,9 +566,9 @@ void TestIdentity::splitIdentity_data() {
     QTest::newRow("custom key order_id")
         << QStringList{"c checkout a1 order=1001", "s order_paid u1 order=1001", "s order_paid u2 order=1002"}
         << QStringList{"order_id=1001 2"};
-    QTest::newRow("device across three persons")
+    QTest::newRow("device across three persons, interleaved")
         << QStringList{"c $pageview a1 device=d1", "c $pageview a2 device=d1", "c $pageview a3 device=d1",
-                       "c $identify u1 anon=a2"}
+                       "c $pageview a1 device=d1", "c $identify u1 anon=a2"}
         << QStringList{"$device_id=d1 3"};
     QTest::newRow("same value under two keys is two groups")
         << QStringList{"c $pageview a1 session=x", "c $pageview a2 device=x"} << QStringList{};
@@ -578,6 +580,7 @@ void TestIdentity::splitIdentity() {
 
     IdentityGraph graph(optionsWithOrderId());
     play(graph, script);
+    QCOMPARE(graph.summary().issueCount(IdentityIssueKind::SharedDevice), 0u);
     QStringList found;
     for (const IdentityIssue& issue : graph.issues(IdentityIssueKind::SplitIdentity)) {
         found << QString::fromStdString(issue.correlationKey + "=" + issue.correlationValue + " " +
@@ -588,6 +591,80 @@ void TestIdentity::splitIdentity() {
     }
     QCOMPARE(found, splits);
     QCOMPARE(graph.summary().issueCount(IdentityIssueKind::SplitIdentity), std::uint64_t(splits.size()));
+}
+
+// posthog-js reset() keeps $device_id and starts a new anonymous id and a new session: the next
+// login on the device is another person on the same $device_id.
+void TestIdentity::sharedDevice_data() {
+    QTest::addColumn<QStringList>("script");
+    QTest::addColumn<QStringList>("shared"); // "key=value persons"
+    QTest::addColumn<QStringList>("splits");
+
+    QTest::newRow("reset() then another login")
+        << QStringList{"c $pageview anon1 device=d1 session=s1", "c $identify alice anon=anon1 device=d1 session=s1",
+                       "c $pageview alice device=d1 session=s1", "c $pageview anon2 device=d1 session=s2",
+                       "c $identify bob anon=anon2 device=d1 session=s2", "c $pageview bob device=d1 session=s2"}
+        << QStringList{"$device_id=d1 2"} << QStringList{};
+    QTest::newRow("three logins one after another")
+        << QStringList{"c $identify alice anon=x1 device=d1", "c $pageview alice device=d1",
+                       "c $identify bob anon=x2 device=d1", "c $identify carol anon=x3 device=d1"}
+        << QStringList{"$device_id=d1 3"} << QStringList{};
+    QTest::newRow("logout, browse anonymously")
+        << QStringList{"c $identify alice anon=x1 device=d1", "c $pageview x2 device=d1"}
+        << QStringList{"$device_id=d1 2"} << QStringList{};
+    QTest::newRow("interleaved use stays a split")
+        << QStringList{"c $identify alice anon=x1 device=d1", "c $identify bob anon=x2 device=d1",
+                       "c $pageview alice device=d1"}
+        << QStringList{} << QStringList{"$device_id=d1 2"};
+    QTest::newRow("one after another by time, whatever the arrival order")
+        << QStringList{"c $pageview bob device=d1 t=9000", "c $pageview alice device=d1 t=1000",
+                       "c $pageview alice device=d1 t=2000"}
+        << QStringList{"$device_id=d1 2"} << QStringList{};
+    QTest::newRow("overlapping by time, though arrival looks sequential")
+        << QStringList{"c $pageview alice device=d1 t=1000", "c $pageview alice device=d1 t=5000",
+                       "c $pageview bob device=d1 t=3000"}
+        << QStringList{} << QStringList{"$device_id=d1 2"};
+    QTest::newRow("same millisecond is an overlap")
+        << QStringList{"c $pageview alice device=d1 t=1000", "c $pageview bob device=d1 t=1000"}
+        << QStringList{} << QStringList{"$device_id=d1 2"};
+    QTest::newRow("an event without a time: a split")
+        << QStringList{"c $pageview alice device=d1 t=1000", "c $pageview bob device=d1 t=none"}
+        << QStringList{} << QStringList{"$device_id=d1 2"};
+    QTest::newRow("sessions are never a shared device")
+        << QStringList{"c $pageview alice session=s1", "c $pageview bob session=s1"} << QStringList{}
+        << QStringList{"$session_id=s1 2"};
+}
+
+void TestIdentity::sharedDevice() {
+    QFETCH(QStringList, script);
+    QFETCH(QStringList, shared);
+    QFETCH(QStringList, splits);
+
+    IdentityGraph graph;
+    play(graph, script);
+    const auto describe = [](const std::vector<IdentityIssue>& issues) {
+        QStringList found;
+        for (const IdentityIssue& issue : issues)
+            found << QString::fromStdString(issue.correlationKey + "=" + issue.correlationValue + " " +
+                                            std::to_string(issue.personCount));
+        return found;
+    };
+    QCOMPARE(describe(graph.issues(IdentityIssueKind::SharedDevice)), shared);
+    QCOMPARE(describe(graph.issues(IdentityIssueKind::SplitIdentity)), splits);
+    const IdentitySummary summary = graph.summary();
+    QCOMPARE(summary.countedIssues(), std::uint64_t(splits.size())); // a shared device is a note
+    const nlohmann::json json = summary;
+    QCOMPARE(json["shared_device"].get<std::size_t>(), std::size_t(shared.size()));
+    QVERIFY(!json["issues"].contains("shared_device"));
+    for (const IdentityIssue& issue : graph.issues(IdentityIssueKind::SharedDevice)) {
+        QVERIFY2(issue.message.find("one after another") != std::string::npos, issue.message.c_str());
+        const nlohmann::json issueJson = issue;
+        QCOMPARE(issueJson["key"].get<std::string>(), std::string("$device_id"));
+        // Every id of the device is evidence, and explain() shows the note on each person.
+        QVERIFY(issue.idCount >= 2);
+        for (const auto& id : issue.ids)
+            QCOMPARE(graph.explain(id)->issueCounts[std::size_t(IdentityIssueKind::SharedDevice)], 1u);
+    }
 }
 
 void TestIdentity::correlationExtractor_data() {
@@ -804,7 +881,7 @@ void TestIdentity::summaryJson() {
         "persons": 4, "merges": 1,
         "issues": {"illegal_distinct_id": 1, "merge_refused": 1, "split_identity": 0,
                    "orphan_server_id": 1, "post_identify_anonymous": 1},
-        "probable_same_user": 1})");
+        "probable_same_user": 1, "shared_device": 0})");
     const nlohmann::json actual = graph.summary();
     QCOMPARE(QString::fromStdString(actual.dump()), QString::fromStdString(expected.dump()));
     QCOMPARE(graph.summary().countedIssues(), 4u);

@@ -252,6 +252,7 @@ struct LinkEntry {
 //   illegal_distinct_id      subject = illegal id, other = link (kNone: the distinct id), extra = name
 //   merge_refused            other = link
 //   split_identity           subject = correlation group, extra = persons
+//   shared_device            subject = correlation group, extra = persons
 //   orphan_server_id         subject = node
 //   post_identify_anonymous  subject = node, extra = name
 //   probable_same_user       subject = probable group, extra = persons
@@ -264,7 +265,25 @@ struct IssueEntry {
 
 struct CorrelationMember {
     std::uint32_t node = kNone;
+    std::uint32_t span = kNone; // its UseSpan, on device groups only
     std::int64_t firstSeq = 0;
+};
+
+// When one id used one device value: the times of its first and last event on it. Kept only for
+// the device key, whose values are few next to sessions.
+struct UseSpan {
+    std::int64_t first = std::numeric_limits<std::int64_t>::max();
+    std::int64_t last = std::numeric_limits<std::int64_t>::min();
+    bool untimed = false; // an event without a time: the order of uses is unknown
+
+    void add(const std::optional<std::int64_t>& time) {
+        if (!time) {
+            untimed = true;
+            return;
+        }
+        first = std::min(first, *time);
+        last = std::max(last, *time);
+    }
 };
 
 // The events sharing one value of one correlation key. Nearly every group has one id, kept inline;
@@ -277,6 +296,7 @@ struct CorrelationGroup {
     std::uint32_t firstNode = kNone;
     std::uint32_t eventCount = 0; // saturates
     std::uint32_t more = kNone;   // index into the member lists, kNone while one id
+    std::uint32_t span = kNone;   // the first id's UseSpan, on device groups only
 
     std::string_view valueText() const { return {value, valueLength}; }
 };
@@ -303,6 +323,8 @@ struct IdentityGraph::State {
     std::vector<std::string> illegalIds;
     std::unordered_map<std::string, std::uint32_t> illegalIndex;
     std::vector<std::string_view> correlationKeys;
+    std::vector<bool> deviceKeys; // per correlation key: it is options.deviceKey
+    ChunkedVector<UseSpan> spans;
     ChunkedVector<CorrelationGroup> groups;
     IndexTable groupIndex;
     std::vector<std::vector<CorrelationMember>> groupMembers; // sorted by node, the first id excluded
@@ -434,7 +456,7 @@ struct IdentityGraph::State {
         }
 
         for (const Correlation& correlation : event.correlations)
-            if (!correlation.value.empty()) correlate(correlation, target, event.seq);
+            if (!correlation.value.empty()) correlate(correlation, target, event);
     }
 
     // Whether an event with the anonymous id `node` was sent after the id was identified. Judged by
@@ -532,12 +554,21 @@ struct IdentityGraph::State {
         if (nodes[node].joinLink == kNone) nodes[node].joinLink = linkIndex;
     }
 
-    void correlate(const Correlation& correlation, std::uint32_t node, std::int64_t seq) {
+    std::uint32_t newSpan() {
+        spans.push_back(UseSpan{});
+        return static_cast<std::uint32_t>(spans.size() - 1);
+    }
+
+    void correlate(const Correlation& correlation, std::uint32_t node, const IdentityEvent& event) {
+        const std::int64_t seq = event.seq;
         std::uint32_t keyIndex = 0;
         while (keyIndex < correlationKeys.size() && correlationKeys[keyIndex] != correlation.key)
             ++keyIndex;
-        if (keyIndex == correlationKeys.size())
+        if (keyIndex == correlationKeys.size()) {
             correlationKeys.emplace_back(arena.store(correlation.key), correlation.key.size());
+            deviceKeys.push_back(correlation.key == options.deviceKey);
+        }
+        const bool isDevice = deviceKeys[keyIndex];
 
         const std::uint64_t hash =
             XXH3_64bits_withSeed(correlation.value.data(), correlation.value.size(), keyIndex);
@@ -553,6 +584,7 @@ struct IdentityGraph::State {
             group.key = keyIndex;
             group.firstNode = node;
             group.firstSeq = seq;
+            if (isDevice) group.span = newSpan();
             groups.push_back(group);
             groupIndex.insert(hash, index, [&](std::uint32_t g) {
                 return XXH3_64bits_withSeed(groups[g].value, groups[g].valueLength, groups[g].key);
@@ -560,23 +592,57 @@ struct IdentityGraph::State {
         }
         CorrelationGroup& group = groups[index];
         if (group.eventCount != std::numeric_limits<std::uint32_t>::max()) ++group.eventCount;
-        if (group.firstNode == node) return;
+        if (group.firstNode == node) {
+            if (group.span != kNone) spans[group.span].add(event.timeMillis);
+            return;
+        }
         if (group.more == kNone) {
             group.more = static_cast<std::uint32_t>(groupMembers.size());
             groupMembers.emplace_back();
         }
         auto& more = groupMembers[group.more];
-        const auto at =
-            std::lower_bound(more.begin(), more.end(), node,
-                             [](const CorrelationMember& m, std::uint32_t n) { return m.node < n; });
-        if (at == more.end() || at->node != node) more.insert(at, {node, seq});
+        auto at = std::lower_bound(more.begin(), more.end(), node,
+                                   [](const CorrelationMember& m, std::uint32_t n) { return m.node < n; });
+        if (at == more.end() || at->node != node)
+            at = more.insert(at, {node, isDevice ? newSpan() : kNone, seq});
+        if (at->span != kNone) spans[at->span].add(event.timeMillis);
+    }
+
+    // Whether the persons of a device group used it one after another: each person's first event
+    // on it after the previous person's last (the pattern of reset() and another login). Any use
+    // without a time, or two persons using it in the same period, is not.
+    bool usedOneAfterAnother(const CorrelationGroup& group) {
+        if (group.span == kNone || group.more == kNone) return false;
+        std::vector<std::pair<std::uint32_t, UseSpan>> byPerson; // (root, span), merged per root
+        const auto add = [&](std::uint32_t node, std::uint32_t spanIndex) {
+            const UseSpan& span = spans[spanIndex];
+            if (span.untimed) return false;
+            const std::uint32_t person = root(node);
+            auto found = std::find_if(byPerson.begin(), byPerson.end(),
+                                      [&](const auto& entry) { return entry.first == person; });
+            if (found == byPerson.end()) {
+                byPerson.emplace_back(person, span);
+            } else {
+                found->second.first = std::min(found->second.first, span.first);
+                found->second.last = std::max(found->second.last, span.last);
+            }
+            return true;
+        };
+        if (!add(group.firstNode, group.span)) return false;
+        for (const auto& member : groupMembers[group.more])
+            if (member.span == kNone || !add(member.node, member.span)) return false;
+        std::sort(byPerson.begin(), byPerson.end(),
+                  [](const auto& a, const auto& b) { return a.second.first < b.second.first; });
+        for (std::size_t i = 1; i < byPerson.size(); ++i)
+            if (byPerson[i].second.first <= byPerson[i - 1].second.last) return false;
+        return true;
     }
 
     // --- finish
 
     void finish() {
-        for (auto kind : {IdentityIssueKind::SplitIdentity, IdentityIssueKind::OrphanServerId,
-                          IdentityIssueKind::ProbableSameUser})
+        for (auto kind : {IdentityIssueKind::SplitIdentity, IdentityIssueKind::SharedDevice,
+                          IdentityIssueKind::OrphanServerId, IdentityIssueKind::ProbableSameUser})
             issues[static_cast<std::size_t>(kind)].clear();
         probableGroups.clear();
 
@@ -589,7 +655,8 @@ struct IdentityGraph::State {
                 roots.push_back(root(member.node));
             const std::size_t personCount = distinctCount(roots);
             if (personCount >= 2)
-                issuesOf(IdentityIssueKind::SplitIdentity)
+                issuesOf(usedOneAfterAnother(group) ? IdentityIssueKind::SharedDevice
+                                                    : IdentityIssueKind::SplitIdentity)
                     .push_back({group.firstSeq, g, kNone, static_cast<std::uint32_t>(personCount)});
         }
 
@@ -765,9 +832,10 @@ struct IdentityGraph::State {
                             "): refused, as PostHog does (cannot_merge_already_identified)";
             break;
         }
-        case IdentityIssueKind::SplitIdentity: {
+        case IdentityIssueKind::SplitIdentity:
+        case IdentityIssueKind::SharedDevice: {
             const CorrelationGroup& group = groups[entry.subject];
-            std::vector<CorrelationMember> members{{group.firstNode, group.firstSeq}};
+            std::vector<CorrelationMember> members{{group.firstNode, kNone, group.firstSeq}};
             if (group.more != kNone)
                 members.insert(members.end(), groupMembers[group.more].begin(),
                                groupMembers[group.more].end());
@@ -784,10 +852,17 @@ struct IdentityGraph::State {
             issue.personCount = entry.extra;
             issue.correlationKey = std::string(correlationKeys[group.key]);
             issue.correlationValue = std::string(group.valueText());
-            issue.message = issue.correlationKey + " " + inQuotes(issue.correlationValue) + " is shared by " +
-                            std::to_string(issue.idCount) + " ids that end in " +
-                            std::to_string(issue.personCount) + " persons (" +
-                            std::to_string(group.eventCount) + " events)";
+            if (kind == IdentityIssueKind::SplitIdentity)
+                issue.message = issue.correlationKey + " " + inQuotes(issue.correlationValue) +
+                                " is shared by " + std::to_string(issue.idCount) + " ids that end in " +
+                                std::to_string(issue.personCount) + " persons (" +
+                                std::to_string(group.eventCount) + " events)";
+            else
+                issue.message = issue.correlationKey + " " + inQuotes(issue.correlationValue) + " was used by " +
+                                std::to_string(issue.personCount) + " persons one after another (" +
+                                std::to_string(issue.idCount) + " ids, " + std::to_string(group.eventCount) +
+                                " events): a shared device (logout with reset(), then another login), not a "
+                                "split identity";
             break;
         }
         case IdentityIssueKind::OrphanServerId: {
@@ -852,7 +927,8 @@ struct IdentityGraph::State {
             return entry.other != kNone && in(links[entry.other].target);
         case IdentityIssueKind::MergeRefused:
             return in(links[entry.other].source) || in(links[entry.other].target);
-        case IdentityIssueKind::SplitIdentity: {
+        case IdentityIssueKind::SplitIdentity:
+        case IdentityIssueKind::SharedDevice: {
             const CorrelationGroup& group = groups[entry.subject];
             if (in(group.firstNode)) return true;
             return group.more != kNone &&
@@ -958,8 +1034,14 @@ std::string_view toString(IdentityIssueKind kind) {
         return "post_identify_anonymous";
     case IdentityIssueKind::ProbableSameUser:
         return "probable_same_user";
+    case IdentityIssueKind::SharedDevice:
+        return "shared_device";
     }
     return "?";
+}
+
+bool isInformational(IdentityIssueKind kind) {
+    return kind == IdentityIssueKind::ProbableSameUser || kind == IdentityIssueKind::SharedDevice;
 }
 
 std::optional<IdentityIssueKind> parseIdentityIssueKind(std::string_view text) {
@@ -988,7 +1070,7 @@ std::string sameUserKey(std::string_view id) {
 std::uint64_t IdentitySummary::countedIssues() const {
     std::uint64_t total = 0;
     for (std::size_t k = 0; k < kIdentityIssueKindCount; ++k)
-        if (static_cast<IdentityIssueKind>(k) != IdentityIssueKind::ProbableSameUser) total += issues[k];
+        if (!isInformational(static_cast<IdentityIssueKind>(k))) total += issues[k];
     return total;
 }
 
@@ -1113,13 +1195,13 @@ void to_json(nlohmann::json& json, const IdentitySummary& summary) {
     nlohmann::json counted = nlohmann::json::object();
     for (std::size_t k = 0; k < kIdentityIssueKindCount; ++k) {
         const auto kind = static_cast<IdentityIssueKind>(k);
-        if (kind != IdentityIssueKind::ProbableSameUser)
-            counted[std::string(toString(kind))] = summary.issues[k];
+        if (!isInformational(kind)) counted[std::string(toString(kind))] = summary.issues[k];
     }
     json = {{"persons", summary.persons},
             {"merges", summary.merges},
             {"issues", std::move(counted)},
-            {"probable_same_user", summary.issueCount(IdentityIssueKind::ProbableSameUser)}};
+            {"probable_same_user", summary.issueCount(IdentityIssueKind::ProbableSameUser)},
+            {"shared_device", summary.issueCount(IdentityIssueKind::SharedDevice)}};
 }
 
 void to_json(nlohmann::json& json, const IdentityEventRef& event) {
@@ -1143,9 +1225,10 @@ void to_json(nlohmann::json& json, const IdentityLink& link) {
 void to_json(nlohmann::json& json, const IdentityIssue& issue) {
     json = {{"kind", toString(issue.kind)}, {"message", issue.message},  {"ids", issue.ids},
             {"id_count", issue.idCount},    {"events", issue.eventSeqs}, {"event_count", issue.eventCount}};
-    if (issue.kind == IdentityIssueKind::SplitIdentity || issue.kind == IdentityIssueKind::ProbableSameUser)
-        json["persons"] = issue.personCount;
-    if (issue.kind == IdentityIssueKind::SplitIdentity) {
+    const bool correlated =
+        issue.kind == IdentityIssueKind::SplitIdentity || issue.kind == IdentityIssueKind::SharedDevice;
+    if (correlated || issue.kind == IdentityIssueKind::ProbableSameUser) json["persons"] = issue.personCount;
+    if (correlated) {
         json["key"] = issue.correlationKey;
         json["value"] = issue.correlationValue;
     }
@@ -1251,7 +1334,10 @@ std::string toText(const IdentitySummary& summary, std::span<const IdentityIssue
         for (const auto& issue : issues)
             listed += issue.kind == kind;
         text += std::string(toString(kind)) + ": " + std::to_string(summary.issues[k]) +
-                (kind == IdentityIssueKind::ProbableSameUser ? " (heuristic, not counted)" : "") + "\n";
+                (kind == IdentityIssueKind::ProbableSameUser ? " (heuristic, not counted)"
+                 : kind == IdentityIssueKind::SharedDevice   ? " (note, not counted)"
+                                                             : "") +
+                "\n";
         for (const auto& issue : issues) {
             if (issue.kind != kind) continue;
             text += "  " + issue.message + "\n    events:";

@@ -49,6 +49,10 @@ struct IdentityEvent {
 struct IdentityOptions {
     // Property keys whose values tie events to one person; callers append their own (order_id).
     std::vector<std::string> correlationKeys{"$session_id", "$device_id"};
+    // The correlation key that names a device. posthog-js keeps $device_id across reset() (and
+    // starts a new anonymous id and session), so persons that use one device one after another
+    // are a shared device (logout, another login), not a split identity.
+    std::string deviceKey = "$device_id";
     // Evidence listed per issue (event seqs, ids) and issues listed per kind in an explanation;
     // anything beyond is counted, not listed.
     std::size_t evidenceLimit = 20;
@@ -78,8 +82,11 @@ enum class IdentityIssueKind : std::uint8_t {
     OrphanServerId,
     PostIdentifyAnonymous,
     ProbableSameUser, // a heuristic: listed, never counted in the totals
+    SharedDevice,     // a note: persons that used one device one after another; never counted
 };
-inline constexpr std::size_t kIdentityIssueKindCount = 6;
+inline constexpr std::size_t kIdentityIssueKindCount = 7;
+// Kinds that are listed but are not findings (not in countedIssues(), not in "issues").
+bool isInformational(IdentityIssueKind kind);
 
 std::string_view toString(LinkKind kind);
 std::string_view toString(LinkOutcome outcome);
@@ -118,8 +125,8 @@ struct IdentityIssue {
     std::size_t idCount = 0;             // all ids involved
     std::vector<std::int64_t> eventSeqs; // the proving events, at most evidenceLimit
     std::uint64_t eventCount = 0;        // all events behind the issue
-    std::size_t personCount = 0;         // split_identity, probable_same_user
-    std::string correlationKey;          // split_identity
+    std::size_t personCount = 0;         // split_identity, shared_device, probable_same_user
+    std::string correlationKey;          // split_identity, shared_device
     std::string correlationValue;
     std::optional<IdentityLink> link; // merge_refused; illegal_distinct_id of a link source
 };
@@ -153,10 +160,11 @@ struct IdentitySummary {
     std::uint64_t merges = 0;            // links that joined ids not already in one person
     std::uint64_t correlationValues = 0; // distinct (key, value) pairs tracked
     std::array<std::uint64_t, kIdentityIssueKindCount> issues{};
-    bool finished = false; // split_identity, orphan_server_id, probable_same_user exist after finish()
+    // split_identity, shared_device, orphan_server_id, probable_same_user exist after finish()
+    bool finished = false;
 
     std::uint64_t issueCount(IdentityIssueKind kind) const { return issues[static_cast<std::size_t>(kind)]; }
-    std::uint64_t countedIssues() const; // all but probable_same_user
+    std::uint64_t countedIssues() const; // all but the informational kinds
 };
 
 class IdentityGraph {
