@@ -66,6 +66,8 @@ private slots:
     void forcedFormat();
     void numericDistinctId();
     void rawBytes();
+    void personPropertiesFolded_data();
+    void personPropertiesFolded();
     void bigIntegers_data();
     void bigIntegers();
     void salvagedElements_data();
@@ -333,6 +335,60 @@ void TestFormat::rawBytes() {
     QCOMPARE(decoded.events.size(), std::size_t(1));
     QCOMPARE(QByteArray::fromStdString(decoded.events[0].rawBytes()),
              QByteArray(R"({ "event" : "a" , "distinct_id" : "u" })"));
+}
+
+// posthog-js sends $set / $set_once beside "properties"; PostHog's ingestion folds them in
+// (nodejs/src/utils/event.ts), the top-level value winning per key. The raw bytes stay as sent.
+void TestFormat::personPropertiesFolded_data() {
+    QTest::addColumn<QByteArray>("line");
+    QTest::addColumn<QStringList>("properties"); // of each event, minified
+
+    QTest::newRow("posthog-js identify: top-level $set and $set_once")
+        << QByteArray(R"({"event":"$identify","properties":{"distinct_id":"u1","$anon_distinct_id":"a1"},)"
+                      R"("$set":{"email":"ada@example.com"},"$set_once":{"first_seen":"2024-05-01"}})")
+        << QStringList{R"({"distinct_id":"u1","$anon_distinct_id":"a1","$set":{"email":"ada@example.com"},)"
+                       R"("$set_once":{"first_seen":"2024-05-01"}})"};
+    QTest::newRow("both: top-level wins per key, keys keep their place")
+        << QByteArray(R"({"event":"$set","distinct_id":"u1","properties":{"$set":{"email":"old","plan":"free"},)"
+                      R"("x":1},"$set":{"name":"Ada","email":"new"}})")
+        << QStringList{R"({"$set":{"email":"new","plan":"free","name":"Ada"},"x":1})"};
+    QTest::newRow("posthog-node: in properties only, untouched")
+        << QByteArray(R"({"event":"$identify","distinct_id":"u1","properties":{"$set":{"email":"a@b.c"}}})")
+        << QStringList{R"({"$set":{"email":"a@b.c"}})"};
+    QTest::newRow("top-level $unset is not folded, as PostHog reads it from properties only")
+        << QByteArray(R"({"event":"$set","distinct_id":"u1","properties":{"a":1},"$unset":["plan"]})")
+        << QStringList{R"({"a":1})"};
+    QTest::newRow("not an object: not folded")
+        << QByteArray(R"({"event":"$set","distinct_id":"u1","properties":{"a":1},"$set":null,"$set_once":"x"})")
+        << QStringList{R"({"a":1})"};
+    QTest::newRow("empty top-level $set still creates one")
+        << QByteArray(R"({"event":"$pageview","distinct_id":"u1","$set":{}})") << QStringList{R"({"$set":{}})"};
+    QTest::newRow("properties' $set not an object: replaced")
+        << QByteArray(R"({"event":"$set","distinct_id":"u1","properties":{"$set":"x"},"$set":{"a":"b"}})")
+        << QStringList{R"({"$set":{"a":"b"}})"};
+    QTest::newRow("escaped keys and nested values")
+        << QByteArray(R"({"event":"$set","distinct_id":"u1","$set":{"a\"b\u0001":{"n":[1,2]}}})")
+        << QStringList{R"({"$set":{"a\"b\u0001":{"n":[1,2]}}})"};
+    QTest::newRow("a /e array: every event keeps its own folded properties")
+        << QByteArray(R"([{"event":"a","properties":{"distinct_id":"u1"},"$set":{"k":1}},)"
+                      R"({"event":"b","properties":{"distinct_id":"u2"},"$set_once":{"k":2}}])")
+        << QStringList{R"({"distinct_id":"u1","$set":{"k":1}})", R"({"distinct_id":"u2","$set_once":{"k":2}})"};
+}
+
+void TestFormat::personPropertiesFolded() {
+    QFETCH(QByteArray, line);
+    QFETCH(QStringList, properties);
+
+    EventDecoder decoder;
+    const PaddedLine padded(line);
+    const DecodedLine& decoded = decoder.decode(padded.view(), {"f", 1, -1});
+    QCOMPARE(decoded.events.size(), std::size_t(properties.size()));
+    for (qsizetype i = 0; i < properties.size(); ++i) {
+        const Event& event = decoded.events[static_cast<std::size_t>(i)];
+        QCOMPARE(qs(simdjson::minify(event.properties)), properties[i]);
+        QVERIFY(event.properties.is_object());
+    }
+    if (decoded.events.size() == 1) QCOMPARE(QByteArray::fromStdString(decoded.events[0].rawBytes()), line);
 }
 
 void TestFormat::bigIntegers_data() {
