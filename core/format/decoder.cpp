@@ -200,6 +200,9 @@ enum class EventDecoder::Member : std::uint8_t {
     received_at,
     dollar_set,      // "$set": posthog-js sends person properties beside "properties"
     dollar_set_once, // "$set_once"
+    groupId,
+    category,
+    historical_migration,
     none, // a key no decoder reads
 };
 
@@ -238,6 +241,13 @@ struct EventDecoder::Members {
         return value.get_string().value_unsafe();
     }
 
+    // A JSON boolean member; nullopt when absent or of another type (PostHog's capture reads it so).
+    std::optional<bool> flag(Member key) const {
+        element value;
+        if (!get(key, value) || !value.is_bool()) return std::nullopt;
+        return value.get_bool().value_unsafe();
+    }
+
     Millis time(Member key) const {
         element value;
         return get(key, value) ? timeOf(value) : std::nullopt;
@@ -268,9 +278,11 @@ struct EventDecoder::Members {
             if (sameBytes(key, "context")) return Member::context;
             if (sameBytes(key, "sent_at")) return Member::sent_at;
             if (sameBytes(key, "user_id")) return Member::user_id;
+            if (sameBytes(key, "groupId")) return Member::groupId;
             break;
         case 8:
             if (sameBytes(key, "alias_id")) return Member::alias_id;
+            if (sameBytes(key, "category")) return Member::category;
             break;
         case 9:
             if (sameBytes(key, "timestamp")) return Member::timestamp;
@@ -294,6 +306,9 @@ struct EventDecoder::Members {
             break;
         case 17:
             if (sameBytes(key, "originalTimestamp")) return Member::originalTimestamp;
+            break;
+        case 20:
+            if (sameBytes(key, "historical_migration")) return Member::historical_migration;
             break;
         default:
             break;
@@ -475,6 +490,8 @@ void EventDecoder::decodeValue(element value, Origin origin, std::string_view li
     Envelope envelope;
     envelope.sentAt = members.time(Member::sent_at);
     if (!envelope.sentAt) envelope.sentAt = members.time(Member::sentAt);
+    // posthog-node (historicalMigration), posthog-python and capture v1 flag a whole body.
+    envelope.historicalMigration = members.flag(Member::historical_migration).value_or(false);
     const bool haveLayout = salvaged || (scanLayout(line) && m_layout.hasBatch);
     const std::size_t count =
         decodeItems(batch.get_array().value_unsafe(), origin, line, hint, envelope, haveLayout, salvaged);
@@ -616,6 +633,8 @@ void EventDecoder::decodeObject(element value, const Members& members, Origin or
         return;
     }
     if (!event.sentAt) event.sentAt = envelope.sentAt;
+    // An event's own flag (a single-event body, the canonical form) outranks its envelope's.
+    event.historicalMigration = members.flag(Member::historical_migration).value_or(envelope.historicalMigration);
     m_result.events.push_back(event);
 }
 
@@ -726,6 +745,35 @@ void EventDecoder::foldPersonProperties(const Members& members, Event& event) {
     event.properties = rebuilt(spreadInto(&properties, folded));
 }
 
+void EventDecoder::foldSegmentFields(const Members& members, std::string_view type, Event& event) {
+    // Fields a Segment page, screen or group carries beside its properties, put where the
+    // canonical properties show them (validation, capture, export):
+    //  - page / screen `name` and `category` -> properties.name / .category, the top-level value
+    //    winning, as analytics.js itself does for pages (addPageContext, EventFactory.page);
+    //  - group `groupId` -> properties.$group_key, PostHog's key for a group (posthog-node's
+    //    $groupidentify has it), the traits being the group's properties.
+    const object properties = event.properties.get_object().value_unsafe();
+    std::vector<Overlay> overlays;
+    const auto overlay = [&](std::string_view key, Member member, bool numbersToo) {
+        element value;
+        if (!members.get(member, value)) return;
+        const bool usable = value.is_string() || (numbersToo && value.is_number());
+        if (!usable) return;
+        element own;
+        if (properties.at_key(key).get(own) == simdjson::SUCCESS && own.type() == value.type() &&
+            simdjson::minify(own) == simdjson::minify(value))
+            return; // already there (analytics.js pages): nothing to rebuild
+        overlays.push_back({key, simdjson::minify(value)});
+    };
+    if (type == "page" || type == "screen") {
+        overlay("name", Member::name, false);
+        overlay("category", Member::category, false);
+    } else if (type == "group") {
+        overlay("$group_key", Member::groupId, true);
+    }
+    if (!overlays.empty()) event.properties = rebuilt(spreadInto(&properties, overlays));
+}
+
 element EventDecoder::rebuilt(const std::string& json) {
     // Each rebuilt object needs a document of its own that lives until the next decode.
     if (m_rebuiltUsed == m_rebuiltParsers.size())
@@ -763,6 +811,7 @@ void EventDecoder::decodeSegment(const Members& members, Event& event) {
         return;
     }
     if (!takeProperties(members, propertiesKey, event)) return;
+    foldSegmentFields(members, type, event);
 
     event.userId = idMember(members, Member::userId);
     event.anonymousId = idMember(members, Member::anonymousId);
@@ -815,6 +864,7 @@ void EventDecoder::decodeCanonical(const Members& members, Event& event) {
     event.timestamp = members.time(Member::timestamp);
     event.sentAt = members.time(Member::sent_at);
     event.receivedAt = members.time(Member::received_at);
+    // historical_migration is read for every format in decodeObject.
 }
 
 } // namespace pipescope

@@ -69,6 +69,7 @@ public:
 private:
     struct Envelope {
         Millis sentAt;
+        bool historicalMigration = false;
     };
     // A value's exact bytes: the whole line, or a batch element's range in it.
     struct Raw {
@@ -106,6 +107,8 @@ private:
     bool takeProperties(const Members& members, Member key, Event& event);
     // Top-level $set / $set_once into event.properties, as PostHog's ingestion folds them.
     void foldPersonProperties(const Members& members, Event& event);
+    // Segment page/screen name and category, group groupId, into event.properties.
+    void foldSegmentFields(const Members& members, std::string_view type, Event& event);
     // `json` parsed into a document that lives until the next decode (empty object if it fails).
     simdjson::dom::element rebuilt(const std::string& json);
     void reject(Origin origin, simdjson::dom::element value, Raw raw, std::string message, std::string_view name,
