@@ -170,6 +170,8 @@ private slots:
     void evidenceIsBounded();
     void finishIsRepeatable();
     void issuesText();
+    void groups_data();
+    void groups();
     void replayFromCaptureAgrees_data();
     void replayFromCaptureAgrees();
 };
@@ -881,7 +883,7 @@ void TestIdentity::summaryJson() {
         "persons": 4, "merges": 1,
         "issues": {"illegal_distinct_id": 1, "merge_refused": 1, "split_identity": 0,
                    "orphan_server_id": 1, "post_identify_anonymous": 1},
-        "probable_same_user": 1, "shared_device": 0})");
+        "probable_same_user": 1, "shared_device": 0, "groups": 0, "groups_by_type": {}})");
     const nlohmann::json actual = graph.summary();
     QCOMPARE(QString::fromStdString(actual.dump()), QString::fromStdString(expected.dump()));
     QCOMPARE(graph.summary().countedIssues(), 4u);
@@ -945,6 +947,100 @@ void TestIdentity::issuesText() {
                  qPrintable(QString("missing \"%1\" in:\n%2").arg(expected, QString::fromStdString(text))));
 }
 
+// --- groups -------------------------------------------------------------------------------------
+
+namespace {
+// posthog-node 5: groupIdentify({groupType, groupKey, properties}) enqueues a $groupidentify under
+// the distinct id "$<type>_<key>" (posthog-core-stateless.ts groupIdentifyStateless).
+const char* kNodeGroupIdentify =
+    R"({"api_key":"phc","batch":[{"distinct_id":"$company_acme","event":"$groupidentify","properties":)"
+    R"({"$group_type":"company","$group_key":"acme","$group_set":{"name":"Acme","plan":"enterprise"},)"
+    R"("$lib":"posthog-node","$lib_version":"5.8.0"},"timestamp":"2024-05-01T12:00:00.000Z",)"
+    R"("uuid":"0190c3a0-0000-7000-8000-00000000a001"}],"sent_at":"2024-05-01T12:00:00.100Z"})";
+} // namespace
+
+void TestIdentity::groups_data() {
+    QTest::addColumn<QStringList>("lines");
+    QTest::addColumn<int>("persons");
+    QTest::addColumn<QString>("groups");  // "type:key=members" sorted, members joined with +
+    QTest::addColumn<QString>("properties"); // of the first group (keys sorted)
+    QTest::addColumn<int>("orphans");
+
+    QTest::newRow("posthog-node groupIdentify: a group, no person")
+        << QStringList{kNodeGroupIdentify} << 0 << "company:acme=" << R"({"name":"Acme","plan":"enterprise"})" << 0;
+    QTest::newRow("posthog-node groupIdentify twice: properties merged, later wins")
+        << QStringList{kNodeGroupIdentify,
+                       R"({"distinct_id":"$company_acme","event":"$groupidentify","properties":{"$group_type":"company",)"
+                       R"("$group_key":"acme","$group_set":{"plan":"team","seats":5},"$lib":"posthog-node"}})"}
+        << 0 << "company:acme=" << R"({"name":"Acme","plan":"team","seats":5})" << 0;
+    QTest::newRow("posthog-node with distinctId: the user is a member")
+        << QStringList{R"({"distinct_id":"user-1","event":"$groupidentify","properties":{"$group_type":"company",)"
+                       R"("$group_key":"acme","$group_set":{},"$lib":"posthog-node"}})"}
+        << 1 << "company:acme=user-1" << "{}" << 1; // user-1 is a server-only person: orphan as ever
+    QTest::newRow("numeric group key")
+        << QStringList{R"({"distinct_id":"$org_42","event":"$groupidentify","properties":{"$group_type":"org",)"
+                       R"("$group_key":42,"$lib":"posthog-node"}})"}
+        << 0 << "org:42=" << "{}" << 0;
+    QTest::newRow("posthog-js group(): the current user is a member")
+        << QStringList{R"([{"event":"$groupidentify","properties":{"distinct_id":"anon-1","$lib":"web",)"
+                       R"("$group_type":"team","$group_key":"t-9","$group_set":{"name":"Blue"}}}])"}
+        << 1 << "team:t-9=anon-1" << R"({"name":"Blue"})" << 0;
+    QTest::newRow("Segment group: groupId and traits, the user a member")
+        << QStringList{R"({"type":"group","userId":"user-2","groupId":"acme","traits":{"name":"Acme","employees":40},)"
+                       R"("context":{"library":{"name":"analytics.js"}},"messageId":"ajs-g1"})"}
+        << 1 << "segment:acme=user-2" << R"({"employees":40,"name":"Acme"})" << 0;
+    QTest::newRow("no group type: not a group, an ordinary event")
+        << QStringList{R"({"distinct_id":"$company_acme","event":"$groupidentify","properties":{"$group_key":"acme",)"
+                       R"("$lib":"posthog-node"}})"}
+        << 1 << "" << "" << 1;
+}
+
+void TestIdentity::groups() {
+    QFETCH(QStringList, lines);
+    QFETCH(int, persons);
+    QFETCH(QString, groups);
+    QFETCH(QString, properties);
+    QFETCH(int, orphans);
+
+    Pipeline pipeline(nullptr, nullptr, PipelineOptions{});
+    std::uint64_t number = 0;
+    for (const QString& line : lines)
+        pipeline.processLine(line.toStdString(), Origin{"sdk.ndjson", ++number, -1}, false);
+    pipeline.finish();
+    const IdentityGraph& graph = pipeline.identityGraph();
+    const IdentitySummary summary = graph.summary();
+    QCOMPARE(summary.persons, std::uint64_t(persons));
+    QCOMPARE(summary.issueCount(IdentityIssueKind::OrphanServerId), std::uint64_t(orphans));
+    QStringList found;
+    for (const IdentityGroup& group : graph.groups()) {
+        QStringList members;
+        for (const auto& id : group.members)
+            members << QString::fromStdString(id);
+        found << QString::fromStdString(group.type + ":" + group.key + "=") + members.join('+');
+        QVERIFY(!graph.explain("$" + group.type + "_" + group.key)); // the group is not a person
+    }
+    QCOMPARE(found.join(' '), groups);
+    if (!graph.groups().empty()) QCOMPARE(QString::fromStdString(graph.groups().front().properties), properties);
+    QCOMPARE(summary.groups, std::uint64_t(found.size()));
+    const nlohmann::json json = summary;
+    QCOMPARE(json["groups"].get<std::size_t>(), std::size_t(found.size()));
+    for (const IdentityGroup& group : graph.groups()) {
+        QCOMPARE(json["groups_by_type"][group.type].get<std::size_t>(), 1u);
+        for (const auto& member : group.members) {
+            const auto explanation = graph.explain(member);
+            QVERIFY(explanation);
+            QCOMPARE(explanation->groups.size(), 1u);
+            QCOMPARE(QString::fromStdString(explanation->groups.front().second), QString::fromStdString(group.key));
+        }
+    }
+    // No person issue names a group.
+    if (!groups.isEmpty()) {
+        for (const IdentityIssue& issue : graph.issues())
+            for (const auto& id : issue.ids)
+                QVERIFY2(id.rfind("$company_", 0) != 0 && id.rfind("$org_", 0) != 0, issue.message.c_str());
+    }
+}
+
 // --- the graph rebuilt from a capture -------------------------------------------------------------
 
 void TestIdentity::replayFromCaptureAgrees_data() {
@@ -962,6 +1058,16 @@ void TestIdentity::replayFromCaptureAgrees_data() {
     QStringList lateLater = lateEarlier;
     lateLater[1].replace("12:00:04.924Z", "12:00:05.076Z");
     QTest::newRow("later-timestamped event") << lateLater << "post_identify_anonymous" << 1;
+    QTest::newRow("posthog-node groupIdentify") << QStringList{kNodeGroupIdentify} << "orphan_server_id" << 0;
+    QTest::newRow("Segment group")
+        << QStringList{R"({"type":"group","userId":"user-2","groupId":"acme","traits":{"name":"Acme"},"messageId":"g1"})"}
+        << "orphan_server_id" << 0;
+    // posthog-js: alice logs out (reset(): same $device_id, new anonymous id), bob logs in.
+    QTest::newRow("reset() then another login")
+        << QStringList{
+               R"([{"uuid":"r1","event":"$pageview","properties":{"distinct_id":"user-alice","$lib":"web","$device_id":"dev-1","$session_id":"s1"},"timestamp":"2024-05-01T12:00:00.000Z"}])",
+               R"([{"uuid":"r2","event":"$identify","properties":{"distinct_id":"user-bob","$anon_distinct_id":"anon-2","$lib":"web","$device_id":"dev-1","$session_id":"s2"},"timestamp":"2024-05-01T12:05:00.000Z"}])"}
+        << "shared_device" << 1;
 }
 
 void TestIdentity::replayFromCaptureAgrees() {

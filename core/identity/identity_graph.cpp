@@ -334,6 +334,13 @@ struct IdentityGraph::State {
     // identify without a time named it: then only processing order can tell what came after).
     std::unordered_map<std::uint32_t, std::int64_t> identifiedAt;
     std::vector<std::vector<std::uint32_t>> probableGroups;
+    struct GroupEntry {
+        nlohmann::json properties = nlohmann::json::object();
+        std::vector<std::uint32_t> members; // nodes, sorted
+        std::uint64_t events = 0;
+        std::int64_t firstSeq = 0;
+    };
+    std::map<std::pair<std::string, std::string>, GroupEntry> personGroups; // (type, key) -> group
 
     std::uint64_t events = 0;
     std::uint64_t persons = 0;
@@ -414,8 +421,30 @@ struct IdentityGraph::State {
 
     // --- events
 
+    // The group a $groupidentify names; true when its distinct id is the group's own (no person).
+    GroupEntry* noteGroup(const IdentityEvent& event, bool& groupOwnId) {
+        auto [it, added] = personGroups.try_emplace({std::string(event.groupType), std::string(event.groupKey)});
+        GroupEntry& group = it->second;
+        if (added) group.firstSeq = event.seq;
+        ++group.events;
+        // PostHog's upsertGroup merges $group_set into what the group has.
+        const auto properties = nlohmann::json::parse(event.groupProperties, nullptr, false);
+        if (properties.is_object()) group.properties.update(properties);
+        const std::string_view id = event.distinctId;
+        groupOwnId = id.size() == event.groupType.size() + event.groupKey.size() + 2 && id.front() == '$' &&
+                     id.substr(1, event.groupType.size()) == event.groupType &&
+                     id[event.groupType.size() + 1] == '_' && id.substr(event.groupType.size() + 2) == event.groupKey;
+        return &group;
+    }
+
     void observe(const IdentityEvent& event) {
         ++events;
+        GroupEntry* group = nullptr;
+        if (!event.groupKey.empty()) {
+            bool groupOwnId = false;
+            group = noteGroup(event, groupOwnId);
+            if (groupOwnId) return; // "$company_acme" is the group itself, not a person
+        }
         if (isIllegalDistinctId(event.distinctId)) {
             issuesOf(IdentityIssueKind::IllegalDistinctId)
                 .push_back({event.seq, internIllegal(event.distinctId), kNone, internName(event.name)});
@@ -445,6 +474,10 @@ struct IdentityGraph::State {
                 .push_back({event.seq, target, kNone, internName(event.name)});
         }
         noteStream(target, event);
+        if (group) {
+            const auto at = std::lower_bound(group->members.begin(), group->members.end(), target);
+            if (at == group->members.end() || *at != target) group->members.insert(at, target);
+        }
 
         if (isLink) link(event, kind, source, target, targetKnown);
 
@@ -992,6 +1025,43 @@ std::span<const Correlation> CorrelationExtractor::extract(simdjson::dom::elemen
     return m_found;
 }
 
+bool GroupExtractor::extract(std::string_view name, Format format, simdjson::dom::element properties) {
+    m_type = {};
+    m_key.clear();
+    m_properties.clear();
+    simdjson::dom::object object;
+    if (name != "$groupidentify" || properties.get_object().get(object) != simdjson::SUCCESS) return false;
+    simdjson::dom::element type, key, set;
+    if (object.at_key("$group_type").get(type) == simdjson::SUCCESS && type.is_string())
+        m_type = type.get_string().value_unsafe();
+    else if (format == Format::Segment)
+        m_type = "segment";
+    if (m_type.empty() || object.at_key("$group_key").get(key) != simdjson::SUCCESS) return false;
+    if (key.is_string()) {
+        m_key = std::string(key.get_string().value_unsafe());
+    } else if (key.is_int64() || key.is_uint64() || key.is_double()) {
+        m_key = simdjson::minify(key); // a JavaScript toString() of an integer; doubles as JSON
+    }
+    if (m_key.empty()) return false;
+    if (object.at_key("$group_set").get(set) == simdjson::SUCCESS && set.is_object()) {
+        m_properties = simdjson::minify(set);
+    } else if (format == Format::Segment) {
+        m_properties = "{";
+        for (const auto field : object) {
+            if (field.key == "$group_key" || field.key == "$group_type") continue;
+            if (m_properties.size() > 1) m_properties += ',';
+            m_properties += nlohmann::json(std::string(field.key)).dump(-1, ' ', false,
+                                                                        nlohmann::json::error_handler_t::replace);
+            m_properties += ':';
+            m_properties += simdjson::minify(field.value);
+        }
+        m_properties += '}';
+    } else {
+        m_properties = "{}";
+    }
+    return true;
+}
+
 std::string_view toString(LinkKind kind) {
     switch (kind) {
     case LinkKind::Identify:
@@ -1102,6 +1172,9 @@ IdentitySummary IdentityGraph::summary() const {
     summary.correlationValues = s.groups.size();
     for (std::size_t k = 0; k < kIdentityIssueKindCount; ++k)
         summary.issues[k] = s.issues[k].size();
+    summary.groups = s.personGroups.size();
+    for (const auto& [typeAndKey, group] : s.personGroups)
+        ++summary.groupsByType[typeAndKey.first];
     summary.finished = s.finished;
     return summary;
 }
@@ -1148,6 +1221,10 @@ std::optional<IdentityExplanation> IdentityGraph::explain(std::string_view id) c
     std::stable_sort(
         explanation.members.begin(), explanation.members.end(),
         [](const IdentityMember& a, const IdentityMember& b) { return a.firstSeen.seq < b.firstSeen.seq; });
+    for (const auto& [typeAndKey, group] : s.personGroups)
+        if (std::any_of(group.members.begin(), group.members.end(),
+                        [&](std::uint32_t member) { return s.rootOf(member) == person; }))
+            explanation.groups.push_back(typeAndKey);
     for (std::uint32_t l = 0; l < s.links.size(); ++l) {
         const LinkEntry& entry = s.links[l];
         const bool touches =
@@ -1182,6 +1259,24 @@ std::vector<std::string> IdentityGraph::similarIds(std::string_view id, std::siz
     return similar;
 }
 
+std::vector<IdentityGroup> IdentityGraph::groups() const {
+    const State& s = *m_state;
+    std::vector<IdentityGroup> result;
+    result.reserve(s.personGroups.size());
+    for (const auto& [typeAndKey, entry] : s.personGroups) {
+        IdentityGroup& group = result.emplace_back();
+        group.type = typeAndKey.first;
+        group.key = typeAndKey.second;
+        group.properties = entry.properties.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        group.memberCount = entry.members.size();
+        for (std::size_t i = 0; i < entry.members.size() && i < s.options.evidenceLimit; ++i)
+            group.members.emplace_back(s.nodes[entry.members[i]].id());
+        group.eventCount = entry.events;
+        group.firstSeq = entry.firstSeq;
+    }
+    return result;
+}
+
 bool IdentityGraph::samePerson(std::string_view a, std::string_view b) const {
     const std::uint32_t first = m_state->findId(a);
     const std::uint32_t second = m_state->findId(b);
@@ -1201,7 +1296,19 @@ void to_json(nlohmann::json& json, const IdentitySummary& summary) {
             {"merges", summary.merges},
             {"issues", std::move(counted)},
             {"probable_same_user", summary.issueCount(IdentityIssueKind::ProbableSameUser)},
-            {"shared_device", summary.issueCount(IdentityIssueKind::SharedDevice)}};
+            {"shared_device", summary.issueCount(IdentityIssueKind::SharedDevice)},
+            {"groups", summary.groups},
+            {"groups_by_type", summary.groupsByType}};
+}
+
+void to_json(nlohmann::json& json, const IdentityGroup& group) {
+    json = {{"type", group.type},
+            {"key", group.key},
+            {"properties", nlohmann::json::parse(group.properties, nullptr, false)},
+            {"members", group.members},
+            {"member_count", group.memberCount},
+            {"event_count", group.eventCount},
+            {"first_seq", group.firstSeq}};
 }
 
 void to_json(nlohmann::json& json, const IdentityEventRef& event) {
@@ -1247,9 +1354,13 @@ void to_json(nlohmann::json& json, const IdentityExplanation& explanation) {
     nlohmann::json counts = nlohmann::json::object();
     for (std::size_t k = 0; k < kIdentityIssueKindCount; ++k)
         counts[std::string(toString(static_cast<IdentityIssueKind>(k)))] = explanation.issueCounts[k];
+    nlohmann::json groups = nlohmann::json::array();
+    for (const auto& [type, key] : explanation.groups)
+        groups.push_back({{"type", type}, {"key", key}});
     json = {{"id", explanation.id},
             {"identified", explanation.identified},
             {"ids", std::move(members)},
+            {"groups", std::move(groups)},
             {"links", explanation.links},
             {"refused_merges", explanation.refusedMerges},
             {"issues", explanation.issues},
@@ -1301,6 +1412,12 @@ std::string toText(const IdentityExplanation& explanation) {
         text += "\n      first seen " + describe(member.firstSeen) + "\n";
         if (member.joinedBy) text += "      joined by " + describe(*member.joinedBy) + "\n";
     }
+    if (!explanation.groups.empty()) {
+        text += "  groups:";
+        for (const auto& [type, key] : explanation.groups)
+            text += " " + type + " " + inQuotes(key);
+        text += "\n";
+    }
     text += "  links (" + std::to_string(explanation.links.size()) + "):\n";
     for (const auto& link : explanation.links)
         text += "    " + describe(link) + "\n";
@@ -1326,7 +1443,8 @@ std::string toText(const IdentitySummary& summary, std::span<const IdentityIssue
     std::string text = std::to_string(summary.ids) + " ids in " + std::to_string(summary.persons) +
                        " persons (" + std::to_string(summary.identifiedPersons) + " identified), " +
                        counted(summary.links, "link", "links") + ", " +
-                       counted(summary.merges, "merge", "merges") + "; " +
+                       counted(summary.merges, "merge", "merges") + ", " +
+                       counted(summary.groups, "group", "groups") + "; " +
                        counted(summary.countedIssues(), "issue", "issues") + "\n";
     for (std::size_t k = 0; k < kIdentityIssueKindCount; ++k) {
         const auto kind = static_cast<IdentityIssueKind>(k);

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
@@ -44,6 +45,32 @@ struct IdentityEvent {
     std::optional<std::int64_t> timeMillis;
     std::string_view origin; // "file.ndjson:12#3"
     std::span<const Correlation> correlations;
+    // A $groupidentify's group (GroupExtractor): set when the event names one. Groups are not
+    // persons: an event whose distinct id is the group's own ("$<type>_<key>", as posthog-node and
+    // posthog-python send group updates) only updates the group; any other distinct id is a person
+    // and becomes a member of the group (posthog-js group(), Segment group).
+    std::string_view groupType;
+    std::string_view groupKey;
+    std::string_view groupProperties; // a JSON object: $group_set, or a Segment group's traits
+};
+
+// Picks the group out of a $groupidentify, as PostHog's ingestion reads it (process-event.ts,
+// upsertGroup): properties.$group_type and .$group_key (a number is taken as its text), and
+// .$group_set as the group's properties. A Segment group has no group type: it is "segment", its
+// key the groupId (decoded into .$group_key), its traits the group's properties. Valid until the
+// next extract().
+class GroupExtractor {
+public:
+    // False when the event names no group (another event, or no type or key).
+    bool extract(std::string_view name, Format format, simdjson::dom::element properties);
+    std::string_view type() const { return m_type; }
+    std::string_view key() const { return m_key; }
+    std::string_view properties() const { return m_properties; }
+
+private:
+    std::string_view m_type;
+    std::string m_key;
+    std::string m_properties;
 };
 
 struct IdentityOptions {
@@ -141,9 +168,21 @@ struct IdentityMember {
     const IdentityEventRef& introducedBy() const { return joinedBy ? joinedBy->event : firstSeen; }
 };
 
+// A group ($groupidentify): kept apart from persons, never in a person issue.
+struct IdentityGroup {
+    std::string type;
+    std::string key;
+    std::string properties;         // a JSON object: every $group_set merged, the later value winning
+    std::vector<std::string> members; // distinct ids named as members, at most evidenceLimit
+    std::size_t memberCount = 0;
+    std::uint64_t eventCount = 0;
+    std::int64_t firstSeq = 0;
+};
+
 struct IdentityExplanation {
     std::string id; // the id asked about
     bool identified = false;
+    std::vector<std::pair<std::string, std::string>> groups; // (type, key) the person is a member of
     std::vector<IdentityMember> members;     // every id of the person, by first use
     std::vector<IdentityLink> links;         // every link touching a member, in event order
     std::vector<IdentityLink> refusedMerges; // the refused ones among them
@@ -160,6 +199,8 @@ struct IdentitySummary {
     std::uint64_t merges = 0;            // links that joined ids not already in one person
     std::uint64_t correlationValues = 0; // distinct (key, value) pairs tracked
     std::array<std::uint64_t, kIdentityIssueKindCount> issues{};
+    std::uint64_t groups = 0; // $groupidentify groups, never persons
+    std::map<std::string, std::uint64_t> groupsByType;
     // split_identity, shared_device, orphan_server_id, probable_same_user exist after finish()
     bool finished = false;
 
@@ -189,6 +230,8 @@ public:
     // nullopt when the id was never seen (illegal ids never are); see similarIds().
     std::optional<IdentityExplanation> explain(std::string_view id) const;
     std::vector<std::string> similarIds(std::string_view id, std::size_t limit = 5) const;
+    // Every group, by type then key.
+    std::vector<IdentityGroup> groups() const;
     bool samePerson(std::string_view a, std::string_view b) const;
 
     const IdentityOptions& options() const;
@@ -203,6 +246,7 @@ void to_json(nlohmann::json& json, const IdentityEventRef& event);
 void to_json(nlohmann::json& json, const IdentityLink& link);
 void to_json(nlohmann::json& json, const IdentityIssue& issue);
 void to_json(nlohmann::json& json, const IdentityExplanation& explanation);
+void to_json(nlohmann::json& json, const IdentityGroup& group);
 // {"illegal_distinct_id": [...], ...}: every kind present, in enum order.
 nlohmann::json groupedIssuesJson(std::span<const IdentityIssue> issues);
 

@@ -118,7 +118,8 @@ std::string RunReport::summary() const {
         out << "Dedup        off\n";
     }
     out << "Identity     " << plural(identity.persons, "person", "persons") << " | "
-        << plural(identity.merges, "merge", "merges") << " | " << plural(identity.countedIssues(), "issue", "issues");
+        << plural(identity.merges, "merge", "merges") << " | " << plural(identity.groups, "group", "groups") << " | "
+        << plural(identity.countedIssues(), "issue", "issues");
     if (identity.countedIssues() > 0) {
         const char* sep = ": ";
         for (std::size_t k = 0; k < kIdentityIssueKindCount; ++k) {
