@@ -272,19 +272,17 @@ struct CorrelationMember {
 // When one id used one device value: the times of its first and last event on it. Kept only for
 // the device key, whose values are few next to sessions.
 struct UseSpan {
-    std::int64_t first = std::numeric_limits<std::int64_t>::max();
+    std::int64_t first = std::numeric_limits<std::int64_t>::max(); // kNoTime: an event had no time
     std::int64_t last = std::numeric_limits<std::int64_t>::min();
-    bool untimed = false; // an event without a time: the order of uses is unknown
 
+    // An event without a time: the order of uses is unknown. kNoTime is the smallest: it sticks.
+    bool untimed() const { return first == kNoTime; }
     void add(const std::optional<std::int64_t>& time) {
-        if (!time) {
-            untimed = true;
-            return;
-        }
-        first = std::min(first, *time);
-        last = std::max(last, *time);
+        first = std::min(first, time.value_or(kNoTime));
+        if (time) last = std::max(last, *time);
     }
 };
+static_assert(sizeof(UseSpan) == 16);
 
 // The events sharing one value of one correlation key. Nearly every group has one id, kept inline;
 // further ids go to a member list allocated only then.
@@ -332,7 +330,17 @@ struct IdentityGraph::State {
     std::unordered_map<std::uint32_t, std::int64_t> firstServerSeq;
     // The anonymous side of an identify -> the earliest time it was identified (kNoTime when an
     // identify without a time named it: then only processing order can tell what came after).
-    std::unordered_map<std::uint32_t, std::int64_t> identifiedAt;
+    // One per identified anonymous id, so an open-addressing table of 16-byte entries, not a map.
+    struct IdentifiedAt {
+        std::uint32_t node = kNone;
+        std::int64_t time = kNoTime;
+    };
+    ChunkedVector<IdentifiedAt> identifiedAt;
+    IndexTable identifiedIndex;
+    static std::uint64_t nodeHash(std::uint32_t node) { return XXH3_64bits(&node, sizeof node); }
+    std::uint32_t findIdentified(std::uint32_t node) const {
+        return identifiedIndex.find(nodeHash(node), [&](std::uint32_t i) { return identifiedAt[i].node == node; });
+    }
     std::vector<std::vector<std::uint32_t>> probableGroups;
     struct GroupEntry {
         nlohmann::json properties = nlohmann::json::object();
@@ -496,16 +504,22 @@ struct IdentityGraph::State {
     // the events' own times: SDKs batch and retry, so an event captured just before the identify
     // may arrive after it. Without a time on either side, processing order decides.
     bool sentAfterIdentify(std::uint32_t node, const IdentityEvent& event) const {
-        const auto identified = identifiedAt.find(node);
-        if (identified == identifiedAt.end() || identified->second == kNoTime || !event.timeMillis) return true;
-        return *event.timeMillis > identified->second;
+        const std::uint32_t identified = findIdentified(node);
+        if (identified == kNone || identifiedAt[identified].time == kNoTime || !event.timeMillis) return true;
+        return *event.timeMillis > identifiedAt[identified].time;
     }
 
     void noteIdentified(std::uint32_t node, const IdentityEvent& event) {
         nodes[node].flags |= AnonymousOfIdentify;
         const std::int64_t time = event.timeMillis.value_or(kNoTime);
-        const auto [it, added] = identifiedAt.try_emplace(node, time);
-        if (!added) it->second = std::min(it->second, time); // kNoTime is the smallest: it sticks
+        const std::uint32_t found = findIdentified(node);
+        if (found != kNone) {
+            identifiedAt[found].time = std::min(identifiedAt[found].time, time); // kNoTime is the smallest: it sticks
+            return;
+        }
+        const auto index = static_cast<std::uint32_t>(identifiedAt.size());
+        identifiedAt.push_back({node, time});
+        identifiedIndex.insert(nodeHash(node), index, [&](std::uint32_t i) { return nodeHash(identifiedAt[i].node); });
     }
 
     void noteStream(std::uint32_t node, const IdentityEvent& event) {
@@ -649,7 +663,7 @@ struct IdentityGraph::State {
         std::vector<std::pair<std::uint32_t, UseSpan>> byPerson; // (root, span), merged per root
         const auto add = [&](std::uint32_t node, std::uint32_t spanIndex) {
             const UseSpan& span = spans[spanIndex];
-            if (span.untimed) return false;
+            if (span.untimed()) return false;
             const std::uint32_t person = root(node);
             auto found = std::find_if(byPerson.begin(), byPerson.end(),
                                       [&](const auto& entry) { return entry.first == person; });
