@@ -619,19 +619,26 @@ void TestIdentity::sharedDevice_data() {
                        "c $pageview alice device=d1"}
         << QStringList{} << QStringList{"$device_id=d1 2"};
     QTest::newRow("one after another by time, whatever the arrival order")
-        << QStringList{"c $pageview bob device=d1 t=9000", "c $pageview alice device=d1 t=1000",
+        << QStringList{"c $pageview bob device=d1 t=9000", "c $identify alice device=d1 t=1000",
                        "c $pageview alice device=d1 t=2000"}
         << QStringList{"$device_id=d1 2"} << QStringList{};
     QTest::newRow("overlapping by time, though arrival looks sequential")
-        << QStringList{"c $pageview alice device=d1 t=1000", "c $pageview alice device=d1 t=5000",
+        << QStringList{"c $identify alice device=d1 t=1000", "c $pageview alice device=d1 t=5000",
                        "c $pageview bob device=d1 t=3000"}
         << QStringList{} << QStringList{"$device_id=d1 2"};
     QTest::newRow("same millisecond is an overlap")
-        << QStringList{"c $pageview alice device=d1 t=1000", "c $pageview bob device=d1 t=1000"}
+        << QStringList{"c $identify alice device=d1 t=1000", "c $pageview bob device=d1 t=1000"}
         << QStringList{} << QStringList{"$device_id=d1 2"};
     QTest::newRow("an event without a time: a split")
-        << QStringList{"c $pageview alice device=d1 t=1000", "c $pageview bob device=d1 t=none"}
+        << QStringList{"c $identify alice device=d1 t=1000", "c $pageview bob device=d1 t=none"}
         << QStringList{} << QStringList{"$device_id=d1 2"};
+    QTest::newRow("anonymous, then an unlinked login: a lost identify, a split")
+        << QStringList{"c $pageview anon1 device=d1", "c $pageview anon1 device=d1", "c $pageview alice device=d1",
+                       "c $identify alice device=d1"}
+        << QStringList{} << QStringList{"$device_id=d1 2"};
+    QTest::newRow("a login, then anonymous browsing is enough")
+        << QStringList{"c $identify alice device=d1", "c $pageview anon2 device=d1", "c $pageview anon2 device=d1"}
+        << QStringList{"$device_id=d1 2"} << QStringList{};
     QTest::newRow("sessions are never a shared device")
         << QStringList{"c $pageview alice session=s1", "c $pageview bob session=s1"} << QStringList{}
         << QStringList{"$session_id=s1 2"};
@@ -1065,7 +1072,7 @@ void TestIdentity::replayFromCaptureAgrees_data() {
     // posthog-js: alice logs out (reset(): same $device_id, new anonymous id), bob logs in.
     QTest::newRow("reset() then another login")
         << QStringList{
-               R"([{"uuid":"r1","event":"$pageview","properties":{"distinct_id":"user-alice","$lib":"web","$device_id":"dev-1","$session_id":"s1"},"timestamp":"2024-05-01T12:00:00.000Z"}])",
+               R"([{"uuid":"r1","event":"$identify","properties":{"distinct_id":"user-alice","$anon_distinct_id":"anon-1","$lib":"web","$device_id":"dev-1","$session_id":"s1"},"timestamp":"2024-05-01T12:00:00.000Z"}])",
                R"([{"uuid":"r2","event":"$identify","properties":{"distinct_id":"user-bob","$anon_distinct_id":"anon-2","$lib":"web","$device_id":"dev-1","$session_id":"s2"},"timestamp":"2024-05-01T12:05:00.000Z"}])"}
         << "shared_device" << 1;
 }

@@ -656,8 +656,9 @@ struct IdentityGraph::State {
     }
 
     // Whether the persons of a device group used it one after another: each person's first event
-    // on it after the previous person's last (the pattern of reset() and another login). Any use
-    // without a time, or two persons using it in the same period, is not.
+    // on it after the previous person's last, and each but the last identified (the pattern of a
+    // login, reset() on logout, another login). Any use without a time, two persons using it in the
+    // same period, or an anonymous person before another, is not.
     bool usedOneAfterAnother(const CorrelationGroup& group) {
         if (group.span == kNone || group.more == kNone) return false;
         std::vector<std::pair<std::uint32_t, UseSpan>> byPerson; // (root, span), merged per root
@@ -680,8 +681,12 @@ struct IdentityGraph::State {
             if (member.span == kNone || !add(member.node, member.span)) return false;
         std::sort(byPerson.begin(), byPerson.end(),
                   [](const auto& a, const auto& b) { return a.second.first < b.second.first; });
-        for (std::size_t i = 1; i < byPerson.size(); ++i)
+        for (std::size_t i = 1; i < byPerson.size(); ++i) {
             if (byPerson[i].second.first <= byPerson[i - 1].second.last) return false;
+            // reset() is a logout: the person before it had logged in. An anonymous person followed
+            // by an identified one, unlinked, is the classic lost identify: a split.
+            if (!(nodes[byPerson[i - 1].first].flags & Identified)) return false;
+        }
         return true;
     }
 
