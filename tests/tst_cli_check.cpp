@@ -114,6 +114,50 @@ const QByteArray kSchema = R"({
   "properties": {"sku": {"type": "string"}, "price": {"type": "number", "minimum": 0}}
 })";
 
+// Issue 13, every SDK with its defaults: what each SDK sends, shaped as its source builds it.
+//  posthog-js (packages/browser/src/posthog-core.ts): /e bodies are arrays; identify() captures
+//    $identify with $anon_distinct_id in properties and $set / $set_once at the top level; reset()
+//    keeps $device_id and starts a new anonymous id and session.
+//  posthog-node (packages/core/src/posthog-core-stateless.ts): /batch bodies {api_key, batch,
+//    sent_at[, historical_migration]}; identify puts $set in properties; groupIdentify sends
+//    $groupidentify under "$<type>_<key>".
+//  analytics.js (analytics-next): page name in properties.name too; group has groupId and traits.
+const QByteArray kSdkClient =
+    // The $pageview was captured 76 ms before identify() but reached us in the next request.
+    R"([{"uuid":"js-2","event":"$identify","properties":{"distinct_id":"user-ada","$anon_distinct_id":"anon-ada",)"
+    R"("$lib":"web","$lib_version":"1.200.0","$device_id":"dev-shared","$session_id":"s-ada"},)"
+    R"("$set":{"email":"ada@example.com"},"$set_once":{"$initial_referrer":"$direct"},)"
+    R"("timestamp":"2024-05-01T12:00:05.000Z"}])" "\n"
+    R"([{"uuid":"js-1","event":"$pageview","properties":{"distinct_id":"anon-ada","$lib":"web",)"
+    R"("$device_id":"dev-shared","$session_id":"s-ada"},"timestamp":"2024-05-01T12:00:04.924Z"}])" "\n"
+    R"([{"uuid":"js-3","event":"$pageview","properties":{"distinct_id":"user-ada","$lib":"web",)"
+    R"("$device_id":"dev-shared","$session_id":"s-ada"},"timestamp":"2024-05-01T12:00:06.000Z"}])" "\n"
+    // reset(), then grace logs in on the same device: new anonymous id, new session.
+    R"([{"uuid":"js-4","event":"$pageview","properties":{"distinct_id":"anon-grace","$lib":"web",)"
+    R"("$device_id":"dev-shared","$session_id":"s-grace"},"timestamp":"2024-05-01T12:10:00.000Z"},)"
+    R"({"uuid":"js-5","event":"$identify","properties":{"distinct_id":"user-grace","$anon_distinct_id":"anon-grace",)"
+    R"("$lib":"web","$device_id":"dev-shared","$session_id":"s-grace"},"$set":{"email":"grace@example.com"},)"
+    R"("$set_once":{},"timestamp":"2024-05-01T12:10:02.000Z"}])" "\n"
+    // An identify without an email: the schema still bites.
+    R"([{"uuid":"js-6","event":"$identify","properties":{"distinct_id":"user-eve","$anon_distinct_id":"anon-eve",)"
+    R"("$lib":"web"},"$set":{"name":"Eve"},"timestamp":"2024-05-01T12:20:00.000Z"}])" "\n"
+    R"({"type":"page","messageId":"ajs-1","anonymousId":"anon-seg","name":"Pricing","category":"Docs",)"
+    R"("properties":{"path":"/pricing","url":"https://example.com/pricing"},)"
+    R"("context":{"library":{"name":"analytics.js","version":"npm:next-1.70.0"}},"timestamp":"2024-05-01T13:00:00.000Z"})" "\n"
+    R"({"type":"group","messageId":"ajs-2","anonymousId":"anon-seg","userId":"user-seg","groupId":"acme",)"
+    R"("traits":{"name":"Acme Inc","plan":"enterprise"},)"
+    R"("context":{"library":{"name":"analytics.js","version":"npm:next-1.70.0"}},"timestamp":"2024-05-01T13:00:01.000Z"})" "\n";
+const QByteArray kSdkServer =
+    R"({"api_key":"phc_test","batch":[{"distinct_id":"user-ada","event":"$identify","properties":)"
+    R"({"$set":{"email":"ada@example.com"},"$lib":"posthog-node","$lib_version":"5.8.0"},)"
+    R"("timestamp":"2024-05-01T12:00:07.000Z","uuid":"node-1"},)"
+    R"({"distinct_id":"$company_acme","event":"$groupidentify","properties":{"$group_type":"company",)"
+    R"("$group_key":"acme","$group_set":{"name":"Acme Inc"},"$lib":"posthog-node","$lib_version":"5.8.0"},)"
+    R"("timestamp":"2024-05-01T12:00:08.000Z","uuid":"node-2"}],)"
+    R"("sent_at":"2024-05-01T12:00:09.000Z","historical_migration":true})" "\n";
+const QByteArray kIdentifySchema = R"({"type":"object","required":["$set"],
+  "properties":{"$set":{"type":"object","required":["email"],"properties":{"email":{"type":"string"}}}}})";
+
 } // namespace
 
 class TestCliCheck : public QObject {
@@ -133,6 +177,7 @@ private slots:
     void truncatedGzipKeepsWhatWasRead();
     void demoTraffic();
     void hostileBatches();
+    void everySdkWithItsDefaults();
 
 private:
     QTemporaryDir m_dir;
@@ -459,6 +504,62 @@ void TestCliCheck::hostileBatches() {
     const QJsonObject inputsAgain = QJsonDocument::fromJson(again.out).object()["inputs"].toObject();
     QCOMPARE(inputsAgain["unparseable"].toInt(), 3);
     QCOMPARE(inputsAgain["rejected"].toInt(), 2);
+}
+
+void TestCliCheck::everySdkWithItsDefaults() {
+    writeFile(path("sdk/schemas/$identify/1.json"), kIdentifySchema);
+    writeFile(path("sdk/client.ndjson"), kSdkClient);
+    writeFile(path("sdk/server.ndjson"), kSdkServer);
+    const QString capture = path("sdk/run.pipescope");
+    const Run run = cli({"check", "--schemas", path("sdk/schemas"), path("sdk/client.ndjson"), path("sdk/server.ndjson"),
+                         "--report", path("sdk/report.json"), "--capture", capture});
+    QVERIFY2(run.exitCode == 1, run.err.constData()); // eve's identify lacks an email
+    const QJsonObject report = readJson(path("sdk/report.json"));
+
+    // posthog-js's top-level $set is what the schema sees, as posthog-node's properties.$set is.
+    const QJsonObject validation = report["validation"].toObject();
+    QCOMPARE(validation["invalid"].toInt(), 1);
+    const QJsonArray failures = validation["failures"].toArray();
+    QCOMPARE(failures.size(), 1);
+    QCOMPARE(failures[0].toObject()["event"].toString(), QString("$identify"));
+    QCOMPARE(failures[0].toObject()["pointer"].toString(), QString("/$set"));
+
+    const QJsonObject identity = report["identity"].toObject();
+    const QJsonObject issues = identity["issues"].toObject();
+    QCOMPARE(issues["post_identify_anonymous"].toInt(), 0); // the late pageview was sent before identify
+    QCOMPARE(issues["orphan_server_id"].toInt(), 0);        // "$company_acme" is a group, not a person
+    QCOMPARE(issues["split_identity"].toInt(), 0);          // dev-shared: ada, then grace
+    QCOMPARE(identity["shared_device"].toInt(), 1);
+    QCOMPARE(identity["groups"].toInt(), 2);
+    QCOMPARE(identity["groups_by_type"].toObject(), (QJsonObject{{"company", 1}, {"segment", 1}}));
+    // ada, grace, anon-seg, user-seg (a group call links no ids); eve's identify is dead-lettered.
+    QCOMPARE(identity["persons"].toInt(), 4);
+    QVERIFY2(run.out.contains("2 groups"), run.out.constData());
+    QVERIFY2(run.out.contains("shared_device"), run.out.constData());
+
+    // The capture shows the folded properties; the raw bytes are as sent.
+    const Run events = cli({"export", "--capture", capture, "--events"});
+    QCOMPARE(events.exitCode, 0);
+    int seen = 0;
+    for (const QJsonObject& row : ndjson(events.out)) {
+        const QJsonObject properties = row["properties"].toObject();
+        if (row["name"] == "$identify" && properties["distinct_id"] == "user-ada") {
+            QCOMPARE(properties["$set"].toObject()["email"].toString(), QString("ada@example.com"));
+            QCOMPARE(properties["$set_once"].toObject()["$initial_referrer"].toString(), QString("$direct"));
+            ++seen;
+        }
+        if (row["name"] == "$pageview" && properties["path"] == "/pricing") {
+            QCOMPARE(properties["name"].toString(), QString("Pricing"));
+            QCOMPARE(properties["category"].toString(), QString("Docs"));
+            ++seen;
+        }
+        if (row["name"] == "$groupidentify" && row["format"] == "segment") {
+            QCOMPARE(properties["$group_key"].toString(), QString("acme"));
+            QCOMPARE(properties["plan"].toString(), QString("enterprise"));
+            ++seen;
+        }
+    }
+    QVERIFY2(seen == 3, events.out.constData());
 }
 
 QTEST_GUILESS_MAIN(TestCliCheck)

@@ -322,6 +322,52 @@ private slots:
         QVERIFY2(run.err.contains(message.toUtf8()), run.err.constData());
     }
 
+    // The capture rebuilds the same graph: groups are no persons, the late pageview raises
+    // nothing, reset() on a shared device is a note.
+    void sdkDefaultsFromCapture() {
+        const QByteArray traffic =
+            R"({"api_key":"phc","batch":[{"distinct_id":"$company_acme","event":"$groupidentify","properties":)"
+            R"({"$group_type":"company","$group_key":"acme","$group_set":{"name":"Acme"},"$lib":"posthog-node"},)"
+            R"("timestamp":"2024-05-01T11:00:00.000Z","uuid":"n-1"},{"distinct_id":"user-ada","event":"$groupidentify",)"
+            R"("properties":{"$group_type":"company","$group_key":"acme","$lib":"posthog-node"},"uuid":"n-2",)"
+            R"("timestamp":"2024-05-01T11:00:01.000Z"}]})" "\n"
+            R"([{"uuid":"j-2","event":"$identify","properties":{"distinct_id":"user-ada","$anon_distinct_id":"anon-1",)"
+            R"("$lib":"web","$device_id":"dev-1"},"$set":{"email":"a@example.com"},"timestamp":"2024-05-01T12:00:05.000Z"}])" "\n"
+            R"([{"uuid":"j-1","event":"$pageview","properties":{"distinct_id":"anon-1","$lib":"web","$device_id":"dev-1"},)"
+            R"("timestamp":"2024-05-01T12:00:04.924Z"}])" "\n"
+            R"([{"uuid":"j-3","event":"$identify","properties":{"distinct_id":"user-bob","$anon_distinct_id":"anon-2",)"
+            R"("$lib":"web","$device_id":"dev-1"},"timestamp":"2024-05-01T12:30:00.000Z"}])" "\n";
+        writeFile(path("sdk.ndjson"), traffic);
+        const Run check = cli({"check", path("sdk.ndjson"), "--report", path("sdk-report.json"), "--capture",
+                               path("sdk.pipescope")});
+        // No findings: user-ada is used by client and server, the group is no person, the late
+        // pageview was sent before the identify, and a shared device is a note.
+        QVERIFY2(check.exitCode == 0, check.out.constData());
+        const QJsonObject identity = readJson(path("sdk-report.json"))["identity"].toObject();
+        QCOMPARE(identity["shared_device"].toInt(), 1);
+        QCOMPARE(identity["groups"].toInt(), 1);
+
+        const Run issues = cli({"identity", "--capture", path("sdk.pipescope"), "--issues", "--json"});
+        const QJsonObject listed = QJsonDocument::fromJson(issues.out).object();
+        const QJsonObject byKind = listed["issues"].toObject();
+        QCOMPARE(byKind["post_identify_anonymous"].toArray().size(), 0);
+        QCOMPARE(byKind["orphan_server_id"].toArray().size(), 0);
+        QCOMPARE(byKind["split_identity"].toArray().size(), 0);
+        QCOMPARE(byKind["shared_device"].toArray().size(), 1);
+        QCOMPARE(listed["summary"].toObject()["shared_device"].toInt(), 1);
+        QCOMPARE(listed["summary"].toObject()["groups"].toInt(), 1);
+        QCOMPARE(listed["summary"].toObject()["persons"].toInt(), identity["persons"].toInt());
+
+        const Run group = cli({"identity", "--capture", path("sdk.pipescope"), "--explain", "$company_acme"});
+        QCOMPARE(group.exitCode, 1); // not a person
+        const Run ada = cli({"identity", "--capture", path("sdk.pipescope"), "--explain", "user-ada", "--json"});
+        QCOMPARE(ada.exitCode, 0);
+        const QJsonObject explanation = QJsonDocument::fromJson(ada.out).object();
+        QCOMPARE(explanation["groups"].toArray().size(), 1);
+        QCOMPARE(explanation["groups"].toArray()[0].toObject()["key"].toString(), QString("acme"));
+        QCOMPARE(explanation["issue_counts"].toObject()["shared_device"].toInt(), 1);
+    }
+
 private:
     QString path(const QString& name) const { return m_dir.filePath(name); }
     QTemporaryDir m_dir;

@@ -66,6 +66,12 @@ private slots:
     void forcedFormat();
     void numericDistinctId();
     void rawBytes();
+    void personPropertiesFolded_data();
+    void personPropertiesFolded();
+    void segmentFields_data();
+    void segmentFields();
+    void historicalMigration_data();
+    void historicalMigration();
     void bigIntegers_data();
     void bigIntegers();
     void salvagedElements_data();
@@ -140,7 +146,7 @@ void TestFormat::singleEvent_data() {
         << QByteArray(R"({"type":"alias","userId":"u2","previousId":"u1"})") << "segment" << "$create_alias" << "u2"
         << "" << "u2" << "" << "none" << "unknown" << "";
     QTest::newRow("segment screen") << QByteArray(R"({"type":"screen","userId":"u","name":"Home"})") << "segment"
-                                    << "$screen" << "u" << "" << "u" << "" << "none" << "unknown" << "";
+                                    << "$screen" << "u" << "" << "u" << "" << "none" << "unknown" << "name";
     QTest::newRow("segment group") << QByteArray(R"({"type":"group","userId":"u","groupId":"g","traits":{"plan":"pro"}})")
                                    << "segment" << "$groupidentify" << "u" << "" << "u" << "" << "none" << "unknown"
                                    << "plan";
@@ -333,6 +339,139 @@ void TestFormat::rawBytes() {
     QCOMPARE(decoded.events.size(), std::size_t(1));
     QCOMPARE(QByteArray::fromStdString(decoded.events[0].rawBytes()),
              QByteArray(R"({ "event" : "a" , "distinct_id" : "u" })"));
+}
+
+// posthog-js sends $set / $set_once beside "properties"; PostHog's ingestion folds them in
+// (nodejs/src/utils/event.ts), the top-level value winning per key. The raw bytes stay as sent.
+void TestFormat::personPropertiesFolded_data() {
+    QTest::addColumn<QByteArray>("line");
+    QTest::addColumn<QStringList>("properties"); // of each event, minified
+
+    QTest::newRow("posthog-js identify: top-level $set and $set_once")
+        << QByteArray(R"({"event":"$identify","properties":{"distinct_id":"u1","$anon_distinct_id":"a1"},)"
+                      R"("$set":{"email":"ada@example.com"},"$set_once":{"first_seen":"2024-05-01"}})")
+        << QStringList{R"({"distinct_id":"u1","$anon_distinct_id":"a1","$set":{"email":"ada@example.com"},)"
+                       R"("$set_once":{"first_seen":"2024-05-01"}})"};
+    QTest::newRow("both: top-level wins per key, keys keep their place")
+        << QByteArray(R"({"event":"$set","distinct_id":"u1","properties":{"$set":{"email":"old","plan":"free"},)"
+                      R"("x":1},"$set":{"name":"Ada","email":"new"}})")
+        << QStringList{R"({"$set":{"email":"new","plan":"free","name":"Ada"},"x":1})"};
+    QTest::newRow("posthog-node: in properties only, untouched")
+        << QByteArray(R"({"event":"$identify","distinct_id":"u1","properties":{"$set":{"email":"a@b.c"}}})")
+        << QStringList{R"({"$set":{"email":"a@b.c"}})"};
+    QTest::newRow("top-level $unset is not folded, as PostHog reads it from properties only")
+        << QByteArray(R"({"event":"$set","distinct_id":"u1","properties":{"a":1},"$unset":["plan"]})")
+        << QStringList{R"({"a":1})"};
+    QTest::newRow("not an object: not folded")
+        << QByteArray(R"({"event":"$set","distinct_id":"u1","properties":{"a":1},"$set":null,"$set_once":"x"})")
+        << QStringList{R"({"a":1})"};
+    QTest::newRow("empty top-level $set still creates one")
+        << QByteArray(R"({"event":"$pageview","distinct_id":"u1","$set":{}})") << QStringList{R"({"$set":{}})"};
+    QTest::newRow("properties' $set not an object: replaced")
+        << QByteArray(R"({"event":"$set","distinct_id":"u1","properties":{"$set":"x"},"$set":{"a":"b"}})")
+        << QStringList{R"({"$set":{"a":"b"}})"};
+    QTest::newRow("escaped keys and nested values")
+        << QByteArray(R"({"event":"$set","distinct_id":"u1","$set":{"a\"b\u0001":{"n":[1,2]}}})")
+        << QStringList{R"({"$set":{"a\"b\u0001":{"n":[1,2]}}})"};
+    QTest::newRow("a /e array: every event keeps its own folded properties")
+        << QByteArray(R"([{"event":"a","properties":{"distinct_id":"u1"},"$set":{"k":1}},)"
+                      R"({"event":"b","properties":{"distinct_id":"u2"},"$set_once":{"k":2}}])")
+        << QStringList{R"({"distinct_id":"u1","$set":{"k":1}})", R"({"distinct_id":"u2","$set_once":{"k":2}})"};
+}
+
+void TestFormat::personPropertiesFolded() {
+    QFETCH(QByteArray, line);
+    QFETCH(QStringList, properties);
+
+    EventDecoder decoder;
+    const PaddedLine padded(line);
+    const DecodedLine& decoded = decoder.decode(padded.view(), {"f", 1, -1});
+    QCOMPARE(decoded.events.size(), std::size_t(properties.size()));
+    for (qsizetype i = 0; i < properties.size(); ++i) {
+        const Event& event = decoded.events[static_cast<std::size_t>(i)];
+        QCOMPARE(qs(simdjson::minify(event.properties)), properties[i]);
+        QVERIFY(event.properties.is_object());
+    }
+    if (decoded.events.size() == 1) QCOMPARE(QByteArray::fromStdString(decoded.events[0].rawBytes()), line);
+}
+
+void TestFormat::segmentFields_data() {
+    QTest::addColumn<QByteArray>("line");
+    QTest::addColumn<QString>("properties");
+
+    QTest::newRow("page name and category into properties")
+        << QByteArray(R"({"type":"page","anonymousId":"a","name":"Pricing","category":"Docs","properties":{"url":"u"}})")
+        << R"({"url":"u","name":"Pricing","category":"Docs"})";
+    QTest::newRow("analytics.js page already has them: untouched")
+        << QByteArray(R"({"type":"page","anonymousId":"a","name":"Pricing","properties":{"name":"Pricing","path":"/p"}})")
+        << R"({"name":"Pricing","path":"/p"})";
+    QTest::newRow("top-level name wins, in its place")
+        << QByteArray(R"({"type":"page","anonymousId":"a","name":"New","properties":{"name":"Old","x":1}})")
+        << R"({"name":"New","x":1})";
+    QTest::newRow("page without properties")
+        << QByteArray(R"({"type":"page","anonymousId":"a","name":"Home"})") << R"({"name":"Home"})";
+    QTest::newRow("screen name")
+        << QByteArray(R"({"type":"screen","userId":"u","name":"Settings","properties":{"tab":2}})")
+        << R"({"tab":2,"name":"Settings"})";
+    QTest::newRow("a non-string name is left out")
+        << QByteArray(R"({"type":"page","anonymousId":"a","name":7,"properties":{}})") << R"({})";
+    QTest::newRow("group: traits, and groupId as $group_key")
+        << QByteArray(R"({"type":"group","userId":"u","groupId":"acme","traits":{"name":"Acme","plan":"pro"}})")
+        << R"({"name":"Acme","plan":"pro","$group_key":"acme"})";
+    QTest::newRow("group: numeric groupId keeps its type")
+        << QByteArray(R"({"type":"group","userId":"u","groupId":42})") << R"({"$group_key":42})";
+    QTest::newRow("track name is not a page name")
+        << QByteArray(R"({"type":"track","event":"e","userId":"u","name":"x","properties":{}})") << R"({})";
+}
+
+void TestFormat::segmentFields() {
+    QFETCH(QByteArray, line);
+    QFETCH(QString, properties);
+    EventDecoder decoder;
+    const PaddedLine padded(line);
+    const DecodedLine& decoded = decoder.decode(padded.view(), {"s", 1, -1});
+    QCOMPARE(decoded.events.size(), std::size_t(1));
+    QCOMPARE(qs(simdjson::minify(decoded.events[0].properties)), properties);
+    QCOMPARE(QByteArray::fromStdString(decoded.events[0].rawBytes()), line);
+}
+
+void TestFormat::historicalMigration_data() {
+    QTest::addColumn<QByteArray>("line");
+    QTest::addColumn<QList<bool>>("flags");
+
+    // posthog-node with historicalMigration: true puts the flag on the /batch body.
+    QTest::newRow("posthog-node /batch body")
+        << QByteArray(R"({"api_key":"phc","historical_migration":true,"batch":[{"event":"a","distinct_id":"u"},)"
+                      R"({"event":"b","distinct_id":"u"}],"sent_at":"2024-05-01T12:00:00Z"})")
+        << QList<bool>{true, true};
+    QTest::newRow("no flag") << QByteArray(R"({"api_key":"phc","batch":[{"event":"a","distinct_id":"u"}]})")
+                             << QList<bool>{false};
+    QTest::newRow("false") << QByteArray(R"({"historical_migration":false,"batch":[{"event":"a","distinct_id":"u"}]})")
+                           << QList<bool>{false};
+    QTest::newRow("a single-event body")
+        << QByteArray(R"({"event":"a","distinct_id":"u","historical_migration":true})") << QList<bool>{true};
+    QTest::newRow("an element's own flag outranks the body's")
+        << QByteArray(R"({"historical_migration":true,"batch":[{"event":"a","distinct_id":"u","historical_migration":false},)"
+                      R"({"event":"b","distinct_id":"u"}]})")
+        << QList<bool>{false, true};
+    QTest::newRow("not a boolean") << QByteArray(R"({"historical_migration":"true","batch":[{"event":"a","distinct_id":"u"}]})")
+                                   << QList<bool>{false};
+    QTest::newRow("canonical event")
+        << QByteArray(R"({"name":"a","distinct_id":"u","historical_migration":true})") << QList<bool>{true};
+}
+
+void TestFormat::historicalMigration() {
+    QFETCH(QByteArray, line);
+    QFETCH(QList<bool>, flags);
+    EventDecoder decoder;
+    const PaddedLine padded(line);
+    const DecodedLine& decoded = decoder.decode(padded.view(), {"h", 1, -1});
+    QCOMPARE(decoded.events.size(), std::size_t(flags.size()));
+    for (qsizetype i = 0; i < flags.size(); ++i)
+        QCOMPARE(decoded.events[static_cast<std::size_t>(i)].historicalMigration, flags[i]);
+    // The flag is the body's, not a property.
+    for (const Event& event : decoded.events)
+        QCOMPARE(qs(simdjson::minify(event.properties)).contains("historical_migration"), false);
 }
 
 void TestFormat::bigIntegers_data() {

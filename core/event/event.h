@@ -54,6 +54,10 @@ struct Event {
     Millis timestamp;
     Millis sentAt;
     Millis receivedAt;
+    // PostHog's historical_migration: the body (a /batch envelope, or the event itself) is an
+    // import of past events. PostHog routes such bodies to its historical ingestion and keeps the
+    // flag out of the properties; so does this.
+    bool historicalMigration = false;
     Origin origin;
     // Always an object: the event's properties, or an empty object when it has none.
     simdjson::dom::element properties;

@@ -1,6 +1,8 @@
 #include "format/decoder.h"
 
+#include <algorithm>
 #include <array>
+#include <memory>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -93,6 +95,77 @@ struct ParseErrorProbe {
     }
 };
 
+void appendJsonString(std::string& out, std::string_view text) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    out += '"';
+    for (const char c : text) {
+        const auto byte = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (byte < 0x20) {
+            out += "\\u00";
+            out += kHex[byte >> 4];
+            out += kHex[byte & 15];
+        } else {
+            out += c;
+        }
+    }
+    out += '"';
+}
+
+// One member put over an object: its key and its value as JSON text.
+struct Overlay {
+    std::string_view key;
+    std::string value;
+};
+
+// `base` with `overlays` spread over it, as JavaScript's {...base, ...overlays}: a key in both keeps
+// its place and takes the overlay's value; the other overlays follow in their order.
+std::string spreadInto(const object* base, const std::vector<Overlay>& overlays) {
+    std::string out = "{";
+    std::vector<bool> placed(overlays.size(), false);
+    const auto comma = [&] {
+        if (out.size() > 1) out += ',';
+    };
+    if (base) {
+        for (const auto field : *base) {
+            std::size_t i = 0;
+            while (i < overlays.size() && overlays[i].key != field.key) ++i;
+            if (i < overlays.size() && placed[i]) continue; // a duplicate key of base: already written
+            comma();
+            appendJsonString(out, field.key);
+            out += ':';
+            if (i < overlays.size()) {
+                out += overlays[i].value;
+                placed[i] = true;
+            } else {
+                out += simdjson::minify(field.value);
+            }
+        }
+    }
+    for (std::size_t i = 0; i < overlays.size(); ++i) {
+        if (placed[i]) continue;
+        comma();
+        appendJsonString(out, overlays[i].key);
+        out += ':';
+        out += overlays[i].value;
+    }
+    out += '}';
+    return out;
+}
+
+// The members of a top-level person-property object as overlays (the first of duplicate keys wins).
+std::vector<Overlay> overlaysOf(object members) {
+    std::vector<Overlay> overlays;
+    for (const auto field : members) {
+        if (std::any_of(overlays.begin(), overlays.end(), [&](const Overlay& o) { return o.key == field.key; }))
+            continue;
+        overlays.push_back({field.key, simdjson::minify(field.value)});
+    }
+    return overlays;
+}
+
 } // namespace
 
 // Every top-level key a decoder reads. An event object is walked once to find them all: at_key is
@@ -125,6 +198,11 @@ enum class EventDecoder::Member : std::uint8_t {
     alias_id,
     stream,
     received_at,
+    dollar_set,      // "$set": posthog-js sends person properties beside "properties"
+    dollar_set_once, // "$set_once"
+    groupId,
+    category,
+    historical_migration,
     none, // a key no decoder reads
 };
 
@@ -163,6 +241,13 @@ struct EventDecoder::Members {
         return value.get_string().value_unsafe();
     }
 
+    // A JSON boolean member; nullopt when absent or of another type (PostHog's capture reads it so).
+    std::optional<bool> flag(Member key) const {
+        element value;
+        if (!get(key, value) || !value.is_bool()) return std::nullopt;
+        return value.get_bool().value_unsafe();
+    }
+
     Millis time(Member key) const {
         element value;
         return get(key, value) ? timeOf(value) : std::nullopt;
@@ -174,6 +259,7 @@ struct EventDecoder::Members {
             if (sameBytes(key, "id")) return Member::id;
             break;
         case 4:
+            if (sameBytes(key, "$set")) return Member::dollar_set;
             if (sameBytes(key, "type")) return Member::type;
             if (sameBytes(key, "name")) return Member::name;
             if (sameBytes(key, "uuid")) return Member::uuid;
@@ -192,14 +278,17 @@ struct EventDecoder::Members {
             if (sameBytes(key, "context")) return Member::context;
             if (sameBytes(key, "sent_at")) return Member::sent_at;
             if (sameBytes(key, "user_id")) return Member::user_id;
+            if (sameBytes(key, "groupId")) return Member::groupId;
             break;
         case 8:
             if (sameBytes(key, "alias_id")) return Member::alias_id;
+            if (sameBytes(key, "category")) return Member::category;
             break;
         case 9:
             if (sameBytes(key, "timestamp")) return Member::timestamp;
             if (sameBytes(key, "messageId")) return Member::messageId;
             if (sameBytes(key, "id_source")) return Member::id_source;
+            if (sameBytes(key, "$set_once")) return Member::dollar_set_once;
             break;
         case 10:
             if (sameBytes(key, "properties")) return Member::properties;
@@ -217,6 +306,9 @@ struct EventDecoder::Members {
             break;
         case 17:
             if (sameBytes(key, "originalTimestamp")) return Member::originalTimestamp;
+            break;
+        case 20:
+            if (sameBytes(key, "historical_migration")) return Member::historical_migration;
             break;
         default:
             break;
@@ -255,6 +347,7 @@ const DecodedLine& EventDecoder::decode(std::string_view line, Origin origin, bo
     m_result.rejected.clear();
     m_result.unparseable.clear();
     m_scratch.clear();
+    m_rebuiltUsed = 0;
 
     element root;
     const auto error = parse(line, padded, root);
@@ -397,6 +490,8 @@ void EventDecoder::decodeValue(element value, Origin origin, std::string_view li
     Envelope envelope;
     envelope.sentAt = members.time(Member::sent_at);
     if (!envelope.sentAt) envelope.sentAt = members.time(Member::sentAt);
+    // posthog-node (historicalMigration), posthog-python and capture v1 flag a whole body.
+    envelope.historicalMigration = members.flag(Member::historical_migration).value_or(false);
     const bool haveLayout = salvaged || (scanLayout(line) && m_layout.hasBatch);
     const std::size_t count =
         decodeItems(batch.get_array().value_unsafe(), origin, line, hint, envelope, haveLayout, salvaged);
@@ -538,6 +633,8 @@ void EventDecoder::decodeObject(element value, const Members& members, Origin or
         return;
     }
     if (!event.sentAt) event.sentAt = envelope.sentAt;
+    // An event's own flag (a single-event body, the canonical form) outranks its envelope's.
+    event.historicalMigration = members.flag(Member::historical_migration).value_or(envelope.historicalMigration);
     m_result.events.push_back(event);
 }
 
@@ -560,6 +657,7 @@ void EventDecoder::decodePostHog(const Members& members, Event& event) {
         return;
     }
     if (!takeProperties(members, Member::properties, event)) return;
+    foldPersonProperties(members, event);
     const object properties = event.properties.get_object().value_unsafe();
 
     // The properties this decoder reads, found in one pass: simdjson's at_key is a linear scan,
@@ -623,6 +721,69 @@ void EventDecoder::decodePostHog(const Members& members, Event& event) {
         event.stream = streamOfLibrary(lib.get_string().value_unsafe());
 }
 
+void EventDecoder::foldPersonProperties(const Members& members, Event& event) {
+    // PostHog's ingestion (nodejs/src/utils/event.ts, sanitizeEvent) merges a top-level $set and
+    // $set_once into the properties' own: {...properties.$set, ...event.$set}, the top-level value
+    // winning per key. posthog-js sends them top-level. A top-level $unset is not folded: PostHog
+    // reads $unset only from the properties.
+    element set, setOnce;
+    const bool haveSet = members.get(Member::dollar_set, set) && set.is_object();
+    const bool haveSetOnce = members.get(Member::dollar_set_once, setOnce) && setOnce.is_object();
+    if (!haveSet && !haveSetOnce) return;
+    const object properties = event.properties.get_object().value_unsafe();
+    std::vector<Overlay> folded;
+    const auto fold = [&](std::string_view key, element topLevel) {
+        element own;
+        object ownObject;
+        const bool ownIsObject = properties.at_key(key).get(own) == simdjson::SUCCESS &&
+                                 own.get_object().get(ownObject) == simdjson::SUCCESS;
+        folded.push_back({key, spreadInto(ownIsObject ? &ownObject : nullptr,
+                                          overlaysOf(topLevel.get_object().value_unsafe()))});
+    };
+    if (haveSet) fold("$set", set);
+    if (haveSetOnce) fold("$set_once", setOnce);
+    event.properties = rebuilt(spreadInto(&properties, folded));
+}
+
+void EventDecoder::foldSegmentFields(const Members& members, std::string_view type, Event& event) {
+    // Fields a Segment page, screen or group carries beside its properties, put where the
+    // canonical properties show them (validation, capture, export):
+    //  - page / screen `name` and `category` -> properties.name / .category, the top-level value
+    //    winning, as analytics.js itself does for pages (addPageContext, EventFactory.page);
+    //  - group `groupId` -> properties.$group_key, PostHog's key for a group (posthog-node's
+    //    $groupidentify has it), the traits being the group's properties.
+    const object properties = event.properties.get_object().value_unsafe();
+    std::vector<Overlay> overlays;
+    const auto overlay = [&](std::string_view key, Member member, bool numbersToo) {
+        element value;
+        if (!members.get(member, value)) return;
+        const bool usable = value.is_string() || (numbersToo && value.is_number());
+        if (!usable) return;
+        element own;
+        if (properties.at_key(key).get(own) == simdjson::SUCCESS && own.type() == value.type() &&
+            simdjson::minify(own) == simdjson::minify(value))
+            return; // already there (analytics.js pages): nothing to rebuild
+        overlays.push_back({key, simdjson::minify(value)});
+    };
+    if (type == "page" || type == "screen") {
+        overlay("name", Member::name, false);
+        overlay("category", Member::category, false);
+    } else if (type == "group") {
+        overlay("$group_key", Member::groupId, true);
+    }
+    if (!overlays.empty()) event.properties = rebuilt(spreadInto(&properties, overlays));
+}
+
+element EventDecoder::rebuilt(const std::string& json) {
+    // Each rebuilt object needs a document of its own that lives until the next decode.
+    if (m_rebuiltUsed == m_rebuiltParsers.size())
+        m_rebuiltParsers.push_back(std::make_unique<simdjson::dom::parser>());
+    element value;
+    if (m_rebuiltParsers[m_rebuiltUsed]->parse(json).get(value) != simdjson::SUCCESS) return m_emptyObject;
+    ++m_rebuiltUsed;
+    return value;
+}
+
 void EventDecoder::decodeSegment(const Members& members, Event& event) {
     const std::string_view type = members.string(Member::type);
     Member propertiesKey = Member::properties;
@@ -650,6 +811,7 @@ void EventDecoder::decodeSegment(const Members& members, Event& event) {
         return;
     }
     if (!takeProperties(members, propertiesKey, event)) return;
+    foldSegmentFields(members, type, event);
 
     event.userId = idMember(members, Member::userId);
     event.anonymousId = idMember(members, Member::anonymousId);
@@ -702,6 +864,7 @@ void EventDecoder::decodeCanonical(const Members& members, Event& event) {
     event.timestamp = members.time(Member::timestamp);
     event.sentAt = members.time(Member::sent_at);
     event.receivedAt = members.time(Member::received_at);
+    // historical_migration is read for every format in decodeObject.
 }
 
 } // namespace pipescope

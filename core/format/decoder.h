@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -68,6 +69,7 @@ public:
 private:
     struct Envelope {
         Millis sentAt;
+        bool historicalMigration = false;
     };
     // A value's exact bytes: the whole line, or a batch element's range in it.
     struct Raw {
@@ -103,6 +105,12 @@ private:
     void decodeSegment(const Members& members, Event& event);
     void decodeCanonical(const Members& members, Event& event);
     bool takeProperties(const Members& members, Member key, Event& event);
+    // Top-level $set / $set_once into event.properties, as PostHog's ingestion folds them.
+    void foldPersonProperties(const Members& members, Event& event);
+    // Segment page/screen name and category, group groupId, into event.properties.
+    void foldSegmentFields(const Members& members, std::string_view type, Event& event);
+    // `json` parsed into a document that lives until the next decode (empty object if it fails).
+    simdjson::dom::element rebuilt(const std::string& json);
     void reject(Origin origin, simdjson::dom::element value, Raw raw, std::string message, std::string_view name,
                 std::string_view distinctId);
     // A string or number member as text; a null data() view when absent or of another type.
@@ -126,6 +134,9 @@ private:
     bool m_parsedWidened = false; // the last successful parse was of m_widened
     std::string m_rebuilt;
     std::vector<std::int32_t> m_parsedIndexes;
+    // Documents of properties rebuilt for this line (folded $set, Segment fields), reused.
+    std::vector<std::unique_ptr<simdjson::dom::parser>> m_rebuiltParsers;
+    std::size_t m_rebuiltUsed = 0;
 };
 
 // Stream of a library name: PostHog `$lib` or Segment `context.library.name`.

@@ -252,6 +252,7 @@ struct LinkEntry {
 //   illegal_distinct_id      subject = illegal id, other = link (kNone: the distinct id), extra = name
 //   merge_refused            other = link
 //   split_identity           subject = correlation group, extra = persons
+//   shared_device            subject = correlation group, extra = persons
 //   orphan_server_id         subject = node
 //   post_identify_anonymous  subject = node, extra = name
 //   probable_same_user       subject = probable group, extra = persons
@@ -264,8 +265,24 @@ struct IssueEntry {
 
 struct CorrelationMember {
     std::uint32_t node = kNone;
+    std::uint32_t span = kNone; // its UseSpan, on device groups only
     std::int64_t firstSeq = 0;
 };
+
+// When one id used one device value: the times of its first and last event on it. Kept only for
+// the device key, whose values are few next to sessions.
+struct UseSpan {
+    std::int64_t first = std::numeric_limits<std::int64_t>::max(); // kNoTime: an event had no time
+    std::int64_t last = std::numeric_limits<std::int64_t>::min();
+
+    // An event without a time: the order of uses is unknown. kNoTime is the smallest: it sticks.
+    bool untimed() const { return first == kNoTime; }
+    void add(const std::optional<std::int64_t>& time) {
+        first = std::min(first, time.value_or(kNoTime));
+        if (time) last = std::max(last, *time);
+    }
+};
+static_assert(sizeof(UseSpan) == 16);
 
 // The events sharing one value of one correlation key. Nearly every group has one id, kept inline;
 // further ids go to a member list allocated only then.
@@ -277,6 +294,7 @@ struct CorrelationGroup {
     std::uint32_t firstNode = kNone;
     std::uint32_t eventCount = 0; // saturates
     std::uint32_t more = kNone;   // index into the member lists, kNone while one id
+    std::uint32_t span = kNone;   // the first id's UseSpan, on device groups only
 
     std::string_view valueText() const { return {value, valueLength}; }
 };
@@ -303,12 +321,34 @@ struct IdentityGraph::State {
     std::vector<std::string> illegalIds;
     std::unordered_map<std::string, std::uint32_t> illegalIndex;
     std::vector<std::string_view> correlationKeys;
+    std::vector<bool> deviceKeys; // per correlation key: it is options.deviceKey
+    ChunkedVector<UseSpan> spans;
     ChunkedVector<CorrelationGroup> groups;
     IndexTable groupIndex;
     std::vector<std::vector<CorrelationMember>> groupMembers; // sorted by node, the first id excluded
     // The first server event of an id whose first event was not a server one (rare, so a map).
     std::unordered_map<std::uint32_t, std::int64_t> firstServerSeq;
+    // The anonymous side of an identify -> the earliest time it was identified (kNoTime when an
+    // identify without a time named it: then only processing order can tell what came after).
+    // One per identified anonymous id, so an open-addressing table of 16-byte entries, not a map.
+    struct IdentifiedAt {
+        std::uint32_t node = kNone;
+        std::int64_t time = kNoTime;
+    };
+    ChunkedVector<IdentifiedAt> identifiedAt;
+    IndexTable identifiedIndex;
+    static std::uint64_t nodeHash(std::uint32_t node) { return XXH3_64bits(&node, sizeof node); }
+    std::uint32_t findIdentified(std::uint32_t node) const {
+        return identifiedIndex.find(nodeHash(node), [&](std::uint32_t i) { return identifiedAt[i].node == node; });
+    }
     std::vector<std::vector<std::uint32_t>> probableGroups;
+    struct GroupEntry {
+        nlohmann::json properties = nlohmann::json::object();
+        std::vector<std::uint32_t> members; // nodes, sorted
+        std::uint64_t events = 0;
+        std::int64_t firstSeq = 0;
+    };
+    std::map<std::pair<std::string, std::string>, GroupEntry> personGroups; // (type, key) -> group
 
     std::uint64_t events = 0;
     std::uint64_t persons = 0;
@@ -389,8 +429,30 @@ struct IdentityGraph::State {
 
     // --- events
 
+    // The group a $groupidentify names; true when its distinct id is the group's own (no person).
+    GroupEntry* noteGroup(const IdentityEvent& event, bool& groupOwnId) {
+        auto [it, added] = personGroups.try_emplace({std::string(event.groupType), std::string(event.groupKey)});
+        GroupEntry& group = it->second;
+        if (added) group.firstSeq = event.seq;
+        ++group.events;
+        // PostHog's upsertGroup merges $group_set into what the group has.
+        const auto properties = nlohmann::json::parse(event.groupProperties, nullptr, false);
+        if (properties.is_object()) group.properties.update(properties);
+        const std::string_view id = event.distinctId;
+        groupOwnId = id.size() == event.groupType.size() + event.groupKey.size() + 2 && id.front() == '$' &&
+                     id.substr(1, event.groupType.size()) == event.groupType &&
+                     id[event.groupType.size() + 1] == '_' && id.substr(event.groupType.size() + 2) == event.groupKey;
+        return &group;
+    }
+
     void observe(const IdentityEvent& event) {
         ++events;
+        GroupEntry* group = nullptr;
+        if (!event.groupKey.empty()) {
+            bool groupOwnId = false;
+            group = noteGroup(event, groupOwnId);
+            if (groupOwnId) return; // "$company_acme" is the group itself, not a person
+        }
         if (isIllegalDistinctId(event.distinctId)) {
             issuesOf(IdentityIssueKind::IllegalDistinctId)
                 .push_back({event.seq, internIllegal(event.distinctId), kNone, internName(event.name)});
@@ -415,11 +477,15 @@ struct IdentityGraph::State {
         const bool targetKnown = target != kNone;
         if (!targetKnown) {
             target = addId(event.distinctId, hash, event);
-        } else if (nodes[target].flags & AnonymousOfIdentify) {
+        } else if ((nodes[target].flags & AnonymousOfIdentify) && sentAfterIdentify(target, event)) {
             issuesOf(IdentityIssueKind::PostIdentifyAnonymous)
                 .push_back({event.seq, target, kNone, internName(event.name)});
         }
         noteStream(target, event);
+        if (group) {
+            const auto at = std::lower_bound(group->members.begin(), group->members.end(), target);
+            if (at == group->members.end() || *at != target) group->members.insert(at, target);
+        }
 
         if (isLink) link(event, kind, source, target, targetKnown);
 
@@ -431,7 +497,29 @@ struct IdentityGraph::State {
         }
 
         for (const Correlation& correlation : event.correlations)
-            if (!correlation.value.empty()) correlate(correlation, target, event.seq);
+            if (!correlation.value.empty()) correlate(correlation, target, event);
+    }
+
+    // Whether an event with the anonymous id `node` was sent after the id was identified. Judged by
+    // the events' own times: SDKs batch and retry, so an event captured just before the identify
+    // may arrive after it. Without a time on either side, processing order decides.
+    bool sentAfterIdentify(std::uint32_t node, const IdentityEvent& event) const {
+        const std::uint32_t identified = findIdentified(node);
+        if (identified == kNone || identifiedAt[identified].time == kNoTime || !event.timeMillis) return true;
+        return *event.timeMillis > identifiedAt[identified].time;
+    }
+
+    void noteIdentified(std::uint32_t node, const IdentityEvent& event) {
+        nodes[node].flags |= AnonymousOfIdentify;
+        const std::int64_t time = event.timeMillis.value_or(kNoTime);
+        const std::uint32_t found = findIdentified(node);
+        if (found != kNone) {
+            identifiedAt[found].time = std::min(identifiedAt[found].time, time); // kNoTime is the smallest: it sticks
+            return;
+        }
+        const auto index = static_cast<std::uint32_t>(identifiedAt.size());
+        identifiedAt.push_back({node, time});
+        identifiedIndex.insert(nodeHash(node), index, [&](std::uint32_t i) { return nodeHash(identifiedAt[i].node); });
     }
 
     void noteStream(std::uint32_t node, const IdentityEvent& event) {
@@ -506,19 +594,28 @@ struct IdentityGraph::State {
             if (outcome == LinkOutcome::Merged || !sourceKnown) noteJoin(source, linkIndex);
             if (!targetKnown) noteJoin(target, linkIndex);
         }
-        if (kind == LinkKind::Identify) nodes[source].flags |= AnonymousOfIdentify;
+        if (kind == LinkKind::Identify) noteIdentified(source, event);
     }
 
     void noteJoin(std::uint32_t node, std::uint32_t linkIndex) {
         if (nodes[node].joinLink == kNone) nodes[node].joinLink = linkIndex;
     }
 
-    void correlate(const Correlation& correlation, std::uint32_t node, std::int64_t seq) {
+    std::uint32_t newSpan() {
+        spans.push_back(UseSpan{});
+        return static_cast<std::uint32_t>(spans.size() - 1);
+    }
+
+    void correlate(const Correlation& correlation, std::uint32_t node, const IdentityEvent& event) {
+        const std::int64_t seq = event.seq;
         std::uint32_t keyIndex = 0;
         while (keyIndex < correlationKeys.size() && correlationKeys[keyIndex] != correlation.key)
             ++keyIndex;
-        if (keyIndex == correlationKeys.size())
+        if (keyIndex == correlationKeys.size()) {
             correlationKeys.emplace_back(arena.store(correlation.key), correlation.key.size());
+            deviceKeys.push_back(correlation.key == options.deviceKey);
+        }
+        const bool isDevice = deviceKeys[keyIndex];
 
         const std::uint64_t hash =
             XXH3_64bits_withSeed(correlation.value.data(), correlation.value.size(), keyIndex);
@@ -534,6 +631,7 @@ struct IdentityGraph::State {
             group.key = keyIndex;
             group.firstNode = node;
             group.firstSeq = seq;
+            if (isDevice) group.span = newSpan();
             groups.push_back(group);
             groupIndex.insert(hash, index, [&](std::uint32_t g) {
                 return XXH3_64bits_withSeed(groups[g].value, groups[g].valueLength, groups[g].key);
@@ -541,23 +639,62 @@ struct IdentityGraph::State {
         }
         CorrelationGroup& group = groups[index];
         if (group.eventCount != std::numeric_limits<std::uint32_t>::max()) ++group.eventCount;
-        if (group.firstNode == node) return;
+        if (group.firstNode == node) {
+            if (group.span != kNone) spans[group.span].add(event.timeMillis);
+            return;
+        }
         if (group.more == kNone) {
             group.more = static_cast<std::uint32_t>(groupMembers.size());
             groupMembers.emplace_back();
         }
         auto& more = groupMembers[group.more];
-        const auto at =
-            std::lower_bound(more.begin(), more.end(), node,
-                             [](const CorrelationMember& m, std::uint32_t n) { return m.node < n; });
-        if (at == more.end() || at->node != node) more.insert(at, {node, seq});
+        auto at = std::lower_bound(more.begin(), more.end(), node,
+                                   [](const CorrelationMember& m, std::uint32_t n) { return m.node < n; });
+        if (at == more.end() || at->node != node)
+            at = more.insert(at, {node, isDevice ? newSpan() : kNone, seq});
+        if (at->span != kNone) spans[at->span].add(event.timeMillis);
+    }
+
+    // Whether the persons of a device group used it one after another: each person's first event
+    // on it after the previous person's last, and each but the last identified (the pattern of a
+    // login, reset() on logout, another login). Any use without a time, two persons using it in the
+    // same period, or an anonymous person before another, is not.
+    bool usedOneAfterAnother(const CorrelationGroup& group) {
+        if (group.span == kNone || group.more == kNone) return false;
+        std::vector<std::pair<std::uint32_t, UseSpan>> byPerson; // (root, span), merged per root
+        const auto add = [&](std::uint32_t node, std::uint32_t spanIndex) {
+            const UseSpan& span = spans[spanIndex];
+            if (span.untimed()) return false;
+            const std::uint32_t person = root(node);
+            auto found = std::find_if(byPerson.begin(), byPerson.end(),
+                                      [&](const auto& entry) { return entry.first == person; });
+            if (found == byPerson.end()) {
+                byPerson.emplace_back(person, span);
+            } else {
+                found->second.first = std::min(found->second.first, span.first);
+                found->second.last = std::max(found->second.last, span.last);
+            }
+            return true;
+        };
+        if (!add(group.firstNode, group.span)) return false;
+        for (const auto& member : groupMembers[group.more])
+            if (member.span == kNone || !add(member.node, member.span)) return false;
+        std::sort(byPerson.begin(), byPerson.end(),
+                  [](const auto& a, const auto& b) { return a.second.first < b.second.first; });
+        for (std::size_t i = 1; i < byPerson.size(); ++i) {
+            if (byPerson[i].second.first <= byPerson[i - 1].second.last) return false;
+            // reset() is a logout: the person before it had logged in. An anonymous person followed
+            // by an identified one, unlinked, is the classic lost identify: a split.
+            if (!(nodes[byPerson[i - 1].first].flags & Identified)) return false;
+        }
+        return true;
     }
 
     // --- finish
 
     void finish() {
-        for (auto kind : {IdentityIssueKind::SplitIdentity, IdentityIssueKind::OrphanServerId,
-                          IdentityIssueKind::ProbableSameUser})
+        for (auto kind : {IdentityIssueKind::SplitIdentity, IdentityIssueKind::SharedDevice,
+                          IdentityIssueKind::OrphanServerId, IdentityIssueKind::ProbableSameUser})
             issues[static_cast<std::size_t>(kind)].clear();
         probableGroups.clear();
 
@@ -570,7 +707,8 @@ struct IdentityGraph::State {
                 roots.push_back(root(member.node));
             const std::size_t personCount = distinctCount(roots);
             if (personCount >= 2)
-                issuesOf(IdentityIssueKind::SplitIdentity)
+                issuesOf(usedOneAfterAnother(group) ? IdentityIssueKind::SharedDevice
+                                                    : IdentityIssueKind::SplitIdentity)
                     .push_back({group.firstSeq, g, kNone, static_cast<std::uint32_t>(personCount)});
         }
 
@@ -746,9 +884,10 @@ struct IdentityGraph::State {
                             "): refused, as PostHog does (cannot_merge_already_identified)";
             break;
         }
-        case IdentityIssueKind::SplitIdentity: {
+        case IdentityIssueKind::SplitIdentity:
+        case IdentityIssueKind::SharedDevice: {
             const CorrelationGroup& group = groups[entry.subject];
-            std::vector<CorrelationMember> members{{group.firstNode, group.firstSeq}};
+            std::vector<CorrelationMember> members{{group.firstNode, kNone, group.firstSeq}};
             if (group.more != kNone)
                 members.insert(members.end(), groupMembers[group.more].begin(),
                                groupMembers[group.more].end());
@@ -765,10 +904,17 @@ struct IdentityGraph::State {
             issue.personCount = entry.extra;
             issue.correlationKey = std::string(correlationKeys[group.key]);
             issue.correlationValue = std::string(group.valueText());
-            issue.message = issue.correlationKey + " " + inQuotes(issue.correlationValue) + " is shared by " +
-                            std::to_string(issue.idCount) + " ids that end in " +
-                            std::to_string(issue.personCount) + " persons (" +
-                            std::to_string(group.eventCount) + " events)";
+            if (kind == IdentityIssueKind::SplitIdentity)
+                issue.message = issue.correlationKey + " " + inQuotes(issue.correlationValue) +
+                                " is shared by " + std::to_string(issue.idCount) + " ids that end in " +
+                                std::to_string(issue.personCount) + " persons (" +
+                                std::to_string(group.eventCount) + " events)";
+            else
+                issue.message = issue.correlationKey + " " + inQuotes(issue.correlationValue) + " was used by " +
+                                std::to_string(issue.personCount) + " persons one after another (" +
+                                std::to_string(issue.idCount) + " ids, " + std::to_string(group.eventCount) +
+                                " events): a shared device (logout with reset(), then another login), not a "
+                                "split identity";
             break;
         }
         case IdentityIssueKind::OrphanServerId: {
@@ -833,7 +979,8 @@ struct IdentityGraph::State {
             return entry.other != kNone && in(links[entry.other].target);
         case IdentityIssueKind::MergeRefused:
             return in(links[entry.other].source) || in(links[entry.other].target);
-        case IdentityIssueKind::SplitIdentity: {
+        case IdentityIssueKind::SplitIdentity:
+        case IdentityIssueKind::SharedDevice: {
             const CorrelationGroup& group = groups[entry.subject];
             if (in(group.firstNode)) return true;
             return group.more != kNone &&
@@ -897,6 +1044,43 @@ std::span<const Correlation> CorrelationExtractor::extract(simdjson::dom::elemen
     return m_found;
 }
 
+bool GroupExtractor::extract(std::string_view name, Format format, simdjson::dom::element properties) {
+    m_type = {};
+    m_key.clear();
+    m_properties.clear();
+    simdjson::dom::object object;
+    if (name != "$groupidentify" || properties.get_object().get(object) != simdjson::SUCCESS) return false;
+    simdjson::dom::element type, key, set;
+    if (object.at_key("$group_type").get(type) == simdjson::SUCCESS && type.is_string())
+        m_type = type.get_string().value_unsafe();
+    else if (format == Format::Segment)
+        m_type = "segment";
+    if (m_type.empty() || object.at_key("$group_key").get(key) != simdjson::SUCCESS) return false;
+    if (key.is_string()) {
+        m_key = std::string(key.get_string().value_unsafe());
+    } else if (key.is_int64() || key.is_uint64() || key.is_double()) {
+        m_key = simdjson::minify(key); // a JavaScript toString() of an integer; doubles as JSON
+    }
+    if (m_key.empty()) return false;
+    if (object.at_key("$group_set").get(set) == simdjson::SUCCESS && set.is_object()) {
+        m_properties = simdjson::minify(set);
+    } else if (format == Format::Segment) {
+        m_properties = "{";
+        for (const auto field : object) {
+            if (field.key == "$group_key" || field.key == "$group_type") continue;
+            if (m_properties.size() > 1) m_properties += ',';
+            m_properties += nlohmann::json(std::string(field.key)).dump(-1, ' ', false,
+                                                                        nlohmann::json::error_handler_t::replace);
+            m_properties += ':';
+            m_properties += simdjson::minify(field.value);
+        }
+        m_properties += '}';
+    } else {
+        m_properties = "{}";
+    }
+    return true;
+}
+
 std::string_view toString(LinkKind kind) {
     switch (kind) {
     case LinkKind::Identify:
@@ -939,8 +1123,14 @@ std::string_view toString(IdentityIssueKind kind) {
         return "post_identify_anonymous";
     case IdentityIssueKind::ProbableSameUser:
         return "probable_same_user";
+    case IdentityIssueKind::SharedDevice:
+        return "shared_device";
     }
     return "?";
+}
+
+bool isInformational(IdentityIssueKind kind) {
+    return kind == IdentityIssueKind::ProbableSameUser || kind == IdentityIssueKind::SharedDevice;
 }
 
 std::optional<IdentityIssueKind> parseIdentityIssueKind(std::string_view text) {
@@ -969,7 +1159,7 @@ std::string sameUserKey(std::string_view id) {
 std::uint64_t IdentitySummary::countedIssues() const {
     std::uint64_t total = 0;
     for (std::size_t k = 0; k < kIdentityIssueKindCount; ++k)
-        if (static_cast<IdentityIssueKind>(k) != IdentityIssueKind::ProbableSameUser) total += issues[k];
+        if (!isInformational(static_cast<IdentityIssueKind>(k))) total += issues[k];
     return total;
 }
 
@@ -1001,6 +1191,9 @@ IdentitySummary IdentityGraph::summary() const {
     summary.correlationValues = s.groups.size();
     for (std::size_t k = 0; k < kIdentityIssueKindCount; ++k)
         summary.issues[k] = s.issues[k].size();
+    summary.groups = s.personGroups.size();
+    for (const auto& [typeAndKey, group] : s.personGroups)
+        ++summary.groupsByType[typeAndKey.first];
     summary.finished = s.finished;
     return summary;
 }
@@ -1047,6 +1240,10 @@ std::optional<IdentityExplanation> IdentityGraph::explain(std::string_view id) c
     std::stable_sort(
         explanation.members.begin(), explanation.members.end(),
         [](const IdentityMember& a, const IdentityMember& b) { return a.firstSeen.seq < b.firstSeen.seq; });
+    for (const auto& [typeAndKey, group] : s.personGroups)
+        if (std::any_of(group.members.begin(), group.members.end(),
+                        [&](std::uint32_t member) { return s.rootOf(member) == person; }))
+            explanation.groups.push_back(typeAndKey);
     for (std::uint32_t l = 0; l < s.links.size(); ++l) {
         const LinkEntry& entry = s.links[l];
         const bool touches =
@@ -1081,6 +1278,24 @@ std::vector<std::string> IdentityGraph::similarIds(std::string_view id, std::siz
     return similar;
 }
 
+std::vector<IdentityGroup> IdentityGraph::groups() const {
+    const State& s = *m_state;
+    std::vector<IdentityGroup> result;
+    result.reserve(s.personGroups.size());
+    for (const auto& [typeAndKey, entry] : s.personGroups) {
+        IdentityGroup& group = result.emplace_back();
+        group.type = typeAndKey.first;
+        group.key = typeAndKey.second;
+        group.properties = entry.properties.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        group.memberCount = entry.members.size();
+        for (std::size_t i = 0; i < entry.members.size() && i < s.options.evidenceLimit; ++i)
+            group.members.emplace_back(s.nodes[entry.members[i]].id());
+        group.eventCount = entry.events;
+        group.firstSeq = entry.firstSeq;
+    }
+    return result;
+}
+
 bool IdentityGraph::samePerson(std::string_view a, std::string_view b) const {
     const std::uint32_t first = m_state->findId(a);
     const std::uint32_t second = m_state->findId(b);
@@ -1094,13 +1309,25 @@ void to_json(nlohmann::json& json, const IdentitySummary& summary) {
     nlohmann::json counted = nlohmann::json::object();
     for (std::size_t k = 0; k < kIdentityIssueKindCount; ++k) {
         const auto kind = static_cast<IdentityIssueKind>(k);
-        if (kind != IdentityIssueKind::ProbableSameUser)
-            counted[std::string(toString(kind))] = summary.issues[k];
+        if (!isInformational(kind)) counted[std::string(toString(kind))] = summary.issues[k];
     }
     json = {{"persons", summary.persons},
             {"merges", summary.merges},
             {"issues", std::move(counted)},
-            {"probable_same_user", summary.issueCount(IdentityIssueKind::ProbableSameUser)}};
+            {"probable_same_user", summary.issueCount(IdentityIssueKind::ProbableSameUser)},
+            {"shared_device", summary.issueCount(IdentityIssueKind::SharedDevice)},
+            {"groups", summary.groups},
+            {"groups_by_type", summary.groupsByType}};
+}
+
+void to_json(nlohmann::json& json, const IdentityGroup& group) {
+    json = {{"type", group.type},
+            {"key", group.key},
+            {"properties", nlohmann::json::parse(group.properties, nullptr, false)},
+            {"members", group.members},
+            {"member_count", group.memberCount},
+            {"event_count", group.eventCount},
+            {"first_seq", group.firstSeq}};
 }
 
 void to_json(nlohmann::json& json, const IdentityEventRef& event) {
@@ -1124,9 +1351,10 @@ void to_json(nlohmann::json& json, const IdentityLink& link) {
 void to_json(nlohmann::json& json, const IdentityIssue& issue) {
     json = {{"kind", toString(issue.kind)}, {"message", issue.message},  {"ids", issue.ids},
             {"id_count", issue.idCount},    {"events", issue.eventSeqs}, {"event_count", issue.eventCount}};
-    if (issue.kind == IdentityIssueKind::SplitIdentity || issue.kind == IdentityIssueKind::ProbableSameUser)
-        json["persons"] = issue.personCount;
-    if (issue.kind == IdentityIssueKind::SplitIdentity) {
+    const bool correlated =
+        issue.kind == IdentityIssueKind::SplitIdentity || issue.kind == IdentityIssueKind::SharedDevice;
+    if (correlated || issue.kind == IdentityIssueKind::ProbableSameUser) json["persons"] = issue.personCount;
+    if (correlated) {
         json["key"] = issue.correlationKey;
         json["value"] = issue.correlationValue;
     }
@@ -1145,9 +1373,13 @@ void to_json(nlohmann::json& json, const IdentityExplanation& explanation) {
     nlohmann::json counts = nlohmann::json::object();
     for (std::size_t k = 0; k < kIdentityIssueKindCount; ++k)
         counts[std::string(toString(static_cast<IdentityIssueKind>(k)))] = explanation.issueCounts[k];
+    nlohmann::json groups = nlohmann::json::array();
+    for (const auto& [type, key] : explanation.groups)
+        groups.push_back({{"type", type}, {"key", key}});
     json = {{"id", explanation.id},
             {"identified", explanation.identified},
             {"ids", std::move(members)},
+            {"groups", std::move(groups)},
             {"links", explanation.links},
             {"refused_merges", explanation.refusedMerges},
             {"issues", explanation.issues},
@@ -1199,6 +1431,12 @@ std::string toText(const IdentityExplanation& explanation) {
         text += "\n      first seen " + describe(member.firstSeen) + "\n";
         if (member.joinedBy) text += "      joined by " + describe(*member.joinedBy) + "\n";
     }
+    if (!explanation.groups.empty()) {
+        text += "  groups:";
+        for (const auto& [type, key] : explanation.groups)
+            text += " " + type + " " + inQuotes(key);
+        text += "\n";
+    }
     text += "  links (" + std::to_string(explanation.links.size()) + "):\n";
     for (const auto& link : explanation.links)
         text += "    " + describe(link) + "\n";
@@ -1224,7 +1462,8 @@ std::string toText(const IdentitySummary& summary, std::span<const IdentityIssue
     std::string text = std::to_string(summary.ids) + " ids in " + std::to_string(summary.persons) +
                        " persons (" + std::to_string(summary.identifiedPersons) + " identified), " +
                        counted(summary.links, "link", "links") + ", " +
-                       counted(summary.merges, "merge", "merges") + "; " +
+                       counted(summary.merges, "merge", "merges") + ", " +
+                       counted(summary.groups, "group", "groups") + "; " +
                        counted(summary.countedIssues(), "issue", "issues") + "\n";
     for (std::size_t k = 0; k < kIdentityIssueKindCount; ++k) {
         const auto kind = static_cast<IdentityIssueKind>(k);
@@ -1232,7 +1471,10 @@ std::string toText(const IdentitySummary& summary, std::span<const IdentityIssue
         for (const auto& issue : issues)
             listed += issue.kind == kind;
         text += std::string(toString(kind)) + ": " + std::to_string(summary.issues[k]) +
-                (kind == IdentityIssueKind::ProbableSameUser ? " (heuristic, not counted)" : "") + "\n";
+                (kind == IdentityIssueKind::ProbableSameUser ? " (heuristic, not counted)"
+                 : kind == IdentityIssueKind::SharedDevice   ? " (note, not counted)"
+                                                             : "") +
+                "\n";
         for (const auto& issue : issues) {
             if (issue.kind != kind) continue;
             text += "  " + issue.message + "\n    events:";

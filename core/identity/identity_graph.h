@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
@@ -44,11 +45,41 @@ struct IdentityEvent {
     std::optional<std::int64_t> timeMillis;
     std::string_view origin; // "file.ndjson:12#3"
     std::span<const Correlation> correlations;
+    // A $groupidentify's group (GroupExtractor): set when the event names one. Groups are not
+    // persons: an event whose distinct id is the group's own ("$<type>_<key>", as posthog-node and
+    // posthog-python send group updates) only updates the group; any other distinct id is a person
+    // and becomes a member of the group (posthog-js group(), Segment group).
+    std::string_view groupType;
+    std::string_view groupKey;
+    std::string_view groupProperties; // a JSON object: $group_set, or a Segment group's traits
+};
+
+// Picks the group out of a $groupidentify, as PostHog's ingestion reads it (process-event.ts,
+// upsertGroup): properties.$group_type and .$group_key (a number is taken as its text), and
+// .$group_set as the group's properties. A Segment group has no group type: it is "segment", its
+// key the groupId (decoded into .$group_key), its traits the group's properties. Valid until the
+// next extract().
+class GroupExtractor {
+public:
+    // False when the event names no group (another event, or no type or key).
+    bool extract(std::string_view name, Format format, simdjson::dom::element properties);
+    std::string_view type() const { return m_type; }
+    std::string_view key() const { return m_key; }
+    std::string_view properties() const { return m_properties; }
+
+private:
+    std::string_view m_type;
+    std::string m_key;
+    std::string m_properties;
 };
 
 struct IdentityOptions {
     // Property keys whose values tie events to one person; callers append their own (order_id).
     std::vector<std::string> correlationKeys{"$session_id", "$device_id"};
+    // The correlation key that names a device. posthog-js keeps $device_id across reset() (and
+    // starts a new anonymous id and session), so persons that use one device one after another
+    // are a shared device (logout, another login), not a split identity.
+    std::string deviceKey = "$device_id";
     // Evidence listed per issue (event seqs, ids) and issues listed per kind in an explanation;
     // anything beyond is counted, not listed.
     std::size_t evidenceLimit = 20;
@@ -78,8 +109,11 @@ enum class IdentityIssueKind : std::uint8_t {
     OrphanServerId,
     PostIdentifyAnonymous,
     ProbableSameUser, // a heuristic: listed, never counted in the totals
+    SharedDevice,     // a note: persons that used one device one after another; never counted
 };
-inline constexpr std::size_t kIdentityIssueKindCount = 6;
+inline constexpr std::size_t kIdentityIssueKindCount = 7;
+// Kinds that are listed but are not findings (not in countedIssues(), not in "issues").
+bool isInformational(IdentityIssueKind kind);
 
 std::string_view toString(LinkKind kind);
 std::string_view toString(LinkOutcome outcome);
@@ -118,8 +152,8 @@ struct IdentityIssue {
     std::size_t idCount = 0;             // all ids involved
     std::vector<std::int64_t> eventSeqs; // the proving events, at most evidenceLimit
     std::uint64_t eventCount = 0;        // all events behind the issue
-    std::size_t personCount = 0;         // split_identity, probable_same_user
-    std::string correlationKey;          // split_identity
+    std::size_t personCount = 0;         // split_identity, shared_device, probable_same_user
+    std::string correlationKey;          // split_identity, shared_device
     std::string correlationValue;
     std::optional<IdentityLink> link; // merge_refused; illegal_distinct_id of a link source
 };
@@ -134,9 +168,21 @@ struct IdentityMember {
     const IdentityEventRef& introducedBy() const { return joinedBy ? joinedBy->event : firstSeen; }
 };
 
+// A group ($groupidentify): kept apart from persons, never in a person issue.
+struct IdentityGroup {
+    std::string type;
+    std::string key;
+    std::string properties;         // a JSON object: every $group_set merged, the later value winning
+    std::vector<std::string> members; // distinct ids named as members, at most evidenceLimit
+    std::size_t memberCount = 0;
+    std::uint64_t eventCount = 0;
+    std::int64_t firstSeq = 0;
+};
+
 struct IdentityExplanation {
     std::string id; // the id asked about
     bool identified = false;
+    std::vector<std::pair<std::string, std::string>> groups; // (type, key) the person is a member of
     std::vector<IdentityMember> members;     // every id of the person, by first use
     std::vector<IdentityLink> links;         // every link touching a member, in event order
     std::vector<IdentityLink> refusedMerges; // the refused ones among them
@@ -153,10 +199,13 @@ struct IdentitySummary {
     std::uint64_t merges = 0;            // links that joined ids not already in one person
     std::uint64_t correlationValues = 0; // distinct (key, value) pairs tracked
     std::array<std::uint64_t, kIdentityIssueKindCount> issues{};
-    bool finished = false; // split_identity, orphan_server_id, probable_same_user exist after finish()
+    std::uint64_t groups = 0; // $groupidentify groups, never persons
+    std::map<std::string, std::uint64_t> groupsByType;
+    // split_identity, shared_device, orphan_server_id, probable_same_user exist after finish()
+    bool finished = false;
 
     std::uint64_t issueCount(IdentityIssueKind kind) const { return issues[static_cast<std::size_t>(kind)]; }
-    std::uint64_t countedIssues() const; // all but probable_same_user
+    std::uint64_t countedIssues() const; // all but the informational kinds
 };
 
 class IdentityGraph {
@@ -181,6 +230,8 @@ public:
     // nullopt when the id was never seen (illegal ids never are); see similarIds().
     std::optional<IdentityExplanation> explain(std::string_view id) const;
     std::vector<std::string> similarIds(std::string_view id, std::size_t limit = 5) const;
+    // Every group, by type then key.
+    std::vector<IdentityGroup> groups() const;
     bool samePerson(std::string_view a, std::string_view b) const;
 
     const IdentityOptions& options() const;
@@ -195,6 +246,7 @@ void to_json(nlohmann::json& json, const IdentityEventRef& event);
 void to_json(nlohmann::json& json, const IdentityLink& link);
 void to_json(nlohmann::json& json, const IdentityIssue& issue);
 void to_json(nlohmann::json& json, const IdentityExplanation& explanation);
+void to_json(nlohmann::json& json, const IdentityGroup& group);
 // {"illegal_distinct_id": [...], ...}: every kind present, in enum order.
 nlohmann::json groupedIssuesJson(std::span<const IdentityIssue> issues);
 

@@ -189,6 +189,11 @@ void StoredIdentityReplay::observe(const StoredEvent& stored) {
     input.timeMillis = stored.timestamp ? stored.timestamp : stored.receivedAt;
     input.origin = m_origin;
     input.correlations = m_correlations.extract(properties);
+    if (m_groups.extract(stored.name, parseFormat(stored.format).value_or(Format::Auto), properties)) {
+        input.groupType = m_groups.type();
+        input.groupKey = m_groups.key();
+        input.groupProperties = m_groups.properties();
+    }
     m_graph.observe(input);
 }
 
@@ -445,6 +450,11 @@ void Pipeline::observeIdentity(const Event& event, std::int64_t seq) {
     input.timeMillis = event.timestamp ? event.timestamp : event.receivedAt;
     input.origin = m_originText;
     input.correlations = m_correlations.extract(event.properties);
+    if (m_groups.extract(event.name, event.format, event.properties)) {
+        input.groupType = m_groups.type();
+        input.groupKey = m_groups.key();
+        input.groupProperties = m_groups.properties();
+    }
     m_identity.observe(input);
 }
 

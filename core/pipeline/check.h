@@ -63,6 +63,7 @@ private:
     IdentityGraph& m_graph;
     UnplannedPolicy m_unplanned;
     CorrelationExtractor m_correlations;
+    GroupExtractor m_groups;
     simdjson::dom::parser m_parser;
     simdjson::dom::parser m_emptyParser; // its document outlives every parse of m_parser
     simdjson::dom::element m_emptyObject;
@@ -119,6 +120,7 @@ private:
     DedupWindow m_dedup;
     IdentityGraph m_identity;
     CorrelationExtractor m_correlations;
+    GroupExtractor m_groups;
     std::string m_originText;
     std::string m_dedupKey; // the current event's key ("" when none)
     const RequestContext* m_request = nullptr; // the collector request being processed

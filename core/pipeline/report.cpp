@@ -131,12 +131,13 @@ std::string RunReport::summary() const {
         out << "Dedup        off\n";
     }
     out << "Identity     " << plural(identity.persons, "person", "persons") << " | "
-        << plural(identity.merges, "merge", "merges") << " | " << plural(identity.countedIssues(), "issue", "issues");
+        << plural(identity.merges, "merge", "merges") << " | " << plural(identity.groups, "group", "groups") << " | "
+        << plural(identity.countedIssues(), "issue", "issues");
     if (identity.countedIssues() > 0) {
         const char* sep = ": ";
         for (std::size_t k = 0; k < kIdentityIssueKindCount; ++k) {
             const auto kind = static_cast<IdentityIssueKind>(k);
-            if (kind == IdentityIssueKind::ProbableSameUser || identity.issues[k] == 0) continue;
+            if (isInformational(kind) || identity.issues[k] == 0) continue;
             out << sep << grouped(identity.issues[k]) << " " << toString(kind);
             sep = ", ";
         }
@@ -145,6 +146,9 @@ std::string RunReport::summary() const {
     if (const auto probable = identity.issueCount(IdentityIssueKind::ProbableSameUser))
         out << "             (heuristic: " << plural(probable, "group", "groups")
             << " of ids in different persons look like the same user)\n";
+    if (const auto shared = identity.issueCount(IdentityIssueKind::SharedDevice))
+        out << "             (note: " << plural(shared, "device was", "devices were")
+            << " used by several persons one after another: shared_device, not a split)\n";
 
     if (!failures.empty()) {
         std::vector<std::pair<const std::tuple<std::string, std::string, std::string>*, const FailureStats*>> top;

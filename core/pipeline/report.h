@@ -87,7 +87,7 @@ struct RunReport {
 
     bool hasInputErrors() const;
     // Findings: anything dead-lettered, unplanned events under the `warn` policy, duplicates, and
-    // identity issues (probable_same_user, a heuristic, is not one).
+    // identity issues (probable_same_user, a heuristic, and shared_device, a note, are not).
     bool hasFindings() const;
 
     nlohmann::json toJson() const;
