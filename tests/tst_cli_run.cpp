@@ -843,6 +843,9 @@ private slots:
             QVERIFY2(byKind[kind].toArray().isEmpty(), qPrintable(kind + QString(": ") + QString::fromUtf8(QJsonDocument(byKind[kind].toArray()).toJson())));
         // The logout on this device is seen for what it is: one device, two people, one after the other.
         QVERIFY2(byKind["shared_device"].toArray().size() == 1, qPrintable(QString::fromUtf8(QJsonDocument(byKind).toJson())));
+        const Run notes = cli({"identity", "--capture", capture, "--issues", "--kind", "shared_device"});
+        QCOMPARE(notes.exitCode, 0); // a note is listed, not a finding
+        QVERIFY2(notes.out.contains("shared_device"), notes.out.constData());
         // A group is not a person: no issue is about the company's pseudo distinct id.
         for (const QJsonValue& list : byKind)
             for (const QJsonValue& issue : list.toArray())

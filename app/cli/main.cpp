@@ -99,12 +99,14 @@ correlation keys the capture was made with) and
   --explain ID   prints the person of ID: every id in it, the event that linked each one (time,
                  stream, origin), every link with its outcome, refused merges, and its issues
   --issues       lists every identity issue by kind: illegal_distinct_id, merge_refused,
-                 split_identity, orphan_server_id, post_identify_anonymous, and the heuristic
-                 probable_same_user
+                 split_identity, orphan_server_id, post_identify_anonymous, and the notes
+                 probable_same_user (heuristic) and shared_device (persons one after another
+                 on one device, as after posthog-js reset())
   --kind KIND    with --issues: only that kind
   --json         JSON instead of text
 
-exit: 0 found (no issues, for --issues), 1 issues listed or ID not found, 2 usage or input errors.
+exit: 0 found (no issues, for --issues; notes alone do not count), 1 issues listed or ID not
+found, 2 usage or input errors.
 )";
 
 constexpr const char* kRunUsage = R"(usage: pipescope-cli run [--config FILE] [options]
@@ -459,7 +461,7 @@ int runIdentityCommand(int argc, char** argv) {
         kind = pipescope::parseIdentityIssueKind(*text);
         if (!kind)
             throw UsageError("--kind: expected illegal_distinct_id, merge_refused, split_identity, orphan_server_id, "
-                             "post_identify_anonymous or probable_same_user, got \"" + *text + "\"");
+                             "post_identify_anonymous, probable_same_user or shared_device, got \"" + *text + "\"");
     }
     const bool json = args.flag("json");
 
@@ -497,7 +499,10 @@ int runIdentityCommand(int argc, char** argv) {
                   << "\n";
     else
         std::cout << pipescope::toText(graph.summary(), issues);
-    return issues.empty() ? kExitOk : kExitFindings;
+    // Notes (probable_same_user, shared_device) are shown but are not findings, as in `check`.
+    const bool findings = std::any_of(issues.begin(), issues.end(),
+                                      [](const pipescope::IdentityIssue& issue) { return !pipescope::isInformational(issue.kind); });
+    return findings ? kExitFindings : kExitOk;
 }
 
 std::atomic<bool> g_stopRequested{false};
