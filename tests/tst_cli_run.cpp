@@ -30,70 +30,6 @@ using namespace cli_test;
 
 namespace {
 
-// A running `pipescope-cli run`, stopped (SIGTERM) or killed by the test.
-class RunProcess {
-public:
-    bool start(const QStringList& args) {
-        m_process.setProcessChannelMode(QProcess::SeparateChannels);
-        m_process.start(QStringLiteral(PIPESCOPE_CLI), QStringList{"run"} + args);
-        if (!m_process.waitForStarted(10000)) return false;
-        const QRegularExpression listening("collector listening on http://[^:]+:(\\d+)");
-        QElapsedTimer timer;
-        timer.start();
-        while (timer.elapsed() < 20000) {
-            m_process.waitForReadyRead(200);
-            m_out += m_process.readAllStandardOutput();
-            const auto match = listening.match(QString::fromUtf8(m_out));
-            if (match.hasMatch()) {
-                m_port = match.captured(1).toInt();
-                return true;
-            }
-            if (m_process.state() == QProcess::NotRunning) break;
-        }
-        m_err = m_process.readAllStandardError();
-        return false;
-    }
-    // SIGTERM: a clean stop. Returns the exit code (-1 when it did not stop in time).
-    int stop(int timeoutMillis = 60000) {
-        m_process.terminate();
-        return finish(timeoutMillis);
-    }
-    void kill() {
-        m_process.kill(); // SIGKILL: no chance to flush anything
-        m_process.waitForFinished(10000);
-    }
-    int finish(int timeoutMillis) {
-        if (!m_process.waitForFinished(timeoutMillis)) {
-            m_process.kill();
-            m_process.waitForFinished(5000);
-            return -1;
-        }
-        m_out += m_process.readAllStandardOutput();
-        m_err += m_process.readAllStandardError();
-        return m_process.exitStatus() == QProcess::NormalExit ? m_process.exitCode() : -2;
-    }
-    // Waits (bounded) until the process wrote `text` to stderr.
-    bool waitForErr(const QByteArray& text, int timeoutMillis) {
-        QElapsedTimer timer;
-        timer.start();
-        while (!m_err.contains(text) && timer.elapsed() < timeoutMillis && m_process.state() == QProcess::Running) {
-            m_process.waitForReadyRead(100);
-            m_out += m_process.readAllStandardOutput();
-            m_err += m_process.readAllStandardError();
-        }
-        return m_err.contains(text);
-    }
-    int port() const { return m_port; }
-    QString url() const { return QString("http://127.0.0.1:%1").arg(m_port); }
-    const QByteArray& out() const { return m_out; }
-    const QByteArray& err() const { return m_err; }
-
-private:
-    QProcess m_process;
-    QByteArray m_out, m_err;
-    int m_port = 0;
-};
-
 struct Response {
     long status = 0;
     std::string body;
@@ -171,10 +107,6 @@ int freePort() {
     return server.serverPort();
 }
 
-QList<QJsonObject> exportEvents(const QString& capture) {
-    const Run run = cli({"export", "--capture", capture, "--events"});
-    return ndjson(run.out);
-}
 
 void runSql(const QString& file, const char* sql) {
     sqlite3* db = nullptr;
@@ -229,27 +161,8 @@ private slots:
         curl_global_init(CURL_GLOBAL_DEFAULT);
         writeFile(path("schemas/order_completed/1.json"), kOrderSchema);
         // The SDKs, from the npm registry, installed under the build directory (never in the tree).
-        m_node = QStandardPaths::findExecutable("node");
-        const QString npm = QStandardPaths::findExecutable("npm");
-        QVERIFY2(!m_node.isEmpty() && !npm.isEmpty(), "node and npm are required (packaging/install-deps.sh installs them)");
-        const QString source = QStringLiteral(PIPESCOPE_SOURCE_DIR) + "/tests/e2e";
-        m_modules = QStringLiteral(PIPESCOPE_BINARY_DIR) + "/e2e-node";
-        QDir().mkpath(m_modules);
-        // The scripts sit beside node_modules: ES modules resolve packages from where they are.
-        for (const char* file : {"package.json", "package-lock.json", "send_with_sdks.mjs", "serve_page.mjs",
-                                 "identity_page.mjs", "group_sdks.mjs"}) {
-            QFile::remove(m_modules + "/" + file);
-            QVERIFY(QFile::copy(source + "/" + file, m_modules + "/" + file));
-        }
-        if (!QFileInfo::exists(m_modules + "/node_modules/.package-lock.json") ||
-            QFileInfo(m_modules + "/node_modules/.package-lock.json").lastModified() <
-                QFileInfo(source + "/package-lock.json").lastModified()) {
-            QProcess install;
-            install.setWorkingDirectory(m_modules);
-            install.start(npm, {"ci", "--no-audit", "--no-fund", "--loglevel=error"});
-            QVERIFY(install.waitForFinished(300000));
-            QVERIFY2(install.exitCode() == 0, install.readAllStandardError().constData());
-        }
+        const QString error = installE2eNode(m_node, m_modules);
+        QVERIFY2(error.isEmpty(), qPrintable(error));
     }
 
     void cleanupTestCase() { curl_global_cleanup(); }
@@ -543,8 +456,8 @@ private slots:
     }
 
     void posthogJsInChromium() {
-        const QString chromium = QStandardPaths::findExecutable("chromium");
-        QVERIFY2(!chromium.isEmpty(), "Debian's chromium is required (packaging/install-deps.sh installs it)");
+        QVERIFY2(!QStandardPaths::findExecutable("chromium").isEmpty(),
+                 "Debian's chromium is required (packaging/install-deps.sh installs it)");
         RunProcess run;
         QVERIFY2(run.start({"--port", "0", "--capture", path("browser.pipescope")}), run.err().constData());
         // The page comes from another origin, as on a real site: posthog-js needs CORS to post.
@@ -553,17 +466,11 @@ private slots:
         QVERIFY(page.waitForReadyRead(20000));
         const int pagePort = QJsonDocument::fromJson(page.readAllStandardOutput()).object()["port"].toInt();
         QVERIFY(pagePort > 0);
-        QTemporaryDir profile;
-        QProcess browser;
-        browser.start(chromium, {"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                                 "--user-data-dir=" + profile.path(), "--remote-debugging-port=0",
-                                 QString("http://127.0.0.1:%1/").arg(pagePort)});
-        QVERIFY(browser.waitForStarted(20000));
+        Browser browser;
+        QVERIFY(browser.open(path("chromium-profile-" + QString::number(pagePort)), QString("http://127.0.0.1:%1/").arg(pagePort)));
         auto captured = [&] { return exportEvents(path("browser.pipescope")).size(); };
         QTRY_VERIFY_WITH_TIMEOUT(captured() >= 2, 45000);
-        browser.kill();
-        browser.waitForFinished(10000);
+        browser.close();
         page.kill();
         page.waitForFinished(5000);
         QCOMPARE(run.stop(), 0);
@@ -782,8 +689,8 @@ private slots:
     // arrives after that $identify; then posthog-node's group analytics. What PostHog would do
     // with these raises no identity issue, and the person properties posthog-js sends are seen.
     void identityAsRealSdksSendIt() {
-        const QString chromium = QStandardPaths::findExecutable("chromium");
-        QVERIFY2(!chromium.isEmpty(), "Debian's chromium is required (packaging/install-deps.sh installs it)");
+        QVERIFY2(!QStandardPaths::findExecutable("chromium").isEmpty(),
+                 "Debian's chromium is required (packaging/install-deps.sh installs it)");
         writeFile(path("identity-schemas/$identify/1.json"),
                   "{\"type\": \"object\", \"required\": [\"$set\"], \"properties\": {\"$set\": {\"type\": \"object\", "
                   "\"required\": [\"email\"], \"properties\": {\"email\": {\"type\": \"string\", \"format\": \"email\"}}}}}");
@@ -796,13 +703,8 @@ private slots:
         QVERIFY(page.waitForReadyRead(20000));
         const int pagePort = QJsonDocument::fromJson(page.readAllStandardOutput()).object()["port"].toInt();
         QVERIFY(pagePort > 0);
-        QTemporaryDir profile;
-        QProcess browser;
-        browser.start(chromium, {"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                                 "--user-data-dir=" + profile.path(), "--remote-debugging-port=0",
-                                 QString("http://127.0.0.1:%1/").arg(pagePort)});
-        QVERIFY(browser.waitForStarted(20000));
+        Browser browser;
+        QVERIFY(browser.open(path("chromium-profile-" + QString::number(pagePort)), QString("http://127.0.0.1:%1/").arg(pagePort)));
         const QStringList expected{"slow_before_login", "$identify", "alice_checkout", "browsing_after_logout",
                                    "$identify", "bob_checkout"};
         const auto names = [&] {
@@ -811,8 +713,7 @@ private slots:
             return list;
         };
         QTRY_VERIFY_WITH_TIMEOUT(names().size() >= expected.size(), 45000);
-        browser.kill();
-        browser.waitForFinished(10000);
+        browser.close();
         page.kill();
         page.waitForFinished(5000);
 

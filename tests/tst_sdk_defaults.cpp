@@ -23,54 +23,6 @@ using namespace cli_test;
 
 namespace {
 
-// A running `pipescope-cli run`, stopped with SIGTERM (the pattern of tst_cli_run).
-class RunProcess {
-public:
-    ~RunProcess() {
-        if (m_process.state() != QProcess::NotRunning) {
-            m_process.kill();
-            m_process.waitForFinished(5000);
-        }
-    }
-    bool start(const QStringList& args) {
-        m_process.start(QStringLiteral(PIPESCOPE_CLI), QStringList{"run"} + args);
-        if (!m_process.waitForStarted(10000)) return false;
-        const QRegularExpression listening("collector listening on http://[^:]+:(\\d+)");
-        QElapsedTimer timer;
-        timer.start();
-        while (timer.elapsed() < 20000) {
-            m_process.waitForReadyRead(200);
-            m_out += m_process.readAllStandardOutput();
-            const auto match = listening.match(QString::fromUtf8(m_out));
-            if (match.hasMatch()) {
-                m_port = match.captured(1).toInt();
-                return true;
-            }
-            if (m_process.state() == QProcess::NotRunning) break;
-        }
-        m_err = m_process.readAllStandardError();
-        return false;
-    }
-    int stop(int timeoutMillis = 30000) {
-        m_process.terminate();
-        if (!m_process.waitForFinished(timeoutMillis)) {
-            m_process.kill();
-            m_process.waitForFinished(5000);
-            return -1;
-        }
-        m_out += m_process.readAllStandardOutput();
-        m_err += m_process.readAllStandardError();
-        return m_process.exitStatus() == QProcess::NormalExit ? m_process.exitCode() : -2;
-    }
-    QString url() const { return QString("http://127.0.0.1:%1").arg(m_port); }
-    const QByteArray& err() const { return m_err; }
-
-private:
-    QProcess m_process;
-    QByteArray m_out, m_err;
-    int m_port = 0;
-};
-
 // serve_sdk_pages.mjs: the pages, and what they report they sent (one JSON line each).
 class PageServer {
 public:
@@ -120,34 +72,6 @@ private:
     int m_port = 0;
 };
 
-// Debian's Chromium, headless, with its own profile under `profile` (inside the test's temporary
-// directory, removed at the end: Chromium's helper processes may still write to it for a moment
-// after the browser is killed); killed when the test is done with it.
-class Browser {
-public:
-    ~Browser() {
-        m_process.kill();
-        m_process.waitForFinished(10000);
-    }
-    bool open(const QString& profile, const QString& url, const QStringList& extra = {}) {
-        const QString chromium = QStandardPaths::findExecutable("chromium");
-        if (chromium.isEmpty() || !QDir().mkpath(profile)) return false;
-        m_process.start(chromium, QStringList{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                                              "--no-first-run", "--disable-background-networking",
-                                              "--disable-component-update", "--disable-sync",
-                                              "--user-data-dir=" + profile, "--remote-debugging-port=0"} +
-                                      extra + QStringList{url});
-        return m_process.waitForStarted(20000);
-    }
-
-private:
-    QProcess m_process;
-};
-
-QList<QJsonObject> exportEvents(const QString& capture) {
-    return ndjson(cli({"export", "--capture", capture, "--events"}).out);
-}
-
 // Polls the capture until `done` holds for its events (bounded); returns the last export.
 QList<QJsonObject> waitForEvents(const QString& capture,
                                  const std::function<bool(const QList<QJsonObject>&)>& done,
@@ -192,29 +116,9 @@ private slots:
         QVERIFY(m_dir.isValid());
         QVERIFY2(!QStandardPaths::findExecutable("chromium").isEmpty(),
                  "Debian's chromium is required (packaging/install-deps.sh installs it)");
-        // One npm install under the build directory, shared with tst_cli_run (CTest's
-        // RESOURCE_LOCK keeps the two from installing at once).
-        m_node = QStandardPaths::findExecutable("node");
-        const QString npm = QStandardPaths::findExecutable("npm");
-        QVERIFY2(!m_node.isEmpty() && !npm.isEmpty(),
-                 "node and npm are required (packaging/install-deps.sh installs them)");
-        const QString source = QStringLiteral(PIPESCOPE_SOURCE_DIR) + "/tests/e2e";
-        m_modules = QStringLiteral(PIPESCOPE_BINARY_DIR) + "/e2e-node";
-        QDir().mkpath(m_modules);
-        for (const char* file :
-             {"package.json", "package-lock.json", "send_with_sdks.mjs", "serve_sdk_pages.mjs"}) {
-            QFile::remove(m_modules + "/" + file);
-            QVERIFY(QFile::copy(source + "/" + file, m_modules + "/" + file));
-        }
-        const QString installed = m_modules + "/node_modules/.package-lock.json";
-        if (!QFileInfo::exists(installed) ||
-            QFileInfo(installed).lastModified() < QFileInfo(source + "/package-lock.json").lastModified()) {
-            QProcess install;
-            install.setWorkingDirectory(m_modules);
-            install.start(npm, {"ci", "--no-audit", "--no-fund", "--loglevel=error"});
-            QVERIFY(install.waitForFinished(300000));
-            QVERIFY2(install.exitCode() == 0, install.readAllStandardError().constData());
-        }
+        // One npm install under the build directory, shared with tst_cli_run.
+        const QString error = installE2eNode(m_node, m_modules);
+        QVERIFY2(error.isEmpty(), qPrintable(error));
     }
 
     // analytics-next (Analytics.js 2.0) as a site loads it without a bundler (its UMD build),

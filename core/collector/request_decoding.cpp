@@ -2,6 +2,7 @@
 
 #include "collector/lz_string.h"
 #include "format/batch_layout.h"
+#include "format/json_error.h"
 
 #include <algorithm>
 #include <array>
@@ -298,32 +299,6 @@ std::string withValidUtf8(std::string_view text) {
     return out;
 }
 
-// A nlohmann SAX handler that builds nothing: used only on bodies simdjson refused, to report
-// the error as a message with a byte offset. nlohmann's SAX parser is iterative, so depth is
-// no danger here.
-struct SyntaxErrorProbe {
-    using json = nlohmann::json;
-    std::size_t position = std::string::npos;
-    std::string message;
-
-    bool null() { return true; }
-    bool boolean(bool) { return true; }
-    bool number_integer(json::number_integer_t) { return true; }
-    bool number_unsigned(json::number_unsigned_t) { return true; }
-    bool number_float(json::number_float_t, const json::string_t&) { return true; }
-    bool string(json::string_t&) { return true; }
-    bool binary(json::binary_t&) { return true; }
-    bool start_object(std::size_t) { return true; }
-    bool key(json::string_t&) { return true; }
-    bool end_object() { return true; }
-    bool start_array(std::size_t) { return true; }
-    bool end_array() { return true; }
-    bool parse_error(std::size_t byteOffset, const std::string&, const nlohmann::detail::exception& error) {
-        position = byteOffset;
-        message = error.what();
-        return false;
-    }
-};
 
 // The length of the JSON number at the start of `text` (RFC 8259 grammar), 0 when there is none.
 std::size_t jsonNumberLength(std::string_view text) {
@@ -709,20 +684,14 @@ JsonInspection inspectJson(std::string& json) {
         inspection.reason = "json_too_deep";
         inspection.detail = "JSON nested deeper than " + std::to_string(parser.max_depth()) + " levels";
     } else {
-        SyntaxErrorProbe probe;
-        nlohmann::json::sax_parse(repaired.empty() ? json : repaired, &probe);
-        if (probe.position == std::string::npos) {
+        const JsonErrorLocation location = locateJsonError(repaired.empty() ? std::string_view(json) : repaired);
+        if (!location.found) {
             // Valid JSON that simdjson still cannot represent: pass it on; the pipeline
             // dead-letters what it cannot decode.
             inspection.valid = true;
         } else {
             inspection.reason = "not_json";
-            std::string message = probe.message;
-            if (const std::size_t bracket = message.find("] ");
-                message.front() == '[' && bracket != std::string::npos)
-                message.erase(0, bracket + 2);
-            inspection.detail = "not JSON at byte offset " +
-                                std::to_string(probe.position > 0 ? probe.position - 1 : 0) + ": " + message;
+            inspection.detail = "not JSON at byte offset " + std::to_string(location.offset) + ": " + location.message;
         }
     }
     if (parser.capacity() > kParserCapacityKept) parser = simdjson::dom::parser{};

@@ -2,12 +2,13 @@
 
 #include <algorithm>
 #include <array>
-#include <memory>
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
-#include <nlohmann/json.hpp>
+
+#include "format/json_error.h"
 
 namespace pipescope {
 
@@ -61,39 +62,6 @@ bool isSegmentType(std::string_view type) {
            type == "alias";
 }
 
-std::string parserMessage(std::string what) {
-    // nlohmann prefixes "[json.exception.parse_error.101] parse error at ..."; keep the human part.
-    const auto bracket = what.find("] ");
-    if (bracket != std::string::npos) what.erase(0, bracket + 2);
-    return what;
-}
-
-// A nlohmann SAX handler that builds nothing: run only on bytes simdjson refused, for a message
-// and a byte offset (simdjson says what, not where). Its parser is iterative: depth is no danger.
-struct ParseErrorProbe {
-    using json = nlohmann::json;
-    std::size_t position = std::string::npos;
-    std::string message;
-
-    bool null() { return true; }
-    bool boolean(bool) { return true; }
-    bool number_integer(json::number_integer_t) { return true; }
-    bool number_unsigned(json::number_unsigned_t) { return true; }
-    bool number_float(json::number_float_t, const json::string_t&) { return true; }
-    bool string(json::string_t&) { return true; }
-    bool binary(json::binary_t&) { return true; }
-    bool start_object(std::size_t) { return true; }
-    bool key(json::string_t&) { return true; }
-    bool end_object() { return true; }
-    bool start_array(std::size_t) { return true; }
-    bool end_array() { return true; }
-    // Syntax errors and out-of-range numbers ("number overflow parsing '1e400'") both land here.
-    bool parse_error(std::size_t byte, const std::string&, const nlohmann::detail::exception& error) {
-        position = byte;
-        message = parserMessage(error.what());
-        return false;
-    }
-};
 
 void appendJsonString(std::string& out, std::string_view text) {
     static constexpr char kHex[] = "0123456789abcdef";
@@ -396,11 +364,10 @@ void EventDecoder::describeParseError(std::string_view bytes, simdjson::error_co
         return;
     }
     if (error == simdjson::MEMALLOC || error == simdjson::CAPACITY) return;
-    ParseErrorProbe probe;
-    nlohmann::json::sax_parse(bytes, &probe);
-    if (probe.position == std::string::npos) return;
-    message = std::move(probe.message);
-    offset = probe.position > 0 ? probe.position - 1 : 0;
+    JsonErrorLocation location = locateJsonError(bytes);
+    if (!location.found) return;
+    message = std::move(location.message);
+    offset = location.offset;
 }
 
 bool EventDecoder::salvage(std::string_view line, Origin origin, bool padded) {
