@@ -64,14 +64,6 @@ std::int64_t dedupKeyHash(std::string_view key) {
     return static_cast<std::int64_t>(XXH3_64bits(key.data(), key.size()));
 }
 
-// pipescope_key_hash(text): the same in SQL, for migrating version-1 rows.
-void sqlKeyHash(sqlite3_context* context, int, sqlite3_value** argv) {
-    if (sqlite3_value_type(argv[0]) == SQLITE_NULL) return sqlite3_result_null(context);
-    const auto* data = static_cast<const char*>(sqlite3_value_blob(argv[0]));
-    const int size = sqlite3_value_bytes(argv[0]);
-    sqlite3_result_int64(context, dedupKeyHash(std::string_view(data ? data : "", static_cast<std::size_t>(size))));
-}
-
 // One connection, closed on scope exit.
 struct Connection {
     sqlite3* db = nullptr;
@@ -87,8 +79,6 @@ struct Connection {
         }
         sqlite3_extended_result_codes(db, 1);
         sqlite3_busy_timeout(db, 5000);
-        sqlite3_create_function_v2(db, "pipescope_key_hash", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr,
-                                   sqlKeyHash, nullptr, nullptr, nullptr);
     }
     ~Connection() { sqlite3_close(db); }
     Connection(const Connection&) = delete;
@@ -307,17 +297,16 @@ CREATE TABLE state (
 // `dictionaries` table once the capture has one (`codec`, see store/event_codec.h). Rows of a
 // version-1 capture keep their `raw` and `properties` columns (codec 0); new rows leave them
 // empty. The dedup key is indexed by its hash (`dedup_hash`, NULL when there is no key) and
-// `dedup_key` is NULL when it is the event id. No query used the name and distinct-id indexes;
-// each cost a random B-tree insert per event: they are gone.
+// `dedup_key` is NULL when it is the event id. Version-1 rows keep their key in `dedup_key`,
+// found through the version-1 index (`dedup_hash` NULL): nothing is rewritten. No query used the
+// name and distinct-id indexes; each cost a random B-tree insert per event: they are gone.
 constexpr const char* kMigrationV1ToV2 = R"sql(
 ALTER TABLE events ADD COLUMN codec INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE events ADD COLUMN raw_size INTEGER;
 ALTER TABLE events ADD COLUMN body BLOB;
 ALTER TABLE events ADD COLUMN dedup_hash INTEGER;
-UPDATE events SET dedup_hash = pipescope_key_hash(dedup_key) WHERE dedup_key IS NOT NULL;
 DROP INDEX events_by_name;
 DROP INDEX events_by_distinct_id;
-DROP INDEX events_by_dedup_key;
 CREATE INDEX events_by_dedup_hash ON events(dedup_hash) WHERE dedup_hash IS NOT NULL;
 CREATE TABLE dictionaries (
     id         INTEGER PRIMARY KEY,
@@ -592,6 +581,8 @@ struct CaptureWriter::Impl {
     Statement insertDlq;
     Statement insertDuplicate;
     Statement findFirst;
+    Statement findFirstV1;
+    bool hasV1Rows = false; // a migrated version-1 capture: its first events keep the old key column
     Statement findEvent;
     Statement insertIssue;
     Statement upsertMeta;
@@ -650,6 +641,10 @@ struct CaptureWriter::Impl {
                     "SELECT seq, name, distinct_id, properties, raw, codec, raw_size, body FROM events"
                     " WHERE dedup_hash = ?3 AND coalesce(dedup_key, event_id) = ?1 AND verdict <> 'duplicate'"
                     " AND seq < ?2 ORDER BY seq LIMIT 1"),
+          findFirstV1(connection,
+                      "SELECT seq, name, distinct_id, properties, raw, codec, raw_size, body FROM events"
+                      " WHERE dedup_key = ?1 AND dedup_hash IS NULL AND verdict <> 'duplicate' AND seq < ?2"
+                      " ORDER BY seq LIMIT 1"),
           findEvent(connection, "SELECT name, distinct_id, properties, raw, codec, raw_size, body FROM events WHERE seq = ?1"),
           insertIssue(connection,
                       "INSERT INTO identity_issues (category, message, ids, events, detail) VALUES (?1, ?2, ?3, ?4, ?5)"),
@@ -667,6 +662,10 @@ struct CaptureWriter::Impl {
                                " VALUES (?1, ?2, ?3, ?4)"),
           insertDictionary(connection, "INSERT OR REPLACE INTO dictionaries (id, bytes, created_at) VALUES (?1, ?2, ?3)"),
           decompressor(file.string(), [this](std::uint32_t id) { return loadDictionary(connection, id); }) {
+        {
+            Statement oldest(connection, "SELECT codec FROM events ORDER BY seq LIMIT 1");
+            hasV1Rows = oldest.next() && oldest.columnInt(0) == static_cast<int>(store::EventCodec::Columns);
+        }
         // A resumed capture goes on with the dictionary it has (its newest, should there be several).
         {
             Statement newest(connection, "SELECT id, bytes FROM dictionaries ORDER BY created_at DESC, rowid DESC LIMIT 1");
@@ -853,14 +852,25 @@ struct CaptureWriter::Impl {
         // this capture began.
         std::optional<std::int64_t> firstSeq = d.firstSeq;
         std::string differences = d.differences.empty() ? "[]" : d.differences;
-        findFirst.text(1, d.key);
-        findFirst.integer(2, d.eventSeq);
-        findFirst.integer(3, dedupKeyHash(d.key));
-        if (findFirst.next()) {
-            firstSeq = findFirst.columnInt(0);
+        // Version-1 rows (all before any version-2 row) first: the first occurrence is the oldest.
+        Statement* found = nullptr;
+        if (hasV1Rows) {
+            findFirstV1.text(1, d.key);
+            findFirstV1.integer(2, d.eventSeq);
+            if (findFirstV1.next()) found = &findFirstV1;
+        }
+        if (!found) {
+            findFirst.text(1, d.key);
+            findFirst.integer(2, d.eventSeq);
+            findFirst.integer(3, dedupKeyHash(d.key));
+            if (findFirst.next()) found = &findFirst;
+        }
+        if (found) {
+            const Statement& first = *found;
+            firstSeq = first.columnInt(0);
             if (d.conflicting && d.differences.empty()) {
-                const std::string name = findFirst.columnText(1), distinct = findFirst.columnText(2);
-                decodeEventBytes(findFirst, 3, firstSeq.value_or(0), decompressor, firstRaw, firstProperties);
+                const std::string name = first.columnText(1), distinct = first.columnText(2);
+                decodeEventBytes(first, 3, *firstSeq, decompressor, firstRaw, firstProperties);
                 const std::string& properties = firstProperties;
                 findEvent.integer(1, d.eventSeq);
                 if (findEvent.next()) {
@@ -880,6 +890,7 @@ struct CaptureWriter::Impl {
             }
         }
         findFirst.reset();
+        findFirstV1.reset();
         insertDuplicate.integer(1, d.eventSeq);
         insertDuplicate.text(2, d.key);
         insertDuplicate.text(3, d.keySource);
