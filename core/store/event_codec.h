@@ -32,7 +32,8 @@ struct EncodedEvent {
     std::string body;
 };
 
-// Compresses events on the writer thread. Until a dictionary exists, the first events are kept
+// Compresses events (CaptureWriter: on the appending thread, one at a time). Until a dictionary
+// exists, the first events are kept
 // as training samples; after kTrainingEvents, one is trained and used from then on.
 class EventCompressor {
 public:
