@@ -8,7 +8,7 @@ packages=(
   cmake ninja-build g++ pkg-config ccache
   # engine (core/)
   libsimdjson-dev nlohmann-json3-dev libpcre2-dev libsqlite3-dev zlib1g-dev libxxhash-dev
-  libmicrohttpd-dev libcurl4-openssl-dev
+  libmicrohttpd-dev libcurl4-openssl-dev libzstd-dev
   # UI and tests (Qt Test drives every suite)
   qt6-base-dev
   # test oracles and data: valijson for differential validation, the official JSON Schema suite

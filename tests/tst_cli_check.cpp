@@ -178,6 +178,7 @@ private slots:
     void demoTraffic();
     void hostileBatches();
     void everySdkWithItsDefaults();
+    void captureKeepsEveryRawByte();
 
 private:
     QTemporaryDir m_dir;
@@ -560,6 +561,41 @@ void TestCliCheck::everySdkWithItsDefaults() {
         }
     }
     QVERIFY2(seen == 3, events.out.constData());
+}
+
+// Captures compress each event (schema v2: one zstd frame per event, a dictionary trained on the
+// first 2000): enough events for the dictionary, in both vendors' shapes, with what minifying
+// would change (spaces, 32.00, escapes, non-ASCII), come back byte for byte.
+void TestCliCheck::captureKeepsEveryRawByte() {
+    QByteArray input;
+    for (int i = 0; i < 3000; ++i) {
+        QByteArray line;
+        if (i % 3 == 0)
+            line = "{\"type\":\"track\",\"event\":\"product_viewed\",\"userId\":\"user-" + QByteArray::number(i % 97) +
+                   "\",\"messageId\":\"m-" + QByteArray::number(i) + "\",\"properties\":{ \"sku\" : \"s-" +
+                   QByteArray::number(i) + "\", \"price\": 32.00, \"note\": \"caf\xc3\xa9 \\u00e9 \\\"q\\\"\" }}";
+        else
+            line = "{\"event\":\"product_viewed\",\"distinct_id\":\"d-" + QByteArray::number(i % 211) +
+                   "\",\"uuid\":\"0190f3a1-0000-7000-8000-" + QByteArray::number(100000000000LL + i) +
+                   "\",\"properties\":{\"$lib\":\"web\",\"sku\":\"s-" + QByteArray::number(i * 7) +
+                   "\",\"price\":" + QByteArray::number(i % 50) + ".5e0,\"tags\":[\"a\", \"b\"]}}";
+        if (i % 101 == 0) line.append("   "); // trailing spaces are the line's bytes too
+        input += line + "\n";
+    }
+    writeFile(path("roundtrip.ndjson"), input);
+    const QString capture = path("roundtrip.pipescope");
+    const Run check = cli({"check", path("roundtrip.ndjson"), "--capture", capture, "--quiet"});
+    QVERIFY2(check.exitCode == 0 || check.exitCode == 1, check.err.constData());
+    const Run raw = cli({"export", "--capture", capture, "--events", "--raw", "--output", path("roundtrip-raw.ndjson")});
+    QCOMPARE(raw.exitCode, 0);
+    QFile exported(path("roundtrip-raw.ndjson"));
+    QVERIFY(exported.open(QIODevice::ReadOnly));
+    const QByteArray out = exported.readAll();
+    const QList<QByteArray> expected = input.split('\n'), got = out.split('\n');
+    QCOMPARE(got.size(), expected.size());
+    for (int i = 0; i < expected.size(); ++i)
+        QVERIFY2(got[i] == expected[i], qPrintable(QString("line %1: %2 != %3").arg(i + 1).arg(got[i], expected[i])));
+    QCOMPARE(out, input);
 }
 
 QTEST_GUILESS_MAIN(TestCliCheck)

@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <filesystem>
 #include <mutex>
 #include <fstream>
 #include <thread>
@@ -44,6 +45,53 @@ void runSql(const std::string& path, const char* sql) {
     sqlite3_free(error);
     sqlite3_close(db);
     QVERIFY2(rc == SQLITE_OK, message.c_str());
+}
+
+
+// Rows as SQL sees them, for comparing a capture before and after the reader migrated it.
+struct V1Row {
+    std::int64_t seq = 0;
+    std::string name, raw, properties, dedupKey;
+};
+std::vector<V1Row> readV1Rows(const std::string& path) {
+    std::vector<V1Row> rows;
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) return rows;
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(db, "SELECT seq, name, raw, properties, coalesce(dedup_key, '') FROM events ORDER BY seq", -1, &s,
+                       nullptr);
+    const auto text = [&](int c) {
+        const auto* data = static_cast<const char*>(sqlite3_column_blob(s, c));
+        return data ? std::string(data, static_cast<std::size_t>(sqlite3_column_bytes(s, c))) : std::string();
+    };
+    while (sqlite3_step(s) == SQLITE_ROW) rows.push_back({sqlite3_column_int64(s, 0), text(1), text(2), text(3), text(4)});
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return rows;
+}
+
+std::int64_t sqlScalar(const std::string& path, const char* sql) {
+    sqlite3* db = nullptr;
+    std::int64_t value = -1;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+        sqlite3_stmt* s = nullptr;
+        if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+            value = sqlite3_column_int64(s, 0);
+        sqlite3_finalize(s);
+    }
+    sqlite3_close(db);
+    return value;
+}
+
+// A varied event, so that a dictionary trained on such events is worth it.
+StoredEvent variedEvent(std::int64_t seq) {
+    StoredEvent e = makeEvent(seq, seq % 3 ? "product_viewed" : "checkout", "user-" + std::to_string(seq % 17));
+    e.properties = R"({"sku":"s-)" + std::to_string(seq * 7919 % 100003) + R"(","price":)" + std::to_string(seq % 90) +
+                   R"(.5,"tags":["a","b"]})";
+    e.raw = R"({"event":")" + e.name + R"(","distinct_id":")" + e.distinctId + R"(","properties":)" + e.properties +
+            "}";
+    if (seq % 250 == 0) e.raw += std::string("\0\xff tail", 7); // bytes no JSON tool would keep
+    return e;
 }
 
 } // namespace
@@ -458,6 +506,123 @@ private slots:
         writer.close();
         // Closed captures are one self-contained file.
         QVERIFY(!std::filesystem::exists(path + "-wal") || std::filesystem::file_size(path + "-wal") == 0);
+    }
+
+    // Schema v2 compresses each event; after kTrainingEvents with a dictionary kept in the file.
+    // Every byte comes back through every read path, and a resumed writer goes on with the same
+    // dictionary.
+    void compressesWithATrainedDictionary() {
+        const std::string path = file("dictionary.pipescope");
+        constexpr std::int64_t kEvents = 5000;
+        {
+            CaptureWriter writer(path);
+            for (std::int64_t seq = 1; seq <= kEvents; ++seq) writer.append(variedEvent(seq));
+            writer.close();
+        }
+        QCOMPARE(sqlScalar(path, "SELECT count(*) FROM dictionaries"), 1);
+        QVERIFY(sqlScalar(path, "SELECT count(*) FROM events WHERE codec = 1") >= 1);  // before the dictionary
+        QVERIFY(sqlScalar(path, "SELECT count(*) FROM events WHERE codec = 2") >= 2900); // with it
+        QCOMPARE(sqlScalar(path, "SELECT count(*) FROM events WHERE length(raw) > 0 OR length(properties) > 0"), 0);
+        {
+            CaptureWriter writer(path, {.resumeExisting = true});
+            for (std::int64_t seq = kEvents + 1; seq <= kEvents + 10; ++seq) writer.append(variedEvent(seq));
+        }
+        QCOMPARE(sqlScalar(path, "SELECT count(*) FROM dictionaries"), 1);
+        const CaptureReader reader(path);
+        std::int64_t seq = 0;
+        reader.forEachEvent([&](const StoredEvent& e) {
+            const StoredEvent want = variedEvent(++seq);
+            if (e.raw != want.raw || e.properties != want.properties || e.dedupKey != want.dedupKey) {
+                qWarning("event %lld differs", static_cast<long long>(seq));
+                return false;
+            }
+            return true;
+        });
+        QCOMPARE(seq, kEvents + 10);
+        // Windows: by offset and by seq are the same rows.
+        const auto byOffset = reader.events(4000, 256);
+        const auto bySeq = reader.eventsAfter(4000, 256);
+        QCOMPARE(byOffset.size(), std::size_t(256));
+        QCOMPARE(bySeq.size(), std::size_t(256));
+        for (std::size_t i = 0; i < bySeq.size(); ++i) {
+            QCOMPARE(bySeq[i].seq, std::int64_t(4001 + i));
+            QVERIFY(bySeq[i].raw == byOffset[i].raw && bySeq[i].raw == variedEvent(bySeq[i].seq).raw);
+        }
+        QCOMPARE(reader.eventsAfter(kEvents + 10, 10).size(), std::size_t(0));
+        QCOMPARE(reader.event(250)->raw, variedEvent(250).raw);
+    }
+
+    // tests/data/capture-v1.pipescope was written by the version-1 store (main before schema v2).
+    // The reader migrates a copy; every event reads as before; a resumed writer appends to it, and
+    // a duplicate of a version-1 event finds its first occurrence through the new key index.
+    void migratesAVersion1Capture() {
+        const std::string path = file("v1.pipescope");
+        std::filesystem::copy_file(PIPESCOPE_SOURCE_DIR "/tests/data/capture-v1.pipescope", path);
+        const std::vector<V1Row> before = readV1Rows(path);
+        QCOMPARE(before.size(), std::size_t(13));
+        QCOMPARE(sqlScalar(path, "PRAGMA user_version"), 1);
+        {
+            const CaptureReader reader(path);
+            QCOMPARE(reader.info().schemaVersion, kCaptureSchemaVersion);
+            std::size_t i = 0;
+            reader.forEachEvent([&](const StoredEvent& e) {
+                const V1Row& row = before.at(i++);
+                if (e.seq != row.seq || e.name != row.name || e.raw != row.raw || e.properties != row.properties ||
+                    e.dedupKey != row.dedupKey) {
+                    qWarning("event %lld differs after migration", static_cast<long long>(e.seq));
+                    return false;
+                }
+                return true;
+            });
+            QCOMPARE(i, before.size());
+        }
+        QCOMPARE(sqlScalar(path, "PRAGMA user_version"), 2);
+        const V1Row& first = before.front();
+        QVERIFY(!first.dedupKey.empty());
+        const std::int64_t next = before.back().seq + 1;
+        {
+            CaptureWriter writer(path, {.resumeExisting = true});
+            StoredEvent again = makeEvent(next, first.name, "someone-else");
+            again.eventId = again.dedupKey = first.dedupKey;
+            again.verdict = Verdict::Duplicate;
+            writer.append(again);
+            writer.append(DuplicateRecord{next, first.dedupKey, "posthog_uuid", std::nullopt, std::nullopt, 1, true, ""});
+            writer.append(variedEvent(next + 1));
+        }
+        const CaptureReader reader(path);
+        QCOMPARE(reader.eventCount(), std::int64_t(before.size() + 2));
+        QCOMPARE(reader.event(first.seq)->raw, first.raw);
+        QCOMPARE(reader.event(next)->raw, makeEvent(next, "", "").raw);
+        QCOMPARE(reader.event(next + 1)->properties, variedEvent(next + 1).properties);
+        const auto dups = reader.duplicates(0, 10);
+        QCOMPARE(dups.size(), std::size_t(1));
+        QCOMPARE(dups[0].firstSeq, std::optional<std::int64_t>(first.seq));
+        QCOMPARE(dups[0].differences, std::string(R"(["distinct_id","properties"])"));
+    }
+
+    // A version-1 capture that cannot be migrated (here: another connection holds the write lock
+    // past the busy timeout; likewise a read-only file or medium) is read as it is.
+    void readsAVersion1CaptureItCannotMigrate() {
+        const std::string path = file("v1-busy.pipescope");
+        std::filesystem::copy_file(PIPESCOPE_SOURCE_DIR "/tests/data/capture-v1.pipescope", path);
+        const std::vector<V1Row> before = readV1Rows(path);
+        sqlite3* holder = nullptr;
+        QCOMPARE(sqlite3_open(path.c_str(), &holder), SQLITE_OK);
+        QCOMPARE(sqlite3_exec(holder, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+        {
+            const CaptureReader reader(path);
+            QCOMPARE(reader.info().schemaVersion, 1);
+            const auto events = reader.events(0, 100);
+            QCOMPARE(events.size(), before.size());
+            for (std::size_t i = 0; i < events.size(); ++i) {
+                QVERIFY(events[i].raw == before[i].raw);
+                QVERIFY(events[i].properties == before[i].properties);
+            }
+            QCOMPARE(reader.eventsAfter(before[5].seq, 2).front().seq, before[6].seq);
+        }
+        sqlite3_exec(holder, "ROLLBACK", nullptr, nullptr, nullptr);
+        sqlite3_close(holder);
+        QCOMPARE(sqlScalar(path, "PRAGMA user_version"), 1);
     }
 
 private:

@@ -22,7 +22,7 @@ public:
 
 // The current schema version of capture files. Opening an older file migrates it; opening a
 // newer one fails with a StoreError saying so.
-inline constexpr int kCaptureSchemaVersion = 1;
+inline constexpr int kCaptureSchemaVersion = 2;
 
 // Duplicates are kept too (the capture holds every event) but never reach validation.
 enum class Verdict : std::uint8_t { Valid, Invalid, Unplanned, Duplicate };
@@ -231,8 +231,11 @@ public:
     std::int64_t eventCount() const;
     std::int64_t dlqCount() const;
 
-    // Row windows in insertion order, for views that page through large captures.
+    // Row windows in insertion order, for views that page through large captures. events()
+    // skips `offset` rows (its cost grows with the offset); eventsAfter() starts after a seq
+    // through the primary key (constant cost: page with the last seq of the previous window).
     std::vector<StoredEvent> events(std::int64_t offset, std::int64_t limit) const;
+    std::vector<StoredEvent> eventsAfter(std::int64_t afterSeq, std::int64_t limit) const;
     std::vector<DlqEntry> dlq(std::int64_t offset, std::int64_t limit) const;
     std::vector<DuplicateRecord> duplicates(std::int64_t offset, std::int64_t limit) const;
     std::vector<IdentityIssueRecord> identityIssues() const;
