@@ -559,8 +559,12 @@ void TestCliCheck::everySdkWithItsDefaults() {
             QCOMPARE(properties["plan"].toString(), QString("enterprise"));
             ++seen;
         }
+        // posthog-node's historicalMigration flags its whole body: kept on the captured events.
+        const bool historical = row["id"] == "node-1" || row["id"] == "node-2";
+        QCOMPARE(row["historical_migration"].toBool(), historical);
+        seen += historical;
     }
-    QVERIFY2(seen == 3, events.out.constData());
+    QVERIFY2(seen == 5, events.out.constData());
 }
 
 // Captures compress each event (schema v2: one zstd frame per event, a dictionary trained on the

@@ -409,6 +409,7 @@ int runExportCommand(int argc, char** argv) {
                 if (!event.eventId.empty()) record["id"] = event.eventId, record["id_source"] = event.idSource;
                 if (event.timestamp) record["timestamp"] = pipescope::formatTimestamp(*event.timestamp);
                 if (event.verdict == pipescope::Verdict::Invalid) record["failures"] = embedded(event.failures);
+                if (event.historicalMigration) record["historical_migration"] = true;
                 *out << dump(record) << '\n';
             }
             ++written;

@@ -292,6 +292,7 @@ StoredEvent Pipeline::toStored(const Event& event, std::int64_t seq, Verdict ver
     stored.properties = std::move(properties);
     stored.raw = event.rawBytes();
     if (m_request) stored.ingestId = m_request->ingestId;
+    stored.historicalMigration = event.historicalMigration;
     return stored;
 }
 

@@ -305,6 +305,7 @@ ALTER TABLE events ADD COLUMN codec INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE events ADD COLUMN raw_size INTEGER;
 ALTER TABLE events ADD COLUMN body BLOB;
 ALTER TABLE events ADD COLUMN dedup_hash INTEGER;
+ALTER TABLE events ADD COLUMN historical_migration INTEGER NOT NULL DEFAULT 0;
 DROP INDEX events_by_name;
 DROP INDEX events_by_distinct_id;
 CREATE INDEX events_by_dedup_hash ON events(dedup_hash) WHERE dedup_hash IS NOT NULL;
@@ -627,9 +628,10 @@ struct CaptureWriter::Impl {
           insertEvent(resumed ? reopen(connection, opts) : initialise(connection, opts),
                       "INSERT INTO events (seq, event_id, id_source, name, distinct_id, anonymous_id, user_id, stream,"
                       " format, timestamp, sent_at, received_at, origin_source, origin_line, origin_index, verdict,"
-                      " schema_version, failures, properties, raw, alias_id, dedup_key, ingest_id, codec, raw_size, body, dedup_hash)"
+                      " schema_version, failures, properties, raw, alias_id, dedup_key, ingest_id, codec, raw_size, body, dedup_hash,"
+                      " historical_migration)"
                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, '', x'',"
-                      " ?21, ?22, ?23, ?24, ?25, ?26, ?27)"),
+                      " ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)"),
           insertDlq(connection,
                     "INSERT INTO dlq (reason, detail, origin_source, origin_line, origin_index, event_name,"
                     " distinct_id, event_seq, raw, created_at, ingest_id)"
@@ -828,6 +830,7 @@ struct CaptureWriter::Impl {
         insertEvent.integer(24, static_cast<std::int64_t>(encoded.codec));
         insertEvent.integer(25, static_cast<std::int64_t>(pending.rawSize));
         insertEvent.blob(26, encoded.body);
+        insertEvent.integer(28, e.historicalMigration ? 1 : 0);
         insertEvent.run();
     }
 
@@ -1283,12 +1286,12 @@ constexpr const char* kEventColumns =
     "seq, event_id, id_source, name, distinct_id, anonymous_id, user_id, stream, format, timestamp, sent_at,"
     " received_at, origin_source, origin_line, origin_index, verdict, schema_version, failures, alias_id,"
     " CASE WHEN dedup_hash IS NULL THEN dedup_key ELSE coalesce(dedup_key, event_id) END, ingest_id, properties,"
-    " raw, codec, raw_size, body";
+    " raw, codec, raw_size, body, historical_migration";
 // A version-1 capture read as it is (it could not be migrated): every row has codec 0.
 constexpr const char* kEventColumnsV1 =
     "seq, event_id, id_source, name, distinct_id, anonymous_id, user_id, stream, format, timestamp, sent_at,"
     " received_at, origin_source, origin_line, origin_index, verdict, schema_version, failures, alias_id,"
-    " dedup_key, ingest_id, properties, raw, 0, NULL, NULL";
+    " dedup_key, ingest_id, properties, raw, 0, NULL, NULL, 0";
 constexpr const char* kDlqColumns =
     "seq, reason, detail, origin_source, origin_line, origin_index, event_name, distinct_id, event_seq, raw,"
     " created_at";
@@ -1324,6 +1327,7 @@ StoredEvent readEvent(const Statement& s, store::EventDecompressor& decompressor
     e.dedupKey = s.columnText(19);
     e.ingestId = s.columnOptional(20);
     decodeEventBytes(s, 21, e.seq, decompressor, e.raw, e.properties);
+    e.historicalMigration = s.columnInt(26) != 0;
     return e;
 }
 

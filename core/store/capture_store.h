@@ -53,6 +53,7 @@ struct StoredEvent {
     std::string properties;        // JSON object
     std::string raw;               // the event's own bytes
     std::optional<std::int64_t> ingestId;  // the collector request it came from (`run`)
+    bool historicalMigration = false;      // sent as a historical import (posthog-node historicalMigration)
 };
 
 // An input that could not go on: unparseable lines, rejected events, schema violations.
