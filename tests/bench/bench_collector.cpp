@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -237,30 +238,32 @@ int main(int argc, char** argv) {
     LoadResult refSingle = drive(refUrl + "/capture/", connections, seconds, 1, counter);
     reference.stop();
 
-    // The real thing: `pipescope-cli run`, a 200 only once the request is committed to SQLite.
-    const RunChild run = startRun(cli, dir / "bench.pipescope", "20000");
-    if (run.port == 0) {
+    // The real thing: `pipescope-cli run`, a 200 only once the request is committed to SQLite,
+    // with an fsync per commit and without ("durability": "process"): what power-loss safety costs.
+    struct DurableRun {
+        LoadResult batch, single;
+        long peakRssKb = 0;
+    };
+    const auto durableRun = [&](const char* capture, const char* durability) -> std::optional<DurableRun> {
+        const RunChild child = startRun(cli, dir / capture, "20000", durability);
+        if (child.port == 0) return std::nullopt;
+        const std::string url = "http://127.0.0.1:" + std::to_string(child.port);
+        DurableRun result{drive(url + "/batch/", connections, seconds, 100, counter),
+                          drive(url + "/capture/", connections, seconds, 1, counter), 0};
+        result.peakRssKb = peakRssKb(child.pid);
+        kill(child.pid, SIGTERM);
+        waitpid(child.pid, nullptr, 0);
+        return result;
+    };
+    const auto synced = durableRun("bench.pipescope", "full");
+    const auto unsynced = durableRun("unsynced.pipescope", "process");
+    if (!synced || !unsynced) {
         std::fprintf(stderr, "bench_collector: could not start %s run\n", cli.c_str());
         return 2;
     }
-    const std::string runUrl = "http://127.0.0.1:" + std::to_string(run.port);
-    LoadResult durableBatch = drive(runUrl + "/batch/", connections, seconds, 100, counter);
-    LoadResult durableSingle = drive(runUrl + "/capture/", connections, seconds, 1, counter);
-    const long rssNormal = peakRssKb(run.pid);
-    kill(run.pid, SIGTERM);
-    waitpid(run.pid, nullptr, 0);
-
-    // The same without an fsync per commit ("durability": "process"): what power-loss safety costs.
-    const RunChild unsynced = startRun(cli, dir / "unsynced.pipescope", "20000", "process");
-    if (unsynced.port == 0) {
-        std::fprintf(stderr, "bench_collector: could not start %s run\n", cli.c_str());
-        return 2;
-    }
-    const std::string unsyncedUrl = "http://127.0.0.1:" + std::to_string(unsynced.port);
-    LoadResult processBatch = drive(unsyncedUrl + "/batch/", connections, seconds, 100, counter);
-    LoadResult processSingle = drive(unsyncedUrl + "/capture/", connections, seconds, 1, counter);
-    kill(unsynced.pid, SIGTERM);
-    waitpid(unsynced.pid, nullptr, 0);
+    LoadResult durableBatch = synced->batch, durableSingle = synced->single;
+    LoadResult processBatch = unsynced->batch, processSingle = unsynced->single;
+    const long rssNormal = synced->peakRssKb;
 
     // 10x overload: ten times the connections, no pause, on a run whose backlog bound is low.
     const RunChild small = startRun(cli, dir / "overload.pipescope", "200");
