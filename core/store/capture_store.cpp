@@ -1388,6 +1388,16 @@ struct CaptureReader::Impl {
 
     StoredEvent read(const Statement& s) const { return readEvent(s, decompressor); }
 
+    // Events of `SELECT <columns> FROM events <rest>`, with ?1 and ?2 bound to `first`, `second`.
+    std::vector<StoredEvent> select(const char* rest, std::int64_t first, std::int64_t second) const {
+        Statement s(connection, (std::string("SELECT ") + eventColumns + " FROM events " + rest).c_str());
+        s.integer(1, first);
+        s.integer(2, second);
+        std::vector<StoredEvent> rows;
+        while (s.next()) rows.push_back(read(s));
+        return rows;
+    }
+
     std::string meta(const char* key) const {
         Statement s(connection, "SELECT value FROM meta WHERE key = ?1");
         s.text(1, key);
@@ -1413,23 +1423,11 @@ std::int64_t CaptureReader::eventCount() const { return m_impl->connection.scala
 std::int64_t CaptureReader::dlqCount() const { return m_impl->connection.scalar("SELECT count(*) FROM dlq"); }
 
 std::vector<StoredEvent> CaptureReader::events(std::int64_t offset, std::int64_t limit) const {
-    Statement s(m_impl->connection,
-                (std::string("SELECT ") + m_impl->eventColumns + " FROM events ORDER BY seq LIMIT ?1 OFFSET ?2").c_str());
-    s.integer(1, limit);
-    s.integer(2, offset);
-    std::vector<StoredEvent> rows;
-    while (s.next()) rows.push_back(m_impl->read(s));
-    return rows;
+    return m_impl->select("ORDER BY seq LIMIT ?1 OFFSET ?2", limit, offset);
 }
 
 std::vector<StoredEvent> CaptureReader::eventsAfter(std::int64_t afterSeq, std::int64_t limit) const {
-    Statement s(m_impl->connection,
-                (std::string("SELECT ") + m_impl->eventColumns + " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2").c_str());
-    s.integer(1, afterSeq);
-    s.integer(2, limit);
-    std::vector<StoredEvent> rows;
-    while (s.next()) rows.push_back(m_impl->read(s));
-    return rows;
+    return m_impl->select("WHERE seq > ?1 ORDER BY seq LIMIT ?2", afterSeq, limit);
 }
 
 std::vector<DlqEntry> CaptureReader::dlq(std::int64_t offset, std::int64_t limit) const {
@@ -1503,17 +1501,10 @@ std::int64_t CaptureReader::maxEventSeq() const {
 
 std::vector<StoredEvent> CaptureReader::deliverableAfter(std::int64_t afterSeq, std::int64_t limit) const {
     // What goes on to destinations: valid events, and unplanned ones unless they were dead-lettered.
-    Statement s(m_impl->connection,
-                (std::string("SELECT ") + m_impl->eventColumns +
-                 " FROM events WHERE seq > ?1 AND (verdict = 'valid' OR (verdict = 'unplanned' AND"
-                 " coalesce((SELECT value FROM meta WHERE key = 'unplanned_policy'), 'allow') <> 'dlq'))"
-                 " ORDER BY seq LIMIT ?2")
-                    .c_str());
-    s.integer(1, afterSeq);
-    s.integer(2, limit);
-    std::vector<StoredEvent> rows;
-    while (s.next()) rows.push_back(m_impl->read(s));
-    return rows;
+    return m_impl->select("WHERE seq > ?1 AND (verdict = 'valid' OR (verdict = 'unplanned' AND"
+                          " coalesce((SELECT value FROM meta WHERE key = 'unplanned_policy'), 'allow') <> 'dlq'))"
+                          " ORDER BY seq LIMIT ?2",
+                          afterSeq, limit);
 }
 
 std::int64_t CaptureReader::cursor(const std::string& destination) const {
