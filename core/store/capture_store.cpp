@@ -361,7 +361,7 @@ std::optional<std::string> loadDictionary(const Connection& connection, std::uin
 }
 
 // An event's raw bytes and properties from the columns `properties, raw, codec, raw_size, body`
-// (from `first` on): in their own columns (codec 0, version-1 rows) or in one zstd frame.
+// (from `first` on): in their own columns (codec 0, version-1 rows) or in zstd frames.
 void decodeEventBytes(const Statement& s, int first, std::int64_t seq, store::EventDecompressor& decompressor,
                       std::string& raw, std::string& properties) {
     const auto codec = static_cast<store::EventCodec>(s.columnInt(first + 2));
@@ -372,6 +372,21 @@ void decodeEventBytes(const Statement& s, int first, std::int64_t seq, store::Ev
     }
     try {
         decompressor.decode(codec, s.columnView(first + 4), s.columnInt(first + 3), raw, properties, seq);
+    } catch (const std::runtime_error& e) {
+        throw StoreError(e.what());
+    }
+}
+
+// Only the properties, from the same columns.
+void decodeEventProperties(const Statement& s, int first, std::int64_t seq, store::EventDecompressor& decompressor,
+                           std::string& properties) {
+    const auto codec = static_cast<store::EventCodec>(s.columnInt(first + 2));
+    if (codec == store::EventCodec::Columns || s.columnIsNull(first + 4)) {
+        properties.assign(s.columnView(first));
+        return;
+    }
+    try {
+        decompressor.decodeProperties(codec, s.columnView(first + 4), s.columnInt(first + 3), properties, seq);
     } catch (const std::runtime_error& e) {
         throw StoreError(e.what());
     }
@@ -857,7 +872,7 @@ struct CaptureWriter::Impl {
             insertEvent.integer(27, dedupKeyHash(e.dedupKey));
         }
         insertEvent.optional(23, e.ingestId);
-        if (encoded.codec == store::EventCodec::ZstdDict && !dictionaryInFile && !dictionaryInTransaction) {
+        if (encoded.codec == store::EventCodec::ZstdDictSplit && !dictionaryInFile && !dictionaryInTransaction) {
             // The dictionary goes into the transaction of the first row that needs it (the
             // compressor's dictionary never changes once it has one).
             std::lock_guard guard(compressMutex);
@@ -1797,6 +1812,50 @@ std::optional<EventLineage> CaptureReader::lineage(std::int64_t eventSeq) const 
         while (s.next()) lineage.destinationDeadLetters.emplace_back(s.columnText(0), s.columnText(1));
     }
     return lineage;
+}
+
+void CaptureReader::scanProperties(unsigned threads,
+                                   const std::function<bool(std::int64_t, std::string_view)>& visit) const {
+    const std::int64_t last = maxEventSeq();
+    if (last == 0) return;
+    threads = std::clamp(threads, 1u, 16u);
+    const std::string sql = std::string("SELECT seq, ") +
+                            (m_impl->version == 1 ? "properties, raw, 0, NULL, NULL" : "properties, raw, codec, raw_size, body") +
+                            " FROM events WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq";
+    std::atomic<bool> stop{false};
+    std::mutex errorMutex;
+    std::string error;
+    const auto scan = [&](std::int64_t from, std::int64_t to, const Connection& connection) {
+        try {
+            store::EventDecompressor decompressor(connection.path.string(),
+                                                  [&](std::uint32_t id) { return loadDictionary(connection, id); });
+            Statement s(connection, sql.c_str());
+            s.integer(1, from);
+            s.integer(2, to);
+            std::string properties;
+            while (!stop.load(std::memory_order_relaxed) && s.next()) {
+                const std::int64_t seq = s.columnInt(0);
+                decodeEventProperties(s, 1, seq, decompressor, properties);
+                if (!visit(seq, properties)) stop = true;
+            }
+        } catch (const std::exception& e) {
+            stop = true;
+            std::lock_guard guard(errorMutex);
+            if (error.empty()) error = e.what();
+        }
+    };
+    // Each thread reads its share of the seq range through its own connection (one snapshot
+    // each: a live capture may grow between them; rows past `last` are not visited).
+    const std::int64_t share = (last + threads - 1) / threads;
+    std::vector<std::unique_ptr<Connection>> connections;
+    for (unsigned i = 1; i < threads; ++i)
+        connections.push_back(std::make_unique<Connection>(m_impl->connection.path, SQLITE_OPEN_READONLY));
+    std::vector<std::thread> workers;
+    for (unsigned i = 1; i < threads; ++i)
+        workers.emplace_back(scan, i * share + 1, std::min(last, (i + 1) * share), std::cref(*connections[i - 1]));
+    scan(1, std::min(last, share), m_impl->connection);
+    for (auto& worker : workers) worker.join();
+    if (!error.empty()) throw StoreError(error);
 }
 
 void CaptureReader::forEachDlq(const std::function<bool(const DlqEntry&)>& visit) const {
