@@ -595,12 +595,14 @@ struct ResyncRecord {
     std::int64_t cursor = 0;
     std::shared_ptr<std::promise<void>> done;
 };
-// An event compressed by append() on the caller's thread: its raw bytes and properties cross to
-// the writer as one small frame (see write(const PendingEvent&)).
+// An event on its way to the writer: compressed by append() on the caller's thread (its raw
+// bytes and properties cross as one small frame), or handed over whole for the writer to
+// compress when the writer has time (see prepareEvent()).
 struct PendingEvent {
-    StoredEvent event;   // raw and properties emptied
+    StoredEvent event;   // raw and properties emptied once compressed
     store::EncodedEvent encoded;
     std::size_t rawSize = 0;
+    bool compressed = false;
 };
 struct CursorRecord {
     std::string destination;
@@ -637,14 +639,21 @@ struct CaptureWriter::Impl {
     Statement upsertState;
     Statement insertIngest;
     Statement insertDelivery;
+    Statement addCount;
     Statement linkDelivery;
     Statement upsertCursor;
     Statement insertDestinationDlq;
     Statement insertDictionary;
-    // Events are compressed by the threads that append them (a pipeline thread; the writer
-    // thread is the one that must keep up), one at a time.
+    // Events are compressed by the threads that append them (a pipeline thread), one at a time,
+    // or by the writer thread with its own compressor and the same dictionary while it keeps up:
+    // the appending thread hands events over whole while fewer than kHandOver of them wait, so
+    // the two threads share the work whichever is the slower one.
+    static constexpr std::size_t kHandOver = 2048;
     std::mutex compressMutex;
     store::EventCompressor compressor;
+    store::EventCompressor writerCompressor;   // writer thread
+    std::atomic<std::size_t> handedOver{0};    // queued events the writer is to compress
+    std::atomic<bool> trained{false};          // `compressor` has its dictionary: handing over may start
     store::EventDecompressor decompressor;
     std::string firstRaw, firstProperties, otherRaw, otherProperties; // duplicates' comparisons
     bool dictionaryInFile = false;        // committed; until then each transaction using it stores it
@@ -654,7 +663,6 @@ struct CaptureWriter::Impl {
     bool fenced = false; // writer thread; mirrored in `fence` for other threads
     bool eventsChanged = false; // writer thread: the transaction being written adds or removes events
     std::array<std::int64_t, 4> addedByVerdict{}; // writer thread: events of the transaction, by Verdict
-    Statement addCount;
 
     std::mutex mutex;
     std::condition_variable hasWork;      // writer waits for records
@@ -827,7 +835,9 @@ struct CaptureWriter::Impl {
             std::lock_guard guard(compressMutex);
             compressor.encode(e.raw, e.properties.empty() ? std::string_view("{}") : std::string_view(e.properties),
                               pending.encoded);
+            if (compressor.hasDictionary()) trained.store(true, std::memory_order_release);
         }
+        pending.compressed = true;
         // Released here, on the thread that allocated them.
         std::string().swap(e.raw);
         std::string().swap(e.properties);
@@ -835,7 +845,47 @@ struct CaptureWriter::Impl {
         return pending;
     }
 
+    PendingEvent prepareEvent(StoredEvent&& e) {
+        // Until the dictionary exists every event goes through `compressor` (it trains on them).
+        if (trained.load(std::memory_order_acquire) && handedOver.load(std::memory_order_relaxed) < kHandOver) {
+            handedOver.fetch_add(1, std::memory_order_relaxed);
+            PendingEvent pending;
+            pending.rawSize = e.raw.size();
+            pending.event = std::move(e);
+            return pending;
+        }
+        return compress(std::move(e));
+    }
+
+    // Writer thread, before the transaction: compresses what was handed over.
+    void compressHandedOver(std::vector<Record>& batch) {
+        for (Record& record : batch) {
+            auto* pending = std::get_if<PendingEvent>(&record);
+            if (!pending || pending->compressed) continue;
+            if (writerCompressor.dictionaryId() == 0) {
+                std::lock_guard guard(compressMutex); // the dictionary never changes once trained
+                writerCompressor.useDictionary(compressor.dictionaryId(), compressor.dictionary());
+            }
+            handedOver.fetch_sub(1, std::memory_order_relaxed);
+            StoredEvent& e = pending->event;
+            try {
+                writerCompressor.encode(e.raw, e.properties.empty() ? std::string_view("{}") : std::string_view(e.properties),
+                                        pending->encoded);
+            } catch (const std::exception& error) {
+                // Left uncompressed: writing it fails its transaction like any failed write.
+                pending->encoded.body = error.what();
+                continue;
+            }
+            pending->compressed = true;
+            std::string().swap(e.raw);
+            std::string().swap(e.properties);
+        }
+    }
+
     void write(const PendingEvent& pending) {
+        if (!pending.compressed)
+            throw StoreError(path.string() + ": cannot compress event " + std::to_string(pending.event.seq) + ": " +
+                             pending.encoded.body);
         const StoredEvent& e = pending.event;
         const store::EncodedEvent& encoded = pending.encoded;
         if (e.seq > 0)
@@ -1121,6 +1171,7 @@ struct CaptureWriter::Impl {
                 }
             }
             hasRoom.notify_all();
+            compressHandedOver(batch);
             if (batch.size() == 1 && std::holds_alternative<ResyncRecord>(batch.front())) {
                 resync(std::get<ResyncRecord>(batch.front()));
                 batch.clear();
@@ -1307,7 +1358,7 @@ CaptureWriter::~CaptureWriter() {
     m_impl->checkpoint();
 }
 
-void CaptureWriter::append(StoredEvent event) { m_impl->enqueue(m_impl->compress(std::move(event))); }
+void CaptureWriter::append(StoredEvent event) { m_impl->enqueue(m_impl->prepareEvent(std::move(event))); }
 void CaptureWriter::append(DlqEntry entry) { m_impl->enqueue(std::move(entry)); }
 void CaptureWriter::append(DuplicateRecord duplicate) { m_impl->enqueue(std::move(duplicate)); }
 void CaptureWriter::append(IdentityIssueRecord issue) { m_impl->enqueue(std::move(issue)); }
