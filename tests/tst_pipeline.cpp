@@ -91,6 +91,16 @@ std::string pageview(int i, const std::string& prefix) {
         .dump();
 }
 
+// A capture of `count` pageviews, as `check --capture` writes it.
+void writePageviews(const std::filesystem::path& capturePath, int count, const std::string& prefix) {
+    CaptureWriter capture(capturePath, CaptureWriter::Options{.durability = Durability::Process});
+    Pipeline pipeline(nullptr, &capture, PipelineOptions{});
+    for (int i = 0; i < count; ++i)
+        pipeline.processLine(pageview(i, prefix), Origin{prefix + ".ndjson", std::uint64_t(i + 1), -1}, false);
+    pipeline.finish();
+    capture.close();
+}
+
 class RecordingObserver final : public PipelineObserver {
 public:
     void onSnapshot(std::shared_ptr<const PipelineSnapshot> snapshot) override {
@@ -223,13 +233,7 @@ void TestPipeline::restoreContinuesSeqsAndDedup() {
 void TestPipeline::replayReportsProgressAndCancels() {
     const auto capturePath = path("progress.pipescope");
     constexpr int kEvents = 10000;
-    {
-        CaptureWriter capture(capturePath, CaptureWriter::Options{.durability = Durability::Process});
-        Pipeline pipeline(nullptr, &capture, PipelineOptions{});
-        for (int i = 0; i < kEvents; ++i) pipeline.processLine(pageview(i, "p"), Origin{"p.ndjson", std::uint64_t(i + 1), -1}, false);
-        pipeline.finish();
-        capture.close();
-    }
+    writePageviews(capturePath, kEvents, "p");
     const CaptureReader reader(capturePath);
     std::vector<ReplayProgress> seen;
     IdentityGraph graph;
@@ -427,13 +431,7 @@ void TestPipeline::jsonFileErrorsSayWhere() {
 void TestPipeline::engineOpenReportsProgressAndCancels() {
     const auto capturePath = path("engine-open.pipescope");
     constexpr int kEvents = 9000;
-    {
-        CaptureWriter capture(capturePath, CaptureWriter::Options{.durability = Durability::Process});
-        Pipeline pipeline(nullptr, &capture, PipelineOptions{});
-        for (int i = 0; i < kEvents; ++i) pipeline.processLine(pageview(i, "o"), Origin{"o.ndjson", std::uint64_t(i + 1), -1}, false);
-        pipeline.finish();
-        capture.close();
-    }
+    writePageviews(capturePath, kEvents, "o");
     RunConfig config = defaultRunConfig(path("engine-open"));
     config.capturePath = capturePath;
     config.collector.port = 0;

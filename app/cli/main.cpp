@@ -490,29 +490,15 @@ int runRunCommand(int argc, char** argv) {
             return !g_stopRequested.load();
         });
     } catch (const pipescope::ReplayCancelled&) {
-        std::cerr << "pipescope run: stopped while reading the capture; nothing was changed" << std::endl;
+        std::cerr << "pipescope run: stopped while reading the capture (nothing is lost: run it again to continue)" << std::endl;
         return kExitOk;
     }
     engine.start();
-    // Say what is bound, not what is convenient: a wildcard address is every interface.
-    const bool wildcard = address == "0.0.0.0" || address == "::" || address == "[::]";
-    const bool loopback = address == "localhost" || address == "::1" || address.rfind("127.", 0) == 0;
-    const std::string port = std::to_string(engine.port());
-    const std::string bound = (address.find(':') != std::string::npos && address.front() != '[' ? "[" + address + "]"
-                                                                                                : address) +
-                              ":" + port;
-    const std::string base = "http://" + (wildcard ? std::string("127.0.0.1:") + port : bound);
-    std::cout << "pipescope run: collector listening on " << (wildcard ? bound + " (every interface)" : "http://" + bound)
-              << "\n"
-              << "  capture: " << engine.capturePath().string() << (engine.resumed() ? " (continued)" : " (new)") << "\n"
-              << "  point PostHog SDKs (api_host) and Segment SDKs (host) at " << base
-              << (wildcard ? " (or this machine's address on your network)" : "") << "\n"
-              << "  stop with Ctrl-C" << std::endl;
-    if (!loopback)
-        std::cerr << "pipescope run: warning: the collector is reachable from the network on " << bound
-                  << (wildcard ? " (every interface)" : "")
-                  << ", not only from this machine: anyone who can reach it can write events into the capture"
-                  << (engine.tokensConfigured() ? "" : " (no collector.tokens are set)") << std::endl;
+    const pipescope::ListeningText banner =
+        pipescope::listeningText(address, engine.port(), engine.capturePath().string(), engine.resumed(),
+                                 engine.tokensConfigured());
+    std::cout << banner.out << std::flush;
+    if (!banner.warning.empty()) std::cerr << banner.warning << std::flush;
 
     const auto started = std::chrono::steady_clock::now();
     auto nextStats = started + std::chrono::milliseconds(statsEvery);

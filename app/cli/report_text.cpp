@@ -187,4 +187,26 @@ std::string statsText(const RunStats& s, double eventsPerSecond) {
     return line;
 }
 
+ListeningText listeningText(const std::string& address, std::uint16_t portNumber, const std::string& capture,
+                            bool resumed, bool tokensConfigured) {
+    // Say what is bound, not what is convenient: a wildcard address is every interface.
+    const bool wildcard = address == "0.0.0.0" || address == "::" || address == "[::]";
+    const bool loopback = address == "localhost" || address == "::1" || address.rfind("127.", 0) == 0;
+    const std::string port = std::to_string(portNumber);
+    const std::string bound =
+        (address.find(':') != std::string::npos && address.front() != '[' ? "[" + address + "]" : address) + ":" + port;
+    const std::string base = "http://" + (wildcard ? std::string("127.0.0.1:") + port : bound);
+    ListeningText text;
+    text.out = "pipescope run: collector listening on " + (wildcard ? bound + " (every interface)" : "http://" + bound) +
+               "\n  capture: " + capture + (resumed ? " (continued)" : " (new)") +
+               "\n  point PostHog SDKs (api_host) and Segment SDKs (host) at " + base +
+               (wildcard ? " (or this machine's address on your network)" : "") + "\n  stop with Ctrl-C\n";
+    if (!loopback)
+        text.warning = "pipescope run: warning: the collector is reachable from the network on " + bound +
+                       (wildcard ? " (every interface)" : "") +
+                       ", not only from this machine: anyone who can reach it can write events into the capture" +
+                       (tokensConfigured ? "" : " (no collector.tokens are set)") + "\n";
+    return text;
+}
+
 } // namespace pipescope

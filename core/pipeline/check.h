@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/capture_replay.h"
+#include "pipeline/capture_replay.h" // StoredIdentityReplay, for callers that used to find it here
 #include "pipeline/pipeline.h"
 #include "pipeline/report.h"
 

@@ -1,12 +1,9 @@
 #include "pipeline/run.h"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
-#include <fstream>
-#include <set>
-#include <algorithm>
 
 #include <nlohmann/json.hpp>
 

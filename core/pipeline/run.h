@@ -9,7 +9,8 @@
 //
 // A restart on the same capture resumes: requests the pipeline had not finished are processed
 // again (their partial output is discarded first), the dedup window and identity graph are
-// rebuilt from the events already captured, and each destination continues from its cursor.
+// rebuilt from the events already captured (RunEngine::open, with progress and cancel), and each
+// destination continues from its cursor. Observers (observer.h) follow it through snapshots.
 
 #include <atomic>
 #include <chrono>
