@@ -18,11 +18,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include "input/line_reader.h"
-#include "pipeline/check.h"
-#include "schema/schema.h"
+#include "config/duration.h"
 #include "identity/identity_graph.h"
+#include "input/line_reader.h"
+#include "pipeline/capture_replay.h"
+#include "pipeline/check.h"
 #include "pipeline/run.h"
+#include "report_text.h"
+#include "schema/schema.h"
+#include "store/capture_json.h"
 #include "store/capture_store.h"
 
 namespace {
@@ -279,29 +283,17 @@ int runCheckCommand(int argc, char** argv) {
     const std::string json = report.toJson().dump(2) + "\n";
     if (reportPath && *reportPath == "-") {
         std::cout << json;
-        if (!quiet) std::cerr << report.summary();
+        if (!quiet) std::cerr << pipescope::summaryText(report);
     } else {
         if (reportPath) {
             std::ofstream out(*reportPath, std::ios::binary | std::ios::trunc);
             if (!out || !(out << json) || !out.flush())
                 throw pipescope::InputError(*reportPath + ": cannot write the report: " + std::strerror(errno));
         }
-        if (!quiet) std::cout << report.summary();
+        if (!quiet) std::cout << pipescope::summaryText(report);
     }
     if (report.hasInputErrors()) return kExitUsage;
     return report.hasFindings() ? kExitFindings : kExitOk;
-}
-
-nlohmann::json originJson(const std::string& source, std::uint64_t line, std::int32_t index) {
-    nlohmann::json origin = {{"source", source}, {"line", line}};
-    if (index >= 0) origin["index"] = index;
-    return origin;
-}
-
-// JSON text stored by the engine, embedded as JSON (or as a string if it somehow is not).
-nlohmann::json embedded(const std::string& text) {
-    auto value = nlohmann::json::parse(text, nullptr, false);
-    return value.is_discarded() ? nlohmann::json(text) : value;
 }
 
 int runExportCommand(int argc, char** argv) {
@@ -331,18 +323,11 @@ int runExportCommand(int argc, char** argv) {
         out = &file;
     }
     const bool raw = args.flag("raw");
-    const auto dump = [](const nlohmann::json& value) {
-        return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    };
+    const auto dump = [](const nlohmann::json& value) { return pipescope::toJsonLine(value); };
     std::uint64_t written = 0;
     if (args.flag("deliveries")) {
         for (const auto& d : reader.deliveries(args.value("destination").value_or(""))) {
-            nlohmann::json record = {{"destination", d.destination}, {"events", embedded(d.seqs)},
-                                     {"attempt", d.attempt}, {"started", pipescope::formatTimestamp(d.startedAt)},
-                                     {"duration_ms", d.durationMillis}, {"outcome", d.outcome}};
-            if (d.httpStatus) record["http_status"] = d.httpStatus;
-            if (!d.error.empty()) record["error"] = d.error;
-            *out << dump(record) << '\n';
+            *out << dump(nlohmann::json(d)) << '\n';
             ++written;
         }
     } else if (args.flag("duplicates")) {
@@ -350,25 +335,8 @@ int runExportCommand(int argc, char** argv) {
         for (std::int64_t offset = 0;; offset += kPage) {
             const auto page = reader.duplicates(offset, kPage);
             for (const auto& d : page) {
-                nlohmann::json record = {{"seq", d.eventSeq}, {"key", d.key}, {"key_source", d.keySource},
-                                         {"seen", pipescope::formatTimestamp(d.seen)}, {"conflicting", d.conflicting},
-                                         {"differences", embedded(d.differences)}};
-                if (const auto self = reader.event(d.eventSeq)) {
-                    record["name"] = self->name;
-                    record["distinct_id"] = self->distinctId;
-                    record["origin"] = originJson(self->originSource, self->originLine, self->originIndex);
-                }
-                if (d.firstSeen) {
-                    record["first_seen"] = pipescope::formatTimestamp(*d.firstSeen);
-                    record["gap_ms"] = d.seen - *d.firstSeen;
-                }
-                if (d.firstSeq) {
-                    record["first_seq"] = *d.firstSeq;
-                    if (const auto first = reader.event(*d.firstSeq))
-                        record["first_origin"] = originJson(first->originSource, first->originLine, first->originIndex);
-                } else {
-                    record["first_seq"] = nullptr; // seen before this capture began (restored window)
-                }
+                const auto first = d.firstSeq ? reader.event(*d.firstSeq) : std::nullopt;
+                const nlohmann::json record = pipescope::duplicateJson(d, reader.event(d.eventSeq), first);
                 *out << dump(record) << '\n';
                 ++written;
             }
@@ -380,15 +348,7 @@ int runExportCommand(int argc, char** argv) {
             if (raw) {
                 *out << entry.raw << '\n';
             } else {
-                nlohmann::json record = {{"seq", entry.seq},
-                                         {"reason", entry.reason},
-                                         {"detail", embedded(entry.detail)},
-                                         {"origin", originJson(entry.originSource, entry.originLine, entry.originIndex)},
-                                         {"raw", entry.raw}};
-                if (!entry.eventName.empty()) record["event"] = entry.eventName;
-                if (!entry.distinctId.empty()) record["distinct_id"] = entry.distinctId;
-                if (entry.eventSeq) record["event_seq"] = *entry.eventSeq;
-                *out << dump(record) << '\n';
+                *out << dump(nlohmann::json(entry)) << '\n';
             }
             ++written;
             return static_cast<bool>(*out);
@@ -398,19 +358,7 @@ int runExportCommand(int argc, char** argv) {
             if (raw) {
                 *out << event.raw << '\n';
             } else {
-                nlohmann::json record = {{"seq", event.seq},
-                                         {"name", event.name},
-                                         {"distinct_id", event.distinctId},
-                                         {"stream", event.stream},
-                                         {"format", event.format},
-                                         {"verdict", pipescope::toString(event.verdict)},
-                                         {"origin", originJson(event.originSource, event.originLine, event.originIndex)},
-                                         {"properties", embedded(event.properties)}};
-                if (!event.eventId.empty()) record["id"] = event.eventId, record["id_source"] = event.idSource;
-                if (event.timestamp) record["timestamp"] = pipescope::formatTimestamp(*event.timestamp);
-                if (event.verdict == pipescope::Verdict::Invalid) record["failures"] = embedded(event.failures);
-                if (event.historicalMigration) record["historical_migration"] = true;
-                *out << dump(record) << '\n';
+                *out << dump(nlohmann::json(event)) << '\n';
             }
             ++written;
             return static_cast<bool>(*out);
@@ -419,29 +367,6 @@ int runExportCommand(int argc, char** argv) {
     out->flush();
     if (!*out) throw pipescope::InputError("export: write failed after " + std::to_string(written) + " records");
     return kExitOk;
-}
-
-// Feeds a capture's valid, unique events to an identity graph in capture order, as `check` did.
-pipescope::IdentityGraph replayIdentity(const pipescope::CaptureReader& reader) {
-    pipescope::IdentityOptions options;
-    if (const std::string keys = reader.meta("correlation_keys"); !keys.empty()) {
-        const auto parsed = nlohmann::json::parse(keys, nullptr, false);
-        if (parsed.is_array()) {
-            options.correlationKeys.clear();
-            for (const auto& key : parsed)
-                if (key.is_string()) options.correlationKeys.push_back(key.get<std::string>());
-        }
-    }
-    const auto unplanned =
-        pipescope::parseUnplannedPolicy(reader.meta("unplanned_policy")).value_or(pipescope::UnplannedPolicy::Allow);
-    pipescope::IdentityGraph graph(options);
-    pipescope::StoredIdentityReplay replay(graph, unplanned);
-    reader.forEachEvent([&](const pipescope::StoredEvent& event) {
-        replay.observe(event);
-        return true;
-    });
-    graph.finish();
-    return graph;
 }
 
 int runIdentityCommand(int argc, char** argv) {
@@ -467,7 +392,7 @@ int runIdentityCommand(int argc, char** argv) {
     const bool json = args.flag("json");
 
     const pipescope::CaptureReader reader(*capturePath);
-    const pipescope::IdentityGraph graph = replayIdentity(reader);
+    const pipescope::IdentityGraph graph = pipescope::replayIdentity(reader, *capturePath);
     if (explainId) {
         const auto explanation = graph.explain(*explainId);
         if (!explanation) {
@@ -552,41 +477,47 @@ int runRunCommand(int argc, char** argv) {
     std::signal(SIGINT, requestStop);
     std::signal(SIGTERM, requestStop);
     std::signal(SIGPIPE, SIG_IGN);
+    // Continuing a big capture reads all its events first: say how far, and let Ctrl-C cancel.
+    auto lastReport = std::chrono::steady_clock::now();
+    try {
+        engine.open([&](const pipescope::ReplayProgress& progress) {
+            const auto now = std::chrono::steady_clock::now();
+            if (now - lastReport >= std::chrono::seconds(1)) {
+                lastReport = now;
+                std::cerr << "pipescope run: reading the capture: " << progress.events << " of " << progress.total
+                          << " events" << std::endl;
+            }
+            return !g_stopRequested.load();
+        });
+    } catch (const pipescope::ReplayCancelled&) {
+        std::cerr << "pipescope run: stopped while reading the capture (nothing is lost: run it again to continue)" << std::endl;
+        return kExitOk;
+    }
     engine.start();
-    // Say what is bound, not what is convenient: a wildcard address is every interface.
-    const bool wildcard = address == "0.0.0.0" || address == "::" || address == "[::]";
-    const bool loopback = address == "localhost" || address == "::1" || address.rfind("127.", 0) == 0;
-    const std::string port = std::to_string(engine.port());
-    const std::string bound = (address.find(':') != std::string::npos && address.front() != '[' ? "[" + address + "]"
-                                                                                                : address) +
-                              ":" + port;
-    const std::string base = "http://" + (wildcard ? std::string("127.0.0.1:") + port : bound);
-    std::cout << "pipescope run: collector listening on " << (wildcard ? bound + " (every interface)" : "http://" + bound)
-              << "\n"
-              << "  capture: " << engine.capturePath().string() << (engine.resumed() ? " (continued)" : " (new)") << "\n"
-              << "  point PostHog SDKs (api_host) and Segment SDKs (host) at " << base
-              << (wildcard ? " (or this machine's address on your network)" : "") << "\n"
-              << "  stop with Ctrl-C" << std::endl;
-    if (!loopback)
-        std::cerr << "pipescope run: warning: the collector is reachable from the network on " << bound
-                  << (wildcard ? " (every interface)" : "")
-                  << ", not only from this machine: anyone who can reach it can write events into the capture"
-                  << (engine.tokensConfigured() ? "" : " (no collector.tokens are set)") << std::endl;
+    const pipescope::ListeningText banner =
+        pipescope::listeningText(address, engine.port(), engine.capturePath().string(), engine.resumed(),
+                                 engine.tokensConfigured());
+    std::cout << banner.out << std::flush;
+    if (!banner.warning.empty()) std::cerr << banner.warning << std::flush;
 
     const auto started = std::chrono::steady_clock::now();
     auto nextStats = started + std::chrono::milliseconds(statsEvery);
+    std::uint64_t eventsAtLastStats = 0;
     while (!g_stopRequested) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
         const auto now = std::chrono::steady_clock::now();
         if (duration && now - started >= std::chrono::milliseconds(*duration)) break;
         if (printStats && now >= nextStats) {
-            std::cout << engine.statsLine(double(statsEvery) / 1000.0) << std::endl;
+            const pipescope::RunStats stats = engine.stats();
+            const double rate = double(stats.events - eventsAtLastStats) / (double(statsEvery) / 1000.0);
+            eventsAtLastStats = stats.events;
+            std::cout << pipescope::statsText(stats, rate) << std::endl;
             nextStats += std::chrono::milliseconds(statsEvery);
         }
     }
     std::cout << "pipescope run: stopping (finishing accepted requests, flushing destinations)" << std::endl;
     engine.stop();
-    std::cout << engine.statsLine(0) << "\n" << engine.report().summary() << std::flush;
+    std::cout << pipescope::statsText(engine.stats(), 0) << "\n" << pipescope::summaryText(engine.report()) << std::flush;
     return kExitOk;
 }
 
