@@ -14,8 +14,12 @@
 #include <set>
 #include <thread>
 
+#include <QTemporaryDir>
+
 #include "kafka/kafka_source.h"
 #include "kafka/mock_cluster.h"
+#include "pipeline/run.h"
+#include "store/capture_store.h"
 
 using namespace pipescope;
 using namespace std::chrono_literals;
@@ -339,6 +343,118 @@ private slots:
         QVERIFY2(waitFor([&] { return sink.committedCount() >= 120; }, 60s), "messages after the fault did not arrive");
         source.stop();
         QCOMPARE(sink.committedByPath().size(), std::size_t(120));
+    }
+
+    // The whole engine on a topic: `run` with a kafka source puts every message through the
+    // pipeline into the capture (origin topic:partition:offset, the topic's stream), dead-letters
+    // what is not JSON, counts a redelivered message as a duplicate, and commits the offsets.
+    void runConsumesATopicIntoTheCapture() {
+        KafkaMockCluster cluster(1);
+        const std::string brokers = cluster.bootstrapServers();
+        cluster.createTopic("web", 2, 1);
+        std::vector<std::tuple<int, std::string, std::string>> messages;
+        for (int i = 0; i < 40; ++i) messages.emplace_back(i % 2, posthogEvent(i), "");
+        messages.emplace_back(0, posthogEvent(7), "");   // the same event again (its uuid)
+        messages.emplace_back(1, "this is not json {", ""); // dead-lettered, not lost
+        produce(brokers, "web", messages);
+
+        QTemporaryDir dir;
+        RunConfig config = defaultRunConfig(dir.path().toStdString());
+        config.collector.port = 0;
+        config.kafka = KafkaSourceConfig{.brokers = brokers, .group = "run-test",
+                                         .topics = {{"web", Stream::Client, "posthog"}}, .properties = kShortSession};
+        const std::filesystem::path capture = config.capturePath;
+        {
+            RunEngine engine(std::move(config));
+            engine.start();
+            QVERIFY2(waitFor([&] {
+                         const RunStats s = engine.stats();
+                         return s.events >= 41 && s.unparseable >= 1 && s.kafka && s.kafka->committed >= 42;
+                     }),
+                     "the topic did not reach the capture");
+            const RunStats stats = engine.stats();
+            QVERIFY(stats.kafka);
+            QCOMPARE(stats.kafka->messages, std::uint64_t(42));
+            engine.stop();
+        }
+        const CaptureReader reader(capture);
+        QCOMPARE(reader.eventCount(), std::int64_t(41));
+        QCOMPARE(reader.verdictCounts().duplicate, std::int64_t(1));
+        std::set<std::string> origins;
+        reader.forEachEvent([&](const StoredEvent& e) {
+            origins.insert(e.originSource);
+            if (e.stream != "client") qWarning("event %lld has stream %s", static_cast<long long>(e.seq), e.stream.c_str());
+            return e.stream == "client";
+        });
+        QCOMPARE(origins.size(), std::size_t(41));
+        QVERIFY(origins.count("kafka:web:0:0") && origins.count("kafka:web:1:19"));
+        const auto dlq = reader.dlq(0, 10);
+        QCOMPARE(dlq.size(), std::size_t(1));
+        QCOMPARE(dlq[0].reason, std::string("unparseable"));
+        QCOMPARE(dlq[0].raw, std::string("this is not json {"));
+        QCOMPARE(committedOffsets(brokers, "run-test", "web", 2), (std::vector<std::int64_t>{21, 21}));
+    }
+
+    // As a user runs it: `pipescope-cli kafka-mock` in one process, kcat producing into it, and
+    // `pipescope-cli run --config` with a kafka section consuming it into a capture.
+    void cliRunAgainstKafkaMock() {
+        if (QStandardPaths::findExecutable("kcat").isEmpty()) QSKIP("kcat is not installed (packaging/install-deps.sh installs it)");
+        QProcess mock;
+        mock.start(PIPESCOPE_CLI, {"kafka-mock", "--brokers", "3", "--topics", "server_events:6", "--duration", "120s"});
+        QVERIFY(mock.waitForStarted(10000));
+        QVERIFY(waitFor([&] { return mock.canReadLine() || mock.waitForReadyRead(100); }, 20s));
+        const std::string brokers = mock.readLine().trimmed().toStdString();
+        QVERIFY2(brokers.rfind("127.0.0.1:", 0) == 0, brokers.c_str());
+
+        QProcess kcat;
+        kcat.start("kcat", {"-P", "-b", QString::fromStdString(brokers), "-t", "server_events", "-K", "\t"});
+        QVERIFY(kcat.waitForStarted(10000));
+        for (int i = 0; i < 30; ++i)
+            kcat.write(("user-" + std::to_string(i % 5) + "\t" +
+                        R"({"type":"track","event":"Order Completed","userId":"user-)" + std::to_string(i % 5) +
+                        R"(","messageId":"m-)" + std::to_string(i) + R"(","writeKey":"wk_backend"})" "\n")
+                           .c_str());
+        kcat.closeWriteChannel();
+        QVERIFY(kcat.waitForFinished(20000));
+        QCOMPARE(kcat.exitCode(), 0);
+
+        QTemporaryDir dir;
+        const QString config = dir.filePath("pipescope.json");
+        const QString capture = dir.filePath("kafka.pipescope");
+        {
+            QFile file(config);
+            QVERIFY(file.open(QIODevice::WriteOnly));
+            file.write(QByteArray::fromStdString(
+                R"({"collector": {"port": 0}, "kafka": {"brokers": ")" + brokers +
+                R"(", "group": "cli-test", "topics": [{"name": "server_events", "stream": "server", "format": "segment"}],
+                    "start": "earliest", "properties": {"session.timeout.ms": "6000"}}})"));
+        }
+        QProcess run;
+        run.start(PIPESCOPE_CLI, {"run", "--config", config, "--capture", capture, "--stats", "--stats-interval", "200ms"});
+        QVERIFY(run.waitForStarted(10000));
+        QString out;
+        const bool consumed = waitFor([&] {
+            run.waitForReadyRead(100);
+            out += QString::fromUtf8(run.readAllStandardOutput());
+            return out.contains("kafka: 30 messages");
+        }, 60s);
+        run.terminate();
+        QVERIFY(run.waitForFinished(30000));
+        out += QString::fromUtf8(run.readAllStandardOutput());
+        mock.terminate();
+        mock.waitForFinished(10000);
+        QVERIFY2(consumed, qPrintable(out.right(2000) + QString::fromUtf8(run.readAllStandardError())));
+        const CaptureReader reader(capture.toStdString());
+        QCOMPARE(reader.eventCount(), std::int64_t(30));
+        std::set<std::string> partitions;
+        int wrong = 0;
+        reader.forEachEvent([&](const StoredEvent& e) {
+            if (e.stream != "server" || e.format != "segment") ++wrong;
+            partitions.insert(e.originSource.substr(0, e.originSource.rfind(':')));
+            return true;
+        });
+        QCOMPARE(wrong, 0);
+        QVERIFY(partitions.size() > 1); // keyed by user: spread over the partitions
     }
 };
 

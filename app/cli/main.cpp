@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kafka/mock_cluster.h"
 #include "config/duration.h"
 #include "identity/identity_graph.h"
 #include "input/line_reader.h"
@@ -42,6 +43,7 @@ commands:
   export    write events, dead letters or duplicates of a capture as NDJSON
   identity  explain a distinct id's person, or list the identity issues of a capture
   run       the local pipeline: a collector for PostHog / Segment SDKs, a capture, destinations
+  kafka-mock  a local Kafka cluster (librdkafka's mock) for tests and demos
   help      show help for a command: pipescope-cli help check
   version   print the version
 )";
@@ -143,6 +145,17 @@ endpoints (a trailing slash and a query string are allowed):
   answers   200 once committed to disk; 400 undecodable (kept as a dead letter first);
             401 unknown token; 403 Host not allowed; 413 too large; 429 + Retry-After
             backlog full; 503 + Retry-After the capture cannot be written (see README)
+)";
+
+constexpr const char* kKafkaMockUsage = R"(usage: pipescope-cli kafka-mock [--brokers N] [--topics NAME:PARTITIONS,...] [--duration SPAN]
+
+Starts librdkafka's mock cluster on 127.0.0.1 (N brokers, default 1), creates the topics
+(default partitions 1), prints the bootstrap servers on one line, and runs until stopped
+(Ctrl-C, SIGTERM) or for --duration. Real Kafka clients (pipescope-cli run, kcat) talk the
+Kafka protocol to it; what it holds is lost when it stops. For tests and demos: point a real
+deployment at its own brokers.
+
+  pipescope-cli kafka-mock --brokers 3 --topics web_events:6,server_events:6
 )";
 
 struct UsageError : std::runtime_error {
@@ -434,6 +447,43 @@ int runIdentityCommand(int argc, char** argv) {
 std::atomic<bool> g_stopRequested{false};
 extern "C" void requestStop(int) { g_stopRequested = true; }
 
+int runKafkaMockCommand(int argc, char** argv) {
+    const Arguments args(argc, argv, 2, {"brokers", "topics", "duration"}, {"help"});
+    if (args.flag("help")) {
+        std::cout << kKafkaMockUsage;
+        return kExitOk;
+    }
+    if (!args.positional().empty()) throw UsageError("kafka-mock: unexpected argument \"" + args.positional().front() + "\"");
+    int brokers = 1;
+    if (auto b = args.value("brokers")) brokers = static_cast<int>(parseSize("brokers", *b));
+    std::vector<std::pair<std::string, int>> topics;
+    try {
+        if (auto t = args.value("topics")) topics = pipescope::parseTopicList(*t);
+    } catch (const pipescope::KafkaError& e) {
+        throw UsageError(e.what());
+    }
+    std::optional<std::int64_t> duration;
+    if (auto d = args.value("duration")) {
+        std::string error;
+        duration = pipescope::parseDurationMillis(*d, &error);
+        if (!duration) throw UsageError("--duration: " + error);
+    }
+    pipescope::KafkaMockCluster cluster(brokers);
+    for (const auto& [name, partitions] : topics) cluster.createTopic(name, partitions, std::min(brokers, 3));
+    std::signal(SIGINT, requestStop);
+    std::signal(SIGTERM, requestStop);
+    std::cout << cluster.bootstrapServers() << std::endl;
+    std::cerr << "pipescope kafka-mock: " << brokers << " broker(s)";
+    for (const auto& [name, partitions] : topics) std::cerr << ", " << name << " (" << partitions << " partitions)";
+    std::cerr << "; Ctrl-C stops it" << std::endl;
+    const auto started = std::chrono::steady_clock::now();
+    while (!g_stopRequested) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        if (duration && std::chrono::steady_clock::now() - started >= std::chrono::milliseconds(*duration)) break;
+    }
+    return kExitOk;
+}
+
 int runRunCommand(int argc, char** argv) {
     const Arguments args(argc, argv, 2,
                          {"config", "capture", "port", "address", "schemas", "stats-interval", "duration"},
@@ -535,6 +585,7 @@ int main(int argc, char** argv) {
         if (command == "export") return runExportCommand(argc, argv);
         if (command == "identity") return runIdentityCommand(argc, argv);
         if (command == "run") return runRunCommand(argc, argv);
+        if (command == "kafka-mock") return runKafkaMockCommand(argc, argv);
         if (command == "version" || command == "--version") {
             std::cout << "pipescope-cli " << PIPESCOPE_VERSION << "\n";
             return kExitOk;
@@ -545,6 +596,7 @@ int main(int argc, char** argv) {
                           : topic == "export"   ? kExportUsage
                           : topic == "identity" ? kIdentityUsage
                           : topic == "run"      ? kRunUsage
+                          : topic == "kafka-mock" ? kKafkaMockUsage
                                                 : kUsage);
             return kExitOk;
         }

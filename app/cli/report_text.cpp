@@ -178,6 +178,19 @@ std::string statsText(const RunStats& s, double eventsPerSecond) {
         line += " | pipeline " + s.pipelineState + ": " + s.captureError.substr(0, 120);
     else if (s.failedCommits > 0)
         line += " | " + std::to_string(s.failedCommits) + " failed commits (last: " + s.captureError.substr(0, 80) + ")";
+    if (s.kafka) {
+        std::int64_t lag = 0;
+        bool known = !s.kafka->partitions.empty();
+        for (const KafkaPartitionStats& p : s.kafka->partitions) {
+            if (p.lag < 0) known = false;
+            else lag += p.lag;
+        }
+        line += " | kafka: " + std::to_string(s.kafka->messages) + " messages, " +
+                std::to_string(s.kafka->partitions.size()) + " partitions, lag " + (known ? std::to_string(lag) : "?") +
+                (s.kafka->paused ? ", paused" : "");
+        if (s.kafka->retried) line += ", " + std::to_string(s.kafka->retried) + " retried";
+        if (!s.kafka->lastError.empty()) line += " (" + s.kafka->lastError.substr(0, 80) + ")";
+    }
     for (const DestinationStats& d : s.destinations) {
         line += " | " + d.name + ": " + std::to_string(d.deliveredEvents) + " delivered, " +
                 std::to_string(d.deadLetteredEvents) + " dead, lag " + std::to_string(d.lag) + ", " +

@@ -93,7 +93,12 @@ private:
 
 // ---------------------------------------------------------------------------------------------
 
-RunEngine::RunEngine(RunConfig config) : m_config(std::move(config)) {}
+RunEngine::RunEngine(RunConfig config) : m_config(std::move(config)) {
+    // A topic's configured stream outranks the events' own fields, as a path's does.
+    if (m_config.kafka)
+        for (const KafkaTopicConfig& topic : m_config.kafka->topics)
+            if (topic.stream) m_config.streamByPath["kafka:" + topic.name + ":"] = *topic.stream;
+}
 
 void RunEngine::open(const ReplayProgressCallback& progress) {
     if (m_opened) return;
@@ -170,6 +175,10 @@ void RunEngine::start() {
     m_snapshotThread = std::thread([this] { snapshotLoop(); });
     try {
         m_collector->start();
+        if (m_config.kafka) {
+            m_kafka = std::make_unique<KafkaSource>(*m_config.kafka, *this);
+            m_kafka->start();
+        }
     } catch (...) {
         stop();
         throw;
@@ -181,7 +190,9 @@ void RunEngine::stop() {
     m_stopped = true;
     if (!m_opened) return;
     if (m_started) {
-        // In order: no new requests; every accepted one processed; destinations flushed.
+        // In order: no new requests (Kafka stops consuming and commits what the capture has);
+        // every accepted one processed; destinations flushed.
+        if (m_kafka) m_kafka->stop();
         m_collector->stop();
         m_stopping = true;
         m_wake.notify_all();
@@ -414,7 +425,8 @@ void RunEngine::processBacklog(CaptureReader& reader) {
     for (const IngestRecord& request : requests) {
         RequestContext context;
         context.ingestId = request.id;
-        context.origin = "http:" + request.path;
+        // Kafka messages come with their own origin (kafka:<topic>:<partition>:<offset>).
+        context.origin = request.path.rfind("kafka:", 0) == 0 ? request.path : "http:" + request.path;
         context.receivedAt = request.receivedAt;
         context.stream = streamFor(request);
         context.idempotencyKey = request.idempotencyKey;
@@ -488,6 +500,7 @@ RunStats RunEngine::stats() const {
     }
     s.committedSeq = m_committedSeq.load();
     for (const auto& destination : m_destinations) s.destinations.push_back(destination->stats());
+    if (m_kafka) s.kafka = m_kafka->stats();
     return s;
 }
 

@@ -58,6 +58,7 @@ struct RunStats {
     EventOutcomes outcomes; // disjoint: outcomes.total() == events
     std::int64_t committedSeq = 0; // newest event seq whose pipeline output is in the capture file
     std::vector<DestinationStats> destinations;
+    std::optional<KafkaSourceStats> kafka; // when Kafka topics are a source
 };
 
 class RunEngine final : public IngestSink {
@@ -134,6 +135,7 @@ private:
     std::unique_ptr<CaptureWriter> m_capture;
     std::unique_ptr<Pipeline> m_pipeline;
     std::unique_ptr<Collector> m_collector;
+    std::unique_ptr<KafkaSource> m_kafka;
     std::vector<std::unique_ptr<CaptureFeed>> m_feeds;
     std::vector<std::unique_ptr<CaptureDeliveryLog>> m_logs;
     std::vector<std::unique_ptr<DestinationWorker>> m_destinations;

@@ -1,5 +1,7 @@
 #include "pipeline/run_config.h"
 
+#include "kafka/kafka_config.h"
+
 #include <ctime>
 #include <initializer_list>
 
@@ -39,7 +41,7 @@ RunConfig readRunConfig(const json& value, const std::filesystem::path& baseDir,
     config.schemasDir.reset();
     const ConfigReader root(value, where);
     root.allowOnly({"collector", "streams", "capture", "schemas", "unplanned", "dedup", "identity", "destinations",
-                    "max_backlog_requests", "stats_interval", "durability", "$comment"});
+                    "max_backlog_requests", "stats_interval", "durability", "kafka", "$comment"});
     if (const json* collector = root.find("collector")) {
         const ConfigReader c(*collector, root.field("collector"));
         c.allowOnly({"address", "port", "max_body_bytes", "max_decompressed_bytes", "max_in_flight_bytes", "tokens",
@@ -106,6 +108,7 @@ RunConfig readRunConfig(const json& value, const std::filesystem::path& baseDir,
         for (DestinationConfig& destination : config.destinations)
             if (!destination.path.empty()) destination.path = resolved(baseDir, destination.path).string();
     }
+    if (const json* kafka = root.find("kafka")) config.kafka = parseKafkaSourceConfig(*kafka, root.field("kafka"), baseDir);
     if (auto v = root.number<std::size_t>("max_backlog_requests", 1, std::size_t(1) << 32)) config.maxBacklogRequests = *v;
     if (auto v = root.duration("stats_interval")) config.statsIntervalMillis = *v;
     if (auto v = root.text("durability")) {

@@ -12,6 +12,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "collector/collector.h"
+#include "kafka/kafka_source.h"
 #include "config/config_reader.h"
 #include "pipeline/pipeline.h"
 #include "route/destination.h"
@@ -43,6 +44,8 @@ struct RunConfig {
     // `full`: a 200 means the request is fsynced to disk (survives a power loss); `process`:
     // it survives a crash of the process only, and the collector is faster.
     Durability durability = Durability::Full;
+    // Kafka topics consumed as a second source beside the collector (`kafka` in the file).
+    std::optional<KafkaSourceConfig> kafka;
 };
 
 // The embedded defaults: collector on 127.0.0.1:8089, a new capture in `directory`, schemas from
