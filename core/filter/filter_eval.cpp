@@ -6,6 +6,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <simdjson.h>
@@ -148,6 +149,7 @@ struct Scratch {
     simdjson::ondemand::document document;
     bool indexed = false;
     bool unusable = false;
+    bool escapes = false;  // the JSON text holds a backslash somewhere
     std::vector<Slot> slots;
 };
 
@@ -305,13 +307,19 @@ private:
         if (buffer.capacity() < json.size() + simdjson::SIMDJSON_PADDING)
             buffer.reserve(json.size() + simdjson::SIMDJSON_PADDING);
         buffer.assign(json.data(), json.size());
+        m_scratch.escapes = std::memchr(json.data(), '\\', json.size()) != nullptr;
         const simdjson::padded_string_view view(buffer.data(), buffer.size(), buffer.capacity());
         m_scratch.unusable = m_scratch.parser.iterate(view).get(m_scratch.document) != simdjson::SUCCESS;
         return !m_scratch.unusable;
     }
 
-    // The member `key` of an object value.
-    static bool member(simdjson::ondemand::object object, std::string_view key, simdjson::ondemand::value& out) {
+    // The member `key` of an object value. simdjson's own lookup compares raw keys; it is exact
+    // when the document holds no escape at all (the common case, checked once per record).
+    bool member(simdjson::ondemand::object object, std::string_view key, simdjson::ondemand::value& out) {
+        const bool plainKey = std::none_of(key.begin(), key.end(), [](char c) {
+            return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20;
+        });
+        if (!m_scratch.escapes && plainKey) return object.find_field_unordered(key).get(out) == simdjson::SUCCESS;
         for (auto item : object) {
             simdjson::ondemand::field field;
             if (std::move(item).get(field) != simdjson::SUCCESS) return false;
@@ -395,27 +403,19 @@ private:
             return;
         }
         case ondemand::json_type::number: {
-            ondemand::number_type kind;
-            const std::string_view token = current.raw_json_token();
-            if (current.get_number_type().get(kind) == SUCCESS) {
-                if (kind == ondemand::number_type::signed_integer) {
-                    std::int64_t n = 0;
-                    if (current.get_int64().get(n) == SUCCESS) {
-                        v.type = ValueType::Number;
-                        v.isInt = true;
-                        v.integer = n;
-                        v.real = double(n);
-                        return;
-                    }
+            ondemand::number parsed;
+            if (current.get_number().get(parsed) == SUCCESS) {
+                v.type = ValueType::Number;
+                if (parsed.is_int64()) {
+                    v.isInt = true;
+                    v.integer = parsed.get_int64();
+                    v.real = double(v.integer);
                 } else {
-                    double d = 0;
-                    if (current.get_double().get(d) == SUCCESS) {
-                        v.type = ValueType::Number;
-                        v.real = d;
-                        return;
-                    }
+                    v.real = parsed.as_double();
                 }
+                return;
             }
+            const std::string_view token = current.raw_json_token();
             // Beyond 64 bits (simdjson 3.0.1 refuses them): read as the nearest double, as
             // JSON.parse does.
             double d = 0;
