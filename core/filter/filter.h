@@ -108,7 +108,9 @@ public:
     // The instant relative times were resolved against (epoch ms).
     std::int64_t nowMillis() const;
 
+    // The compiled tree, for the rest of core/filter (filter_ast.h); not an API.
     struct Impl;
+    const Impl& internals() const { return *m_impl; }
 
 private:
     explicit FilterExpression(std::shared_ptr<const Impl> impl);
