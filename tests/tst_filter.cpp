@@ -910,6 +910,8 @@ void TestFilter::sameCountsAsIndependentQueries() {
         {"!(time < received)", 1},
         {R"(event == "" || distinct_id != "")", 1},
         {R"(event == "signup" && properties.amount > 100)", 0},
+        {R"(distinct_id in {"user-7", "user-8"} && properties.amount > 100)", 0},  // few: read by seq
+        {R"(distinct_id == "user-9" && seq > 10)", 1},
         {R"(stream == server && !(properties.amount > 1) && seq < 900)", 0},
         {R"(!(event == "signup" && properties.amount > 100))", -1},
         {R"(event == "signup" || properties.amount > 1)", -1},
@@ -921,10 +923,18 @@ void TestFilter::sameCountsAsIndependentQueries() {
         const FilterSql sql = toSql(parsed.expression());
         // The evaluator over the reader's events (checked against independent counts above).
         std::int64_t expected = 0;
+        std::vector<std::int64_t> expectedSeqs;
         reader.forEachEvent([&](const StoredEvent& e) {
-            expected += parsed.expression().matches(e);
+            if (parsed.expression().matches(e)) expectedSeqs.push_back(e.seq);
             return true;
         });
+        expected = std::int64_t(expectedSeqs.size());
+        std::vector<std::int64_t> visited;
+        QVERIFY(CaptureFilter(path, parsed.expression()).forEachEvent([&](const StoredEvent& e) {
+            visited.push_back(e.seq);
+            return true;
+        }));
+        QVERIFY2(visited == expectedSeqs, text.c_str());
         QVERIFY2(sql.exact == (kind == 1), (text + " -> " + sql.where).c_str());
         QVERIFY2((sql.where == "1") == (kind == -1), (text + " -> " + sql.where).c_str());
         const std::int64_t inSql = sqlCount(path, "events", sql);
@@ -933,6 +943,21 @@ void TestFilter::sameCountsAsIndependentQueries() {
         QVERIFY2(CaptureFilter(path, parsed.expression()).count() == std::optional<std::int64_t>(expected), text.c_str());
         QVERIFY2(expected > 0, text.c_str());
     }
+
+    // Stopping early, and dead letters decoded.
+    std::int64_t firstTwo = 0;
+    QVERIFY(CaptureFilter(path, FilterExpression::parse("seq > 0", at()).expression()).forEachEvent([&](const StoredEvent&) {
+        return ++firstTwo < 2;
+    }));
+    QCOMPARE(firstTwo, std::int64_t(2));
+    const auto rejected = FilterExpression::parse("reason == rejected && properties.amount > 100", at(FilterTarget::DeadLetters));
+    std::int64_t dlqVisited = 0;
+    QVERIFY(CaptureFilter(path, rejected.expression()).forEachDlq([&](const DlqEntry& d) {
+        dlqVisited += d.reason == "rejected";
+        return true;
+    }));
+    QCOMPARE(std::optional<std::int64_t>(dlqVisited), CaptureFilter(path, rejected.expression()).count());
+    QVERIFY(dlqVisited > 0);
 
     // Progress, and cancelling.
     const auto slow = FilterExpression::parse("properties.amount > 100", at());

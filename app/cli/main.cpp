@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "filter/filter.h"
+#include "filter/filter_sql.h"
 #include "input/line_reader.h"
 #include "pipeline/check.h"
 #include "schema/schema.h"
@@ -417,8 +418,7 @@ int runExportCommand(int argc, char** argv) {
             return static_cast<bool>(*out);
         });
     } else {
-        reader.forEachEvent([&](const pipescope::StoredEvent& event) {
-            if (filter && !filter->matches(event)) return true;
+        const auto visit = [&](const pipescope::StoredEvent& event) {
             if (raw) {
                 *out << event.raw << '\n';
             } else {
@@ -438,7 +438,10 @@ int runExportCommand(int argc, char** argv) {
             }
             ++written;
             return static_cast<bool>(*out);
-        });
+        };
+        // A filter reads only the events its field tests let through when they are few.
+        if (filter) pipescope::CaptureFilter(*capturePath, *filter).forEachEvent(visit);
+        else reader.forEachEvent(visit);
     }
     out->flush();
     if (!*out) throw pipescope::InputError("export: write failed after " + std::to_string(written) + " records");

@@ -322,39 +322,60 @@ struct CaptureFilter::Impl {
                 if (!tick()) return false;
             }
         } else {
-            std::vector<std::int64_t> candidates;
-            bool few = false;
-            if (sql.where != "1") {
-                Query q(database.db, "SELECT seq FROM events WHERE " + sql.where + " ORDER BY seq", sql.params);
-                few = true;
-                while (q.next(database.db)) {
-                    candidates.push_back(sqlite3_column_int64(q.statement, 0));
-                    if (std::int64_t(candidates.size()) * kFetchRatio > all) {
-                        few = false;
-                        break;
-                    }
-                }
-            }
-            if (few) {
-                for (const std::int64_t seq : candidates) {
-                    if (const auto e = reader.event(seq); e && filter.matches(*e)) visit(seq);
-                    if (!tick()) return false;
-                }
-            } else {
-                bool cancelled = false;
-                reader.forEachEvent([&](const StoredEvent& e) {
-                    if (filter.matches(e)) visit(e.seq);
-                    if (!tick()) {
-                        cancelled = true;
-                        return false;
-                    }
+            bool stopped = false;
+            if (!decoded(progress, [&](const StoredEvent& e) {
+                    visit(e.seq);
                     return true;
-                });
-                if (cancelled) return false;
-            }
+                }, stopped))
+                return false;
         }
         if (progress) progress(all, all);
         return true;
+    }
+
+    // The seqs SQL lets through, when they are few enough to read one by one.
+    std::optional<std::vector<std::int64_t>> fewCandidates(std::int64_t all) const {
+        if (sql.where == "1") return std::nullopt;
+        Query q(database.db, "SELECT seq FROM events WHERE " + sql.where + " ORDER BY seq", sql.params);
+        std::vector<std::int64_t> candidates;
+        while (q.next(database.db)) {
+            candidates.push_back(sqlite3_column_int64(q.statement, 0));
+            if (std::int64_t(candidates.size()) * kFetchRatio > all) return std::nullopt;
+        }
+        return candidates;
+    }
+
+    // Every matching event, decoded. Returns false when cancelled; `stopped` when visit said so.
+    bool decoded(const Progress& progress, const std::function<bool(const StoredEvent&)>& visit, bool& stopped) const {
+        const std::int64_t all = total();
+        std::int64_t done = 0;
+        auto tick = [&]() {
+            ++done;
+            return !(progress && done % kProgressEvery == 0 && !progress(done, all));
+        };
+        if (const auto candidates = fewCandidates(all)) {
+            for (const std::int64_t seq : *candidates) {
+                if (const auto e = reader.event(seq); e && (sql.exact || filter.matches(*e)) && !visit(*e)) {
+                    stopped = true;
+                    return true;
+                }
+                if (!tick()) return false;
+            }
+            return true;
+        }
+        bool cancelled = false;
+        reader.forEachEvent([&](const StoredEvent& e) {
+            if (filter.matches(e) && !visit(e)) {
+                stopped = true;
+                return false;
+            }
+            if (!tick()) {
+                cancelled = true;
+                return false;
+            }
+            return true;
+        });
+        return !cancelled;
     }
 };
 
@@ -380,6 +401,38 @@ std::optional<std::vector<std::int64_t>> CaptureFilter::seqs(const Progress& pro
     std::vector<std::int64_t> out;
     if (!m_impl->run(progress, [&](std::int64_t seq) { out.push_back(seq); })) return std::nullopt;
     return out;
+}
+
+bool CaptureFilter::forEachEvent(const std::function<bool(const StoredEvent&)>& visit, const Progress& progress) const {
+    if (!m_impl->events()) throw StoreError("forEachEvent: this filter runs over dead letters");
+    const std::int64_t all = m_impl->total();
+    if (progress && !progress(0, all)) return false;
+    bool stopped = false;
+    if (!m_impl->decoded(progress, visit, stopped)) return false;
+    if (progress && !stopped) progress(all, all);
+    return true;
+}
+
+bool CaptureFilter::forEachDlq(const std::function<bool(const DlqEntry&)>& visit, const Progress& progress) const {
+    if (m_impl->events()) throw StoreError("forEachDlq: this filter runs over events");
+    const std::int64_t all = m_impl->total();
+    if (progress && !progress(0, all)) return false;
+    std::int64_t done = 0;
+    bool cancelled = false, stopped = false;
+    m_impl->reader.forEachDlq([&](const DlqEntry& d) {
+        if (m_impl->filter.matches(d) && !visit(d)) {
+            stopped = true;
+            return false;
+        }
+        if (progress && ++done % kProgressEvery == 0 && !progress(done, all)) {
+            cancelled = true;
+            return false;
+        }
+        return true;
+    });
+    if (cancelled) return false;
+    if (progress && !stopped) progress(all, all);
+    return true;
 }
 
 const FilterSql& CaptureFilter::sql() const { return m_impl->sql; }

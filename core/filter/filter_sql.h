@@ -22,6 +22,9 @@ struct sqlite3;
 
 namespace pipescope {
 
+struct StoredEvent;
+struct DlqEntry;
+
 using SqlParam = std::variant<std::int64_t, double, std::string>;
 
 struct FilterSql {
@@ -62,6 +65,11 @@ public:
     // The seqs of the matching records in capture order (a filtered view pages through them);
     // nullopt when cancelled.
     std::optional<std::vector<std::int64_t>> seqs(const Progress& progress = {}) const;
+
+    // The matching records themselves, decoded, in capture order; visit returns false to stop.
+    // Selective filters read only their candidates (by seq); others scan. False when cancelled.
+    bool forEachEvent(const std::function<bool(const StoredEvent&)>& visit, const Progress& progress = {}) const;
+    bool forEachDlq(const std::function<bool(const DlqEntry&)>& visit, const Progress& progress = {}) const;
 
     const FilterSql& sql() const;
     const FilterExpression& filter() const;

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "filter/filter.h"
+#include "filter/filter_sql.h"
 #include "store/capture_store.h"
 
 using namespace pipescope;
@@ -276,6 +277,10 @@ int main(int argc, char** argv) {
         return c;
     });
     row("filter over the reader scan", fileField, n, &sqlField);
+    const Figure pushedField = time([&] { return *CaptureFilter(capture, fieldFilter).count(); });
+    row("CaptureFilter count (decided in SQLite)", pushedField, n, &sqlField);
+    const Figure pushedSeqs = time([&] { return std::int64_t(CaptureFilter(capture, fieldFilter).seqs()->size()); });
+    row("CaptureFilter seqs (decided in SQLite)", pushedSeqs, n, &sqlField);
 
     std::printf("property filter: %s\n", propertyText);
     sqlite3* sideDb = nullptr;
@@ -295,6 +300,26 @@ int main(int argc, char** argv) {
     });
     row("filter over the reader scan", fileProperty, n, &sqlProperty);
     std::printf("  (the reader scan alone is %.0f%% of the filter's time)\n", 100.0 * scan.seconds / fileProperty.seconds);
+    const Figure capturedProperty = time([&] { return *CaptureFilter(capture, propertyFilter).count(); });
+    row("CaptureFilter count", capturedProperty, n, &sqlProperty);
+
+    // A field and a property: SQL narrows the rows, the filter decides on the decoded ones.
+    for (const char* mixedText : {R"(event == "payment_completed" && properties.amount > 100)",
+                                  R"(distinct_id == "user-7" && properties.amount > 100)"}) {
+        const FilterExpression mixed = compile(mixedText);
+        std::printf("mixed filter: %s\n", mixedText);
+        const Figure mixedScan = time([&] {
+            std::int64_t c = 0;
+            reader.forEachEvent([&](const StoredEvent& e) {
+                c += mixed.matches(e);
+                return true;
+            });
+            return c;
+        });
+        row("reference: filter over the reader scan", mixedScan, n);
+        const Figure mixedPushed = time([&] { return *CaptureFilter(capture, mixed).count(); });
+        row("CaptureFilter count (SQL narrows, filter decides)", mixedPushed, n, &mixedScan);
+    }
 
     sqlite3_close(sideDb);
     sqlite3_close(db);
