@@ -40,6 +40,7 @@ private slots:
     void malformedPropertiesAreMissing();
     void referencedFieldsAndCompletion();
     void threads();
+    void randomInputNeverCrashes();
     void sameCountsAsIndependentQueries();
 };
 
@@ -648,6 +649,69 @@ void TestFilter::threads() {
         });
     for (auto& w : workers) w.join();
     QCOMPARE(wrong.load(), 0);
+}
+
+void TestFilter::randomInputNeverCrashes() {
+    // Token soup and random bytes: parse either succeeds — and then its canonical form parses
+    // back to itself and evaluates the same — or fails with a position inside the text.
+    const std::vector<std::string> pieces = {
+        "event", "seq", "time", "verdict", "properties", ".", "amount", "[", "]", "0", "-1", "\"a\"", "'b'", "r\"c\"",
+        "==", "!=", "<", ">=", "~", "!~", "&&", "||", "!", "(", ")", "{", "}", ",", "in", "not", "exists", "contains",
+        "true", "null", "-5m", "2025-11-20T10:00:00Z", "1.5", "invalid", " ", "\"(x\"", "\\", "\"", "=", "&", "é"};
+    const std::vector<std::string> relations = {
+        R"(event == "payment_completed")", "seq > 3", "properties.amount >= 100", R"(properties.items[0].sku ~ "^S")",
+        "verdict in {valid, invalid}", "exists properties.plan", "time > -5m", "distinct_id != user_id",
+        R"(properties["key with space"] == "yes")", R"(origin contains "ndjson")", "properties.plan == null",
+        "stream not in {client}", R"(event !~ "^\\$")", "time < 2025-11-24T15:58:00Z", "properties.items[-1].qty < 2",
+        "!exists user_id", "properties.big > 1e22", R"(properties.currency < "F")"};
+    std::mt19937 rng(7);
+    std::function<std::string(int)> generate = [&](int depth) -> std::string {
+        if (depth == 0 || rng() % 3 == 0) return relations[rng() % relations.size()];
+        switch (rng() % 6) {
+        case 0: return generate(depth - 1) + " && " + generate(depth - 1);
+        case 1: return generate(depth - 1) + " || " + generate(depth - 1);
+        case 2: return "!(" + generate(depth - 1) + ")";
+        case 3: return "(" + generate(depth - 1) + ")";
+        case 4: return "not " + generate(depth - 1);
+        default: return generate(depth - 1) + " and " + generate(depth - 1) + " or " + generate(depth - 1);
+        }
+    };
+    const StoredEvent event = sampleEvent();
+    int parsedOk = 0;
+    for (int i = 0; i < 30000; ++i) {
+        std::string text;
+        if (i % 3 == 0) {
+            const int n = 1 + int(rng() % 12);
+            for (int k = 0; k < n; ++k) {
+                if (rng() % 16 == 0) text += char(rng() % 256);
+                else text += pieces[rng() % pieces.size()] + (rng() % 2 ? " " : "");
+            }
+        } else {
+            text = generate(4);
+            if (i % 3 == 2 && !text.empty()) {  // one mutation: a byte deleted, replaced or a piece inserted
+                const std::size_t at = rng() % text.size();
+                switch (rng() % 3) {
+                case 0: text.erase(at, 1); break;
+                case 1: text[at] = char(rng() % 256); break;
+                default: text.insert(at, pieces[rng() % pieces.size()]);
+                }
+            }
+        }
+        const auto parsed = FilterExpression::parse(text, at());
+        if (!parsed.ok()) {
+            QVERIFY2(parsed.error().position <= text.size(), text.c_str());
+            QVERIFY2(parsed.error().position + parsed.error().length <= text.size(), text.c_str());
+            QVERIFY2(!parsed.error().message.empty(), text.c_str());
+            continue;
+        }
+        ++parsedOk;
+        const std::string canonical = parsed.expression().toString();
+        const auto again = FilterExpression::parse(canonical, at());
+        QVERIFY2(again.ok(), (text + " -> " + canonical).c_str());
+        QVERIFY2(again.expression().toString() == canonical, (text + " -> " + canonical).c_str());
+        QVERIFY2(again.expression().matches(event) == parsed.expression().matches(event), (text + " -> " + canonical).c_str());
+    }
+    QVERIFY(parsedOk > 10000);
 }
 
 // ---- a generated capture: the filter against independent counts ----

@@ -116,6 +116,15 @@ std::string joinAlternatives(const std::vector<std::string_view>& values) {
     return out;
 }
 
+// Text quoted in a message: long tokens are cut (at a character boundary), so a message stays short.
+std::string excerpt(std::string_view text) {
+    constexpr std::size_t kMax = 48;
+    if (text.size() <= kMax) return std::string(text);
+    std::size_t cut = kMax;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+    return std::string(text.substr(0, cut)) + "...";
+}
+
 bool isIdentStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '$'; }
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
 bool isIdentChar(char c) { return isIdentStart(c) || isDigit(c); }
@@ -372,7 +381,7 @@ private:
             const auto millis = parseTimestamp(word);
             if (!millis)
                 fail(start, end - start,
-                     "invalid time \"" + std::string(word) + "\" (write 2025-11-20, 2025-11-20T10:00:00Z or "
+                     "invalid time \"" + excerpt(word) + "\" (write 2025-11-20, 2025-11-20T10:00:00Z or "
                      "2025-11-20T10:00:00.250+02:00)");
             t.kind = Tok::Time;
             t.millis = *millis;
@@ -421,7 +430,7 @@ private:
             if (looksLikeSpan)
                 fail(start, word.size(), "invalid relative time \"" + std::string(word) + "\": " + error);
             fail(start, word.size(),
-                 "invalid number \"" + std::string(word) + "\" (relative times: -30s, -5m, -2h, -7d, -1h30m)");
+                 "invalid number \"" + excerpt(word) + "\" (relative times: -30s, -5m, -2h, -7d, -1h30m)");
         }
         const std::string_view number = m_text.substr(start, end - start);
         t.kind = Tok::Number;
@@ -440,7 +449,7 @@ private:
         double value = 0;
         const auto r = std::from_chars(number.data(), number.data() + number.size(), value);
         if (r.ec != std::errc() || r.ptr != number.data() + number.size())
-            fail(start, number.size(), "number out of range: " + std::string(number));
+            fail(start, number.size(), "number out of range: " + excerpt(number));
         t.real = value;
         m_pos = end;
         return t;
@@ -452,7 +461,7 @@ private:
 
 std::string tokenDescription(const Token& t, std::string_view text) {
     if (t.kind == Tok::End) return "the end";
-    return "\"" + std::string(text.substr(t.pos, t.len)) + "\"";
+    return "\"" + excerpt(text.substr(t.pos, t.len)) + "\"";
 }
 
 // An operand as parsed, before its type is checked against the other side.
@@ -565,7 +574,7 @@ private:
         for (const auto& f : fieldTable())
             if (fieldOf(f, m_options.target)) names.push_back(f.name);
         names.push_back("properties");
-        std::string message = "unknown field \"" + operand.word + "\"";
+        std::string message = "unknown field \"" + excerpt(operand.word) + "\"";
         if (const auto suggestion = closest(operand.word, names))
             message += " (did you mean \"" + std::string(*suggestion) + "\"?)";
         else
@@ -720,9 +729,7 @@ private:
             m_impl.referenced.push_back(std::move(name));
     }
 
-    std::string describe(const ParsedOperand& p) const {
-        return std::string(m_text.substr(p.pos, p.len));
-    }
+    std::string describe(const ParsedOperand& p) const { return excerpt(m_text.substr(p.pos, p.len)); }
 
     static std::string_view typeName(StaticType type) {
         switch (type) {
@@ -753,9 +760,9 @@ private:
                     if (fieldOf(f, m_options.target)) names.push_back(f.name);
                 if (const auto suggestion = closest(value.word, names))
                     fail(value.pos, value.len,
-                         "unknown field \"" + value.word + "\" (did you mean \"" + std::string(*suggestion) + "\"?)");
+                         "unknown field \"" + excerpt(value.word) + "\" (did you mean \"" + std::string(*suggestion) + "\"?)");
                 fail(value.pos, value.len,
-                     "unquoted text \"" + value.word + "\": write \"" + value.word + "\" (only enumerated values such "
+                     "unquoted text \"" + excerpt(value.word) + "\": write \"" + excerpt(value.word) + "\" (only enumerated values such "
                      "as verdict == invalid go without quotes)");
             }
         }
@@ -772,7 +779,7 @@ private:
             if (v.type == StaticType::String) {
                 if (!info->values.empty() && !ordering &&
                     std::find(info->values.begin(), info->values.end(), v.literal.text) == info->values.end()) {
-                    std::string message = "unknown " + name + " \"" + v.literal.text + "\"";
+                    std::string message = "unknown " + name + " \"" + excerpt(v.literal.text) + "\"";
                     if (const auto suggestion = closest(v.literal.text, info->values))
                         message += " (did you mean \"" + std::string(*suggestion) + "\"?)";
                     else
