@@ -8,6 +8,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -930,6 +931,13 @@ void TestFilter::sameCountsAsIndependentQueries() {
         QVERIFY2(!sql.exact, filter);
         QVERIFY2(sqlCount(path, "events", sql) >= expected, (std::string(filter) + " -> " + sql.where).c_str());
         QCOMPARE(CaptureFilter(path, parsed.expression()).count(), std::optional<std::int64_t>(expected));
+        // One thread or four: the same seqs, in capture order.
+        const auto one = CaptureFilter(path, parsed.expression(), {.threads = 1}).seqs();
+        const auto four = CaptureFilter(path, parsed.expression(), {.threads = 4}).seqs();
+        QVERIFY(one && four);
+        QCOMPARE(std::int64_t(one->size()), expected);
+        QVERIFY2(*one == *four, filter);
+        QVERIFY(std::is_sorted(four->begin(), four->end()));
     }
 
     // Dead letters: their raw bytes are plain in the capture, so SQLite's json_extract is the
@@ -1025,7 +1033,7 @@ void TestFilter::sameCountsAsIndependentQueries() {
 
     // Progress, and cancelling.
     const auto slow = FilterExpression::parse("properties.amount > 100", at());
-    const CaptureFilter scan(path, slow.expression());
+    const CaptureFilter scan(path, slow.expression(), {.threads = 1});
     std::int64_t lastDone = -1, total = 0;
     QVERIFY(scan.count([&](std::int64_t done, std::int64_t all) {
         lastDone = done;
@@ -1037,6 +1045,14 @@ void TestFilter::sameCountsAsIndependentQueries() {
     int calls = 0;
     QVERIFY(!scan.seqs([&](std::int64_t done, std::int64_t) { return ++calls < 2 || done == 0; }).has_value());
     QVERIFY(!CaptureFilter(path, FilterExpression::parse("seq > 5", at()).expression()).count([](auto, auto) { return false; }));
+    const CaptureFilter parallel(path, slow.expression(), {.threads = 3});
+    QVERIFY(!parallel.seqs([](auto, auto) { return false; }).has_value());
+    lastDone = -1;
+    QCOMPARE(parallel.count([&](std::int64_t done, std::int64_t all) {
+        lastDone = done;
+        return done <= all;
+    }), scan.count());
+    QCOMPARE(lastDone, std::int64_t(kEvents));
 }
 
 QTEST_GUILESS_MAIN(TestFilter)

@@ -6,7 +6,13 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <mutex>
 #include <string_view>
+#include <thread>
 
 #include "filter/filter_ast.h"
 #include "store/capture_store.h"
@@ -269,9 +275,12 @@ struct CaptureFilter::Impl {
     FilterSql sql;
     CaptureReader reader;
     Database database;
+    unsigned threads = 1;
 
-    Impl(const std::filesystem::path& p, FilterExpression f)
+    Impl(const std::filesystem::path& p, FilterExpression f, Options options)
         : path(p), filter(std::move(f)), sql(toSql(filter)), reader(p) {
+        threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
+        threads = std::min(threads, 16u);
         // The reader has checked (and migrated) the file; this connection only reads columns.
         if (sqlite3_open_v2(path.c_str(), &database.db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK)
             throw StoreError(path.string() + ": cannot open: " + sqlite3_errmsg(database.db));
@@ -321,6 +330,8 @@ struct CaptureFilter::Impl {
                 if (filter.matches(r)) visit(*r.seq);
                 if (!tick()) return false;
             }
+        } else if (threads > 1 && !fewCandidates(all)) {
+            if (!parallelScan(progress, visit)) return false;
         } else {
             bool stopped = false;
             if (!decoded(progress, [&](const StoredEvent& e) {
@@ -330,6 +341,71 @@ struct CaptureFilter::Impl {
                 return false;
         }
         if (progress) progress(all, all);
+        return true;
+    }
+
+    // Every event decoded, on `threads` workers with a reader each, in ranges of seqs taken in
+    // turn; the matches are handed to `visit` in capture order at the end. False when cancelled.
+    bool parallelScan(const Progress& progress, const std::function<void(std::int64_t)>& visit) const {
+        constexpr std::int64_t kWindow = 2048;
+        const std::int64_t maxSeq = reader.maxEventSeq();
+        // Enough ranges for the workers to even out, few enough to keep each reader streaming.
+        const std::int64_t kRange = std::clamp<std::int64_t>(maxSeq / (std::int64_t(threads) * 8), 1024, 32768);
+        const std::int64_t ranges = (maxSeq + kRange - 1) / kRange;
+        std::vector<std::vector<std::int64_t>> matches(static_cast<std::size_t>(ranges));
+        std::atomic<std::int64_t> nextRange{0}, scanned{0};
+        std::atomic<unsigned> finished{0};
+        std::atomic<bool> stop{false};
+        std::mutex failureLock;
+        std::exception_ptr failure;
+        auto work = [&]() {
+            try {
+                const CaptureReader own(path);
+                for (std::int64_t k; !stop && (k = nextRange++) < ranges;) {
+                    const std::int64_t last = std::min(maxSeq, (k + 1) * kRange);
+                    std::int64_t after = k * kRange;
+                    auto& out = matches[static_cast<std::size_t>(k)];
+                    while (!stop && after < last) {
+                        // Seqs are row ids: a window of `want` rows ends inside the range unless
+                        // rows were removed, and rows past it are left to the next range.
+                        const std::int64_t want = std::min(kWindow, last - after);
+                        const auto rows = own.eventsAfter(after, want);
+                        if (rows.empty()) break;
+                        for (const auto& e : rows) {
+                            if (e.seq > last) {
+                                after = last;
+                                break;
+                            }
+                            if (filter.matches(e)) out.push_back(e.seq);
+                            after = e.seq;
+                        }
+                        scanned += std::int64_t(rows.size());
+                    }
+                }
+            } catch (...) {
+                const std::lock_guard lock(failureLock);
+                if (!failure) failure = std::current_exception();
+                stop = true;
+            }
+            ++finished;
+        };
+        std::vector<std::thread> workers;
+        const unsigned count = unsigned(std::min<std::int64_t>(threads, std::max<std::int64_t>(1, ranges)));
+        for (unsigned i = 0; i < count; ++i) workers.emplace_back(work);
+        const std::int64_t all = total();
+        bool cancelled = false;
+        while (finished.load() < count) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            if (progress && !cancelled && !progress(std::min(scanned.load(), all), all)) {
+                cancelled = true;
+                stop = true;
+            }
+        }
+        for (auto& w : workers) w.join();
+        if (failure) std::rethrow_exception(failure);
+        if (cancelled) return false;
+        for (const auto& range : matches)
+            for (const std::int64_t seq : range) visit(seq);
         return true;
     }
 
@@ -380,7 +456,9 @@ struct CaptureFilter::Impl {
 };
 
 CaptureFilter::CaptureFilter(const std::filesystem::path& capture, FilterExpression filter)
-    : m_impl(std::make_unique<Impl>(capture, std::move(filter))) {}
+    : CaptureFilter(capture, std::move(filter), Options{}) {}
+CaptureFilter::CaptureFilter(const std::filesystem::path& capture, FilterExpression filter, Options options)
+    : m_impl(std::make_unique<Impl>(capture, std::move(filter), options)) {}
 CaptureFilter::~CaptureFilter() = default;
 
 std::optional<std::int64_t> CaptureFilter::count(const Progress& progress) const {

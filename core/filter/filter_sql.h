@@ -54,8 +54,15 @@ public:
     // Called now and then with the rows examined so far and the total; return false to cancel.
     using Progress = std::function<bool(std::int64_t done, std::int64_t total)>;
 
+    struct Options {
+        // Threads for count() and seqs() when they must decode every event, each with its own
+        // read-only connection; 0: one per hardware thread (at most 16).
+        unsigned threads = 0;
+    };
+
     // Throws StoreError when the file is not a readable capture.
     CaptureFilter(const std::filesystem::path& capture, FilterExpression filter);
+    CaptureFilter(const std::filesystem::path& capture, FilterExpression filter, Options options);
     ~CaptureFilter();
     CaptureFilter(const CaptureFilter&) = delete;
     CaptureFilter& operator=(const CaptureFilter&) = delete;
