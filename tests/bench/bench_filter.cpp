@@ -8,6 +8,7 @@
 //   bench_filter [--events N] [--no-file] [--keep FILE]
 
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -19,6 +20,7 @@
 #include <simdjson.h>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "filter/filter.h"
@@ -100,15 +102,24 @@ std::vector<StoredEvent> generate(std::size_t n) {
 
 struct Figure {
     double seconds = 0;
+    double cpu = 0;  // user + system seconds of every thread of the process
     std::int64_t count = 0;
 };
+
+double cpuSeconds() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
 
 template <class F>
 Figure time(F&& body) {
     const auto start = Clock::now();
+    const double cpuStart = cpuSeconds();
     Figure f;
     f.count = body();
     f.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    f.cpu = cpuSeconds() - cpuStart;
     return f;
 }
 
@@ -116,7 +127,8 @@ bool g_disagree = false;
 
 void row(const char* what, const Figure& f, std::size_t n, const Figure* reference = nullptr) {
     const double rate = double(n) / f.seconds;
-    std::printf("  %-58s %9.3f s %12.0f events/s  count %8lld", what, f.seconds, rate, (long long)f.count);
+    std::printf("  %-62s %8.3f s (cpu %6.3f s) %10.0f events/s  count %7lld", what, f.seconds, f.cpu, rate,
+                (long long)f.count);
     if (reference) {
         std::printf("  %5.2fx the reference", f.seconds / reference->seconds);
         if (f.count != reference->count) {
@@ -300,8 +312,12 @@ int main(int argc, char** argv) {
     });
     row("filter over the reader scan", fileProperty, n, &sqlProperty);
     std::printf("  (the reader scan alone is %.0f%% of the filter's time)\n", 100.0 * scan.seconds / fileProperty.seconds);
-    const Figure capturedProperty = time([&] { return *CaptureFilter(capture, propertyFilter).count(); });
-    row("CaptureFilter count", capturedProperty, n, &sqlProperty);
+    const Figure capturedOne = time([&] { return *CaptureFilter(capture, propertyFilter, {.threads = 1}).count(); });
+    row("CaptureFilter count, 1 thread", capturedOne, n, &sqlProperty);
+    const unsigned threads = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
+    const Figure capturedProperty = time([&] { return *CaptureFilter(capture, propertyFilter, {.threads = 0}).count(); });
+    const std::string label = "CaptureFilter count, " + std::to_string(threads) + " threads (one per hardware thread)";
+    row(label.c_str(), capturedProperty, n, &sqlProperty);
 
     // A field and a property: SQL narrows the rows, the filter decides on the decoded ones.
     for (const char* mixedText : {R"(event == "payment_completed" && properties.amount > 100)",
