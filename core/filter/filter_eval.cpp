@@ -303,12 +303,12 @@ private:
             m_scratch.unusable = true;
             return false;
         }
+        // A copy with zeroed padding: simdjson reads past the end of keys and values into it.
         std::string& buffer = m_scratch.padded;
-        if (buffer.capacity() < json.size() + simdjson::SIMDJSON_PADDING)
-            buffer.reserve(json.size() + simdjson::SIMDJSON_PADDING);
         buffer.assign(json.data(), json.size());
+        buffer.append(simdjson::SIMDJSON_PADDING, '\0');
         m_scratch.escapes = std::memchr(json.data(), '\\', json.size()) != nullptr;
-        const simdjson::padded_string_view view(buffer.data(), buffer.size(), buffer.capacity());
+        const simdjson::padded_string_view view(buffer.data(), json.size(), buffer.size());
         m_scratch.unusable = m_scratch.parser.iterate(view).get(m_scratch.document) != simdjson::SUCCESS;
         return !m_scratch.unusable;
     }
