@@ -132,6 +132,8 @@ void TestFilter::canonical_data() {
     row("simple", R"(event == "x")", R"(event == "x")");
     row("no spaces", R"(event=="x"&&verdict==invalid)", R"(event == "x" && verdict == "invalid")");
     row("words", R"(event == "a" and seq > 1 or not exists id)", R"(event == "a" && seq > 1 || !exists id)");
+    row("upper-case words", R"(event == "a" AND NOT seq > 1 OR EXISTS id AND seq NOT IN {1} And event CONTAINS "x")",
+        R"(event == "a" && !(seq > 1) || exists id && seq not in {1} && event contains "x")");
     row("needed parens kept", R"((event == "a" || seq > 1) && stream == client)",
         R"((event == "a" || seq > 1) && stream == "client")");
     row("needless parens dropped", R"(event == "a" || (seq > 1 && stream == client))",

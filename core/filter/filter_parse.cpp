@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cctype>
 #include <cstring>
 #include <optional>
 
@@ -491,7 +492,13 @@ public:
 
 private:
     void advance() { m_tok = m_lexer.next(); }
-    bool isWord(std::string_view word) const { return m_tok.kind == Tok::Ident && m_tok.text == word; }
+    // Keywords in any case (AND, Or, NOT IN, EXISTS), as SQL and PostHog users write them.
+    bool isWord(std::string_view word) const {
+        if (m_tok.kind != Tok::Ident || m_tok.text.size() != word.size()) return false;
+        for (std::size_t i = 0; i < word.size(); ++i)
+            if (char(std::tolower(static_cast<unsigned char>(m_tok.text[i]))) != word[i]) return false;
+        return true;
+    }
 
     [[noreturn]] void expected(const std::string& what) {
         if (m_tok.kind == Tok::End) fail(m_text.size(), 0, "expected " + what + " at the end of the filter");
@@ -640,7 +647,9 @@ private:
             advance();
             return out;
         }
-        if (isKeyword(word)) expected(what);
+        std::string lower = word;
+        for (char& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
+        if (isKeyword(lower) && lower != "true" && lower != "false" && lower != "null") expected(what);
         if (word == "properties") {
             advance();
             parsePath(out);
