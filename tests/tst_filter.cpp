@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
@@ -1032,6 +1033,25 @@ void TestFilter::sameCountsAsIndependentQueries() {
     }));
     QCOMPARE(std::optional<std::int64_t>(dlqVisited), CaptureFilter(path, rejected.expression()).count());
     QVERIFY(dlqVisited > 0);
+
+    // Completion: the most frequent event names, as counted from what was generated.
+    std::map<std::string, std::int64_t> nameCounts;
+    for (const auto& e : generated) ++nameCounts[e.name];
+    std::vector<std::pair<std::string, std::int64_t>> byCount(nameCounts.begin(), nameCounts.end());
+    std::sort(byCount.begin(), byCount.end(), [](const auto& a, const auto& b) {
+        return a.second != b.second ? a.second > b.second : a.first < b.first;
+    });
+    byCount.resize(3);
+    QCOMPARE(frequentValues(path, FilterTarget::Events, "event", 3), byCount);
+    QCOMPARE(frequentValues(path, FilterTarget::Events, "verdict", 10).size(), std::size_t(4));
+    QVERIFY(frequentValues(path, FilterTarget::Events, "seq").empty());      // not text
+    QVERIFY(frequentValues(path, FilterTarget::Events, "evnt").empty());     // not a field
+    QVERIFY(frequentValues(path, FilterTarget::Events, "reason").empty());   // not a field of events
+    const auto reasons = frequentValues(path, FilterTarget::DeadLetters, "reason");
+    QCOMPARE(reasons.size(), std::size_t(3));
+    QCOMPARE(reasons.front(), (std::pair<std::string, std::int64_t>("schema_violation", 250)));
+    const auto noId = frequentValues(path, FilterTarget::Events, "id", 100000);
+    QCOMPARE(std::int64_t(noId.size()), sqlCount(path, "SELECT count(*) FROM events WHERE event_id <> ''"));
 
     // Progress, and cancelling.
     const auto slow = FilterExpression::parse("properties.amount > 100", at());

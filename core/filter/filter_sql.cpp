@@ -269,6 +269,33 @@ void registerFilterSqlFunctions(sqlite3* db) {
                                nullptr, nullptr, nullptr);
 }
 
+std::vector<std::pair<std::string, std::int64_t>> frequentValues(const std::filesystem::path& capture,
+                                                                 FilterTarget target, std::string_view field,
+                                                                 std::size_t limit) {
+    std::vector<std::pair<std::string, std::int64_t>> values;
+    // The parser knows the fields: `exists <field>` names one, or fails.
+    FilterOptions options;
+    options.target = target;
+    const auto parsed = FilterExpression::parse("exists " + std::string(field), options);
+    if (!parsed || parsed.expression().internals().root.kind != Node::Kind::Exists) return values;
+    const Operand& operand = parsed.expression().internals().root.lhs;
+    if (operand.kind != Operand::Kind::Field) return values;
+    const Column column = columnOf(operand.field, target);
+    if (!column.text) return values;
+    const CaptureReader reader(capture);  // checks (and migrates) the file
+    Database database;
+    if (sqlite3_open_v2(capture.c_str(), &database.db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK)
+        throw StoreError(capture.string() + ": cannot open: " + sqlite3_errmsg(database.db));
+    sqlite3_busy_timeout(database.db, 5000);
+    const std::string c(column.sql);
+    Query q(database.db,
+            "SELECT " + c + ", count(*) AS n FROM " + (target == FilterTarget::Events ? "events" : "dlq") + " WHERE " + c +
+                " <> '' GROUP BY " + c + " ORDER BY n DESC, " + c + " LIMIT ?1",
+            {SqlParam(std::int64_t(limit))});
+    while (q.next(database.db)) values.emplace_back(std::string(columnText(q.statement, 0)), sqlite3_column_int64(q.statement, 1));
+    return values;
+}
+
 struct CaptureFilter::Impl {
     std::filesystem::path path;
     FilterExpression filter;

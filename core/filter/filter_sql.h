@@ -13,6 +13,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -44,6 +46,13 @@ FilterSql toSql(const FilterExpression& filter);
 // Registers pipescope_regexp(pattern, text) on a connection: PCRE2 with the filter language's
 // options, each pattern compiled once per statement.
 void registerFilterSqlFunctions(sqlite3* db);
+
+// For completion: the most frequent values of a text field in a capture (event names, distinct
+// ids, origins, ...), most frequent first, with their counts. Empty for a field that is not text
+// (or not a field of the target). Throws StoreError when the file is not a readable capture.
+std::vector<std::pair<std::string, std::int64_t>> frequentValues(const std::filesystem::path& capture,
+                                                                 FilterTarget target, std::string_view field,
+                                                                 std::size_t limit = 100);
 
 // A filter over a capture file, through its own read-only connections: decided in SQLite when
 // the filter is exact in SQL, otherwise by evaluating it on the decoded events (or dead letters),
