@@ -173,32 +173,26 @@ private:
 
 // pipescope_regexp(pattern, text): the compiled pattern is kept with the statement.
 void regexpFunction(sqlite3_context* context, int, sqlite3_value** argv) {
+    if (sqlite3_value_type(argv[1]) == SQLITE_NULL) return sqlite3_result_null(context);
     auto* regex = static_cast<FilterRegex*>(sqlite3_get_auxdata(context, 0));
+    std::unique_ptr<FilterRegex> compiled;
     if (!regex) {
         const auto* pattern = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
-        const int size = sqlite3_value_bytes(argv[0]);
+        const std::string_view source(pattern ? pattern : "", std::size_t(sqlite3_value_bytes(argv[0])));
         std::string message;
         std::size_t offset = 0;
-        auto compiled = FilterRegex::compile(std::string_view(pattern ? pattern : "", std::size_t(size)), &message, &offset);
+        compiled = FilterRegex::compile(source, &message, &offset);
         if (!compiled) {
             sqlite3_result_error(context, ("invalid regex at " + std::to_string(offset) + ": " + message).c_str(), -1);
             return;
         }
-        regex = compiled.release();
-        sqlite3_set_auxdata(context, 0, regex, [](void* p) { delete static_cast<FilterRegex*>(p); });
-        // SQLite may have dropped it at once (it then already ran the destructor): look again.
-        regex = static_cast<FilterRegex*>(sqlite3_get_auxdata(context, 0));
-        if (!regex) {
-            auto again = FilterRegex::compile(std::string_view(pattern ? pattern : "", std::size_t(size)), nullptr, nullptr);
-            const auto* text = reinterpret_cast<const char*>(sqlite3_value_text(argv[1]));
-            if (!text) return sqlite3_result_null(context);
-            sqlite3_result_int(context, again->search(std::string_view(text, std::size_t(sqlite3_value_bytes(argv[1])))));
-            return;
-        }
+        regex = compiled.get();
     }
-    if (sqlite3_value_type(argv[1]) == SQLITE_NULL) return sqlite3_result_null(context);
     const auto* text = reinterpret_cast<const char*>(sqlite3_value_text(argv[1]));
-    sqlite3_result_int(context, regex->search(std::string_view(text ? text : "", std::size_t(sqlite3_value_bytes(argv[1])))));
+    const bool found = regex->search(std::string_view(text ? text : "", std::size_t(sqlite3_value_bytes(argv[1]))));
+    // Handed over after use: SQLite may free it at once when it cannot keep it.
+    if (compiled) sqlite3_set_auxdata(context, 0, compiled.release(), [](void* p) { delete static_cast<FilterRegex*>(p); });
+    sqlite3_result_int(context, found);
 }
 
 struct Database {
