@@ -4,7 +4,8 @@
 // expression tree (with the byte position of every error), then evaluated per record over a
 // FilterRecord: views of a StoredEvent's or a DlqEntry's fields plus its properties as JSON text,
 // which is parsed (simdjson on-demand) only when the filter names a property. The grammar, the
-// fields and the type rules are in the README ("Filter language").
+// fields and the type rules are in the README ("Filter language"). To run a filter over a
+// capture file (in SQLite where the columns decide it), see filter/filter_sql.h.
 //
 //   event == "payment_completed" && verdict == invalid
 //   properties.amount > 100 && properties.items[0].sku ~ "^SKU-"
