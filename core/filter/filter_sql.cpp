@@ -351,8 +351,10 @@ struct CaptureFilter::Impl {
                 if (filter.matches(r)) visit(*r.seq);
                 if (!tick()) return false;
             }
-        } else if (threads > 1 && !fewCandidates(all)) {
-            if (!parallelScan(progress, visit)) return false;
+        } else if (!fewCandidates(all)) {
+            // Everything is examined: the store's scan of table rows and properties only (the raw
+            // bytes are never decompressed), on `threads` threads over shares of the seqs.
+            if (!rowScan(progress, visit)) return false;
         } else {
             bool stopped = false;
             if (!decoded(progress, [&](const StoredEvent& e) {
@@ -365,68 +367,40 @@ struct CaptureFilter::Impl {
         return true;
     }
 
-    // Every event decoded, on `threads` workers with a reader each, in ranges of seqs taken in
-    // turn; the matches are handed to `visit` in capture order at the end. False when cancelled.
-    bool parallelScan(const Progress& progress, const std::function<void(std::int64_t)>& visit) const {
-        constexpr std::int64_t kWindow = 2048;
-        const std::int64_t maxSeq = reader.maxEventSeq();
-        // Enough ranges for the workers to even out, few enough to keep each reader streaming.
-        const std::int64_t kRange = std::clamp<std::int64_t>(maxSeq / (std::int64_t(threads) * 8), 1024, 32768);
-        const std::int64_t ranges = (maxSeq + kRange - 1) / kRange;
-        std::vector<std::vector<std::int64_t>> matches(static_cast<std::size_t>(ranges));
-        std::atomic<std::int64_t> nextRange{0}, scanned{0};
-        std::atomic<unsigned> finished{0};
-        std::atomic<bool> stop{false};
-        std::mutex failureLock;
-        std::exception_ptr failure;
-        auto work = [&]() {
-            try {
-                const CaptureReader own(path);
-                for (std::int64_t k; !stop && (k = nextRange++) < ranges;) {
-                    const std::int64_t last = std::min(maxSeq, (k + 1) * kRange);
-                    std::int64_t after = k * kRange;
-                    auto& out = matches[static_cast<std::size_t>(k)];
-                    while (!stop && after < last) {
-                        // Seqs are row ids: a window of `want` rows ends inside the range unless
-                        // rows were removed, and rows past it are left to the next range.
-                        const std::int64_t want = std::min(kWindow, last - after);
-                        const auto rows = own.eventsAfter(after, want);
-                        if (rows.empty()) break;
-                        for (const auto& e : rows) {
-                            if (e.seq > last) {
-                                after = last;
-                                break;
-                            }
-                            if (filter.matches(e)) out.push_back(e.seq);
-                            after = e.seq;
-                        }
-                        scanned += std::int64_t(rows.size());
-                    }
-                }
-            } catch (...) {
-                const std::lock_guard lock(failureLock);
-                if (!failure) failure = std::current_exception();
-                stop = true;
-            }
-            ++finished;
-        };
-        std::vector<std::thread> workers;
-        const unsigned count = unsigned(std::min<std::int64_t>(threads, std::max<std::int64_t>(1, ranges)));
-        for (unsigned i = 0; i < count; ++i) workers.emplace_back(work);
+    bool rowScan(const Progress& progress, const std::function<void(std::int64_t)>& visit) const {
+        std::vector<std::vector<std::int64_t>> matches(threads);
+        std::atomic<std::int64_t> scanned{0};
+        std::atomic<bool> cancelled{false};
+        std::mutex progressLock;
         const std::int64_t all = total();
-        bool cancelled = false;
-        while (finished.load() < count) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-            if (progress && !cancelled && !progress(std::min(scanned.load(), all), all)) {
-                cancelled = true;
-                stop = true;
+        reader.scanRows(threads, [&](unsigned worker, const EventRow& row, std::string_view properties) {
+            FilterRecord r;
+            r.event = row.name;
+            r.distinctId = row.distinctId;
+            r.stream = row.stream;
+            r.verdict = toString(row.verdict);
+            r.origin = row.originSource;
+            r.id = row.eventId;
+            r.format = row.format;
+            r.anonymousId = row.anonymousId;
+            r.userId = row.userId;
+            r.seq = row.seq;
+            r.time = row.timestamp ? row.timestamp : row.receivedAt;
+            r.received = row.receivedAt;
+            r.ingest = row.ingestId;
+            r.properties = properties;
+            if (filter.matches(r)) matches[worker].push_back(row.seq);
+            const std::int64_t n = ++scanned;
+            if (progress && n % kProgressEvery == 0) {
+                const std::lock_guard lock(progressLock); // the callback is called by one thread at a time
+                if (!progress(std::min(n, all), all)) cancelled = true;
             }
-        }
-        for (auto& w : workers) w.join();
-        if (failure) std::rethrow_exception(failure);
+            return !cancelled.load();
+        });
         if (cancelled) return false;
-        for (const auto& range : matches)
-            for (const std::int64_t seq : range) visit(seq);
+        // Each worker scanned a contiguous share in order: their results are in order one after the other.
+        for (const auto& share : matches)
+            for (const std::int64_t seq : share) visit(seq);
         return true;
     }
 

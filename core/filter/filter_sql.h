@@ -64,10 +64,10 @@ public:
     using Progress = std::function<bool(std::int64_t done, std::int64_t total)>;
 
     struct Options {
-        // Workers for count() and seqs() when they must decode every event, each with its own
-        // reader over ranges of seqs (at most 16; 0: one per hardware thread). A worker reads in
-        // windows, which costs about 1.5x the CPU of one streaming scan (bench_filter), so this
-        // pays only with idle cores: 1, the default, is the one streaming scan.
+        // Threads for count() and seqs() when they must examine every event: each streams a
+        // share of the seqs through its own connection (CaptureReader::scanRows, which decodes
+        // only the properties), so two pay on two idle cores (at most 16; 0: one per hardware
+        // thread).
         unsigned threads = 1;
     };
 

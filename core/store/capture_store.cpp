@@ -1432,7 +1432,8 @@ constexpr const char* kEventColumnsV1 =
 // What an event table row shows (EventRow): the small columns only.
 constexpr const char* kRowColumns =
     "seq, event_id, name, distinct_id, stream, format, timestamp, received_at, origin_source, origin_line,"
-    " origin_index, verdict, ingest_id";
+    " origin_index, verdict, ingest_id, anonymous_id, user_id";
+constexpr int kRowColumnCount = 15;
 constexpr const char* kDlqColumns =
     "seq, reason, detail, origin_source, origin_line, origin_index, event_name, distinct_id, event_seq, raw,"
     " created_at";
@@ -1487,6 +1488,8 @@ EventRow readRow(const Statement& s) {
     r.originIndex = static_cast<std::int32_t>(s.columnInt(10));
     r.verdict = parseVerdict(s.columnText(11));
     r.ingestId = s.columnOptional(12);
+    r.anonymousId = s.columnText(13);
+    r.userId = s.columnText(14);
     return r;
 }
 
@@ -1867,16 +1870,29 @@ std::optional<EventLineage> CaptureReader::lineage(std::int64_t eventSeq) const 
 
 void CaptureReader::scanProperties(unsigned threads,
                                    const std::function<bool(std::int64_t, std::string_view)>& visit) const {
+    scanEvents(threads, false, [&](unsigned, const EventRow& row, std::string_view properties) {
+        return visit(row.seq, properties);
+    });
+}
+
+void CaptureReader::scanRows(unsigned threads,
+                             const std::function<bool(unsigned, const EventRow&, std::string_view)>& visit) const {
+    scanEvents(threads, true, visit);
+}
+
+void CaptureReader::scanEvents(unsigned threads, bool withRows,
+                               const std::function<bool(unsigned, const EventRow&, std::string_view)>& visit) const {
     const std::int64_t last = maxEventSeq();
     if (last == 0) return;
     threads = std::clamp(threads, 1u, 16u);
-    const std::string sql = std::string("SELECT seq, ") +
+    const std::string sql = std::string("SELECT ") + (withRows ? kRowColumns : "seq") + ", " +
                             (m_impl->version == 1 ? "properties, raw, 0, NULL, NULL" : "properties, raw, codec, raw_size, body") +
                             " FROM events WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq";
+    const int first = withRows ? kRowColumnCount : 1;
     std::atomic<bool> stop{false};
     std::mutex errorMutex;
     std::string error;
-    const auto scan = [&](std::int64_t from, std::int64_t to, const Connection& connection) {
+    const auto scan = [&](unsigned worker, std::int64_t from, std::int64_t to, const Connection& connection) {
         try {
             store::EventDecompressor decompressor(connection.path.string(),
                                                   [&](std::uint32_t id) { return loadDictionary(connection, id); });
@@ -1884,10 +1900,12 @@ void CaptureReader::scanProperties(unsigned threads,
             s.integer(1, from);
             s.integer(2, to);
             std::string properties;
+            EventRow row;
             while (!stop.load(std::memory_order_relaxed) && s.next()) {
-                const std::int64_t seq = s.columnInt(0);
-                decodeEventProperties(s, 1, seq, decompressor, properties);
-                if (!visit(seq, properties)) stop = true;
+                if (withRows) row = readRow(s);
+                else row.seq = s.columnInt(0);
+                decodeEventProperties(s, first, row.seq, decompressor, properties);
+                if (!visit(worker, row, properties)) stop = true;
             }
         } catch (const std::exception& e) {
             stop = true;
@@ -1903,8 +1921,8 @@ void CaptureReader::scanProperties(unsigned threads,
         connections.push_back(std::make_unique<Connection>(m_impl->connection.path, SQLITE_OPEN_READONLY));
     std::vector<std::thread> workers;
     for (unsigned i = 1; i < threads; ++i)
-        workers.emplace_back(scan, i * share + 1, std::min(last, (i + 1) * share), std::cref(*connections[i - 1]));
-    scan(1, std::min(last, share), m_impl->connection);
+        workers.emplace_back(scan, i, i * share + 1, std::min(last, (i + 1) * share), std::cref(*connections[i - 1]));
+    scan(0, 1, std::min(last, share), m_impl->connection);
     for (auto& worker : workers) worker.join();
     if (!error.empty()) throw StoreError(error);
 }

@@ -65,6 +65,8 @@ struct EventRow {
     std::string distinctId;
     std::string stream;
     std::string format;
+    std::string anonymousId;
+    std::string userId;
     std::optional<std::int64_t> timestamp;   // epoch ms
     std::optional<std::int64_t> receivedAt;
     std::string originSource;
@@ -327,8 +329,15 @@ public:
     // `visit(seq, properties)` runs on those threads at once, in seq order within each share;
     // returning false stops them all. Throws StoreError (a damaged row) after they stopped.
     void scanProperties(unsigned threads, const std::function<bool(std::int64_t seq, std::string_view properties)>& visit) const;
+    // The same scan with each event's table row: `visit(worker, row, properties)`, `worker` the
+    // index (0..threads-1) of the thread calling it, for per-thread results.
+    void scanRows(unsigned threads,
+                  const std::function<bool(unsigned worker, const EventRow& row, std::string_view properties)>& visit) const;
 
 private:
+    void scanEvents(unsigned threads, bool withRows,
+                    const std::function<bool(unsigned, const EventRow&, std::string_view)>& visit) const;
+
     struct Impl;
     std::unique_ptr<Impl> m_impl;
 };
