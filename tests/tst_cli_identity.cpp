@@ -126,7 +126,9 @@ Planted plant() {
 }
 
 // Identity figures of the planted traffic, derived by hand in the comments above.
-constexpr int kPersons = kUsers + 1 /*user-ill*/ + 1 /*A+B*/ + 1 /*seg*/ + 2 /*orphans*/ + 2 /*X,Y*/ + 2 /*Z,cust-9*/;
+// Each illegal distinct id is a person of its own, as PostHog gives it one (never merged).
+constexpr int kPersons = kUsers + 1 /*user-ill*/ + 1 /*A+B*/ + 1 /*seg*/ + 2 /*orphans*/ + 2 /*X,Y*/ + 2 /*Z,cust-9*/ +
+                         3 /*undefined, null, [object Object]*/;
 constexpr int kMerges = kUsers + 2 /*A,B identify*/ + 1 /*dangerous*/ + 2 /*segment identify, alias*/;
 
 const QByteArray kOrderSchema = R"({"type": "object", "required": ["amount", "currency"],
@@ -331,11 +333,11 @@ private slots:
             R"("timestamp":"2024-05-01T11:00:00.000Z","uuid":"n-1"},{"distinct_id":"user-ada","event":"$groupidentify",)"
             R"("properties":{"$group_type":"company","$group_key":"acme","$lib":"posthog-node"},"uuid":"n-2",)"
             R"("timestamp":"2024-05-01T11:00:01.000Z"}]})" "\n"
-            R"([{"uuid":"j-2","event":"$identify","properties":{"distinct_id":"user-ada","$anon_distinct_id":"anon-1",)"
+            R"([{"uuid":"j-2","event":"$identify","properties":{"token":"phc","distinct_id":"user-ada","$anon_distinct_id":"anon-1",)"
             R"("$lib":"web","$device_id":"dev-1"},"$set":{"email":"a@example.com"},"timestamp":"2024-05-01T12:00:05.000Z"}])" "\n"
-            R"([{"uuid":"j-1","event":"$pageview","properties":{"distinct_id":"anon-1","$lib":"web","$device_id":"dev-1"},)"
+            R"([{"uuid":"j-1","event":"$pageview","properties":{"token":"phc","distinct_id":"anon-1","$lib":"web","$device_id":"dev-1"},)"
             R"("timestamp":"2024-05-01T12:00:04.924Z"}])" "\n"
-            R"([{"uuid":"j-3","event":"$identify","properties":{"distinct_id":"user-bob","$anon_distinct_id":"anon-2",)"
+            R"([{"uuid":"j-3","event":"$identify","properties":{"token":"phc","distinct_id":"user-bob","$anon_distinct_id":"anon-2",)"
             R"("$lib":"web","$device_id":"dev-1"},"timestamp":"2024-05-01T12:30:00.000Z"}])" "\n";
         writeFile(path("sdk.ndjson"), traffic);
         const Run check = cli({"check", path("sdk.ndjson"), "--report", path("sdk-report.json"), "--capture",

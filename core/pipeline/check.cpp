@@ -136,6 +136,7 @@ void Pipeline::applyRequest(Event& event, std::size_t eventsInRequest) const {
     // an X-Idempotency-Key names the one event of a single-event request.
     event.receivedAt = m_request->receivedAt;
     if (m_request->stream) event.stream = *m_request->stream;
+    if (!m_request->project.empty()) event.project = m_request->project;
     if (!m_request->idempotencyKey.empty() && eventsInRequest == 1) {
         event.id = m_request->idempotencyKey;
         event.idSource = IdSource::IdempotencyKey;
@@ -145,6 +146,10 @@ void Pipeline::applyRequest(Event& event, std::size_t eventsInRequest) const {
 void Pipeline::restore(const CaptureReader& capture) {
     m_nextSeq = capture.maxEventSeq() + 1;
     StoredIdentityReplay identity(m_identity, m_options.unplanned);
+    if (auto projects = ProjectMap::fromJson(capture.state("identity_projects").value_or(""))) {
+        m_projects = *projects;
+        identity.setProjects(std::move(*projects));
+    }
     capture.forEachEvent([&](const StoredEvent& stored) {
         if (stored.verdict == Verdict::Duplicate) return true;
         if (m_options.dedup && !stored.dedupKey.empty()) {
@@ -183,12 +188,19 @@ void StoredIdentityReplay::observe(const StoredEvent& stored) {
     input.name = stored.name;
     input.distinctId = stored.distinctId;
     input.anonymousId = stored.anonymousId;
+    simdjson::dom::element anonymous; // an empty stored id is absent unless the properties name one
+    if (stored.anonymousId.empty() && properties.at_key("$anon_distinct_id").get(anonymous) != simdjson::SUCCESS)
+        input.anonymousId = {};
     input.userId = stored.userId;
     input.aliasId = stored.aliasId;
+    if (stored.aliasId.empty()) input.aliasId = {};
     input.stream = parseStream(stored.stream).value_or(Stream::Unknown);
     input.timeMillis = stored.timestamp ? stored.timestamp : stored.receivedAt;
     input.origin = m_origin;
     input.correlations = m_correlations.extract(properties);
+    input.project = m_projects.at(stored.seq);
+    input.personUpdates = m_personProperties.extract(stored.name, properties);
+    input.processPerson = m_personProperties.processPerson();
     if (m_groups.extract(stored.name, parseFormat(stored.format).value_or(Format::Auto), properties)) {
         input.groupType = m_groups.type();
         input.groupKey = m_groups.key();
@@ -451,6 +463,10 @@ void Pipeline::observeIdentity(const Event& event, std::int64_t seq) {
     input.timeMillis = event.timestamp ? event.timestamp : event.receivedAt;
     input.origin = m_originText;
     input.correlations = m_correlations.extract(event.properties);
+    input.project = event.project;
+    m_projects.note(seq, event.project);
+    input.personUpdates = m_personProperties.extract(event.name, event.properties);
+    input.processPerson = m_personProperties.processPerson();
     if (m_groups.extract(event.name, event.format, event.properties)) {
         input.groupType = m_groups.type();
         input.groupKey = m_groups.key();
@@ -469,6 +485,8 @@ void Pipeline::finish() {
         if (!first.empty()) m_report.identityExamples.push_back(std::move(first.front()));
     }
     if (!m_capture) return;
+    m_capture->putState("identity_projects", m_projects.toJson());
+    m_capture->putState("identity_person_properties", dumpLenient(m_identity.personPropertiesJson()));
     for (const IdentityIssue& issue : m_identity.issues()) {
         IdentityIssueRecord record;
         record.category = std::string(toString(issue.kind));

@@ -48,6 +48,7 @@ struct RequestContext {
     std::int64_t receivedAt = 0;  // epoch ms: the dedup window's clock
     std::optional<Stream> stream; // from the source mapping (token, write key, path), if any
     std::string idempotencyKey;   // X-Idempotency-Key: the dedup key of a single-event request
+    std::string project;          // the request's token / write key: its events' project
 };
 
 class CaptureReader;
@@ -58,6 +59,8 @@ class StoredIdentityReplay {
 public:
     StoredIdentityReplay(IdentityGraph& graph, UnplannedPolicy unplanned);
     void observe(const StoredEvent& stored);
+    // Which project each stored event was in (the capture's "identity_projects" state).
+    void setProjects(ProjectMap projects) { m_projects = std::move(projects); }
 
 private:
     IdentityGraph& m_graph;
@@ -68,6 +71,8 @@ private:
     simdjson::dom::parser m_emptyParser; // its document outlives every parse of m_parser
     simdjson::dom::element m_emptyObject;
     std::string m_origin;
+    ProjectMap m_projects;
+    PersonPropertyExtractor m_personProperties;
 };
 
 class Pipeline {
@@ -121,6 +126,8 @@ private:
     IdentityGraph m_identity;
     CorrelationExtractor m_correlations;
     GroupExtractor m_groups;
+    PersonPropertyExtractor m_personProperties;
+    ProjectMap m_projects; // kept in the capture for a replay
     std::string m_originText;
     std::string m_dedupKey; // the current event's key ("" when none)
     const RequestContext* m_request = nullptr; // the collector request being processed

@@ -588,6 +588,7 @@ void RunEngine::processBacklog(CaptureReader& reader) {
         context.receivedAt = request.receivedAt;
         context.stream = streamFor(request);
         context.idempotencyKey = request.idempotencyKey;
+        context.project = request.token;
         m_pipeline->processRequest(request.body, context);
         m_pipelineCursor = request.id;
         ++m_processed;
