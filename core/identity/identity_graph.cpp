@@ -137,6 +137,8 @@ struct IdNode {
     std::uint32_t joinLink = kNone; // the first link that brought the id into a person
     std::uint32_t firstName = 0;
     std::uint32_t project = 0;
+    std::uint32_t properties = kNone; // on roots: the person's properties (index into propLists)
+    std::uint32_t reserved = 0;
     std::uint16_t firstOriginLength = 0;
     std::uint8_t firstStream = 0;
     std::uint8_t flags = 0;
@@ -144,7 +146,7 @@ struct IdNode {
     std::string_view id() const { return {text, textLength}; }
     std::string_view origin() const { return {text + textLength, firstOriginLength}; }
 };
-static_assert(sizeof(IdNode) == 56);
+static_assert(sizeof(IdNode) == 64);
 
 struct LinkEntry {
     std::int64_t seq = 0;
@@ -181,25 +183,62 @@ struct IssueEntry {
 };
 
 // A change of a person property, compactly: the event (seq, distinct id, name) and what it did.
+// Keys and values are interned texts (a value id of kNone: removed).
 struct PropChange {
     std::int64_t seq = 0;
+    std::int64_t mergeSeq = 0; // merge: the event whose merge dropped the value
     std::uint32_t node = kNone;
     std::uint32_t name = 0;
+    std::uint32_t value = kNone;
+    std::uint32_t older = kNone; // the change before this one in the property's history
     PropertyOp op = PropertyOp::Set;
-    bool merge = false;        // the value a merge dropped: the target's won
-    std::int64_t mergeSeq = 0; // ... in the merge of this event
-    std::string value;         // JSON (in overridden entries; the entry's own value otherwise)
+    bool merge = false; // the value a merge dropped: the target's won
 };
+static_assert(sizeof(PropChange) == 40);
 
+// One property of a person: its value, the change that set it, and the history it replaced
+// (newest first, at most evidenceLimit kept).
 struct PropEntry {
-    std::string key;
-    std::string value;
-    bool removed = false; // unset: kept for its blame
-    PropChange setBy;
-    std::vector<PropChange> overridden; // oldest first, at most evidenceLimit
-    std::uint32_t overriddenCount = 0;
+    std::int64_t seq = 0;
+    std::uint32_t key = 0;
+    std::uint32_t value = kNone; // kNone: removed ($unset), kept for its blame
+    std::uint32_t node = kNone;
+    std::uint32_t name = 0;
+    std::uint32_t history = kNone;
+    std::uint32_t historyCount = 0; // all replaced changes, listed or not
+    PropertyOp op = PropertyOp::Set;
+
+    bool removed() const { return value == kNone; }
 };
-using PropList = std::vector<PropEntry>; // by key
+static_assert(sizeof(PropEntry) == 40);
+using PropList = std::vector<PropEntry>; // by key id
+
+// Interned texts: each distinct text stored once in the arena, found by hash.
+class TextPool {
+public:
+    std::uint32_t find(std::string_view text) const {
+        return m_index.find(XXH3_64bits(text.data(), text.size()), [&](std::uint32_t i) { return at(i) == text; });
+    }
+    std::uint32_t intern(std::string_view text) {
+        const std::uint64_t hash = XXH3_64bits(text.data(), text.size());
+        const std::uint32_t found = m_index.find(hash, [&](std::uint32_t i) { return at(i) == text; });
+        if (found != kNone) return found;
+        const auto index = static_cast<std::uint32_t>(m_texts.size());
+        m_texts.push_back({m_arena.store(text), static_cast<std::uint32_t>(text.size())});
+        m_index.insert(hash, index, [&](std::uint32_t i) { return XXH3_64bits(m_texts[i].data, m_texts[i].size); });
+        return index;
+    }
+    std::string_view at(std::uint32_t index) const { return {m_texts[index].data, m_texts[index].size}; }
+
+private:
+    struct Text {
+        const char* data;
+        std::uint32_t size;
+    };
+    TextArena m_arena;
+    ChunkedVector<Text> m_texts;
+    IndexTable m_index;
+};
 
 struct CorrelationMember {
     std::uint32_t node = kNone;
@@ -306,7 +345,12 @@ struct IdentityGraph::State {
     // Person properties, per person (root) that has any. A merge combines two lists into one.
     std::vector<PropList> propLists;
     std::vector<std::uint32_t> freePropLists;
-    std::unordered_map<std::uint32_t, std::uint32_t> propOf; // root -> index into propLists
+    std::vector<std::uint32_t> propertyOwners; // per propLists entry: its root (kNone: free)
+    std::vector<bool> filteredKeys;            // per key id: FILTERED_PERSON_UPDATE_PROPERTIES
+    TextPool propertyKeys;
+    TextPool propertyValues;               // minified JSON
+    ChunkedVector<PropChange> changes;     // every property's history, linked newest first
+    std::vector<std::uint32_t> freeChanges; // history past evidenceLimit, for reuse
     // The event that first marked a person identified, per root.
     struct IdentifiedBy {
         std::int64_t seq = 0;
@@ -318,6 +362,7 @@ struct IdentityGraph::State {
     std::vector<std::string_view> projects{std::string_view()};
     std::unordered_map<std::string_view, std::uint32_t> projectIndex{{std::string_view(), 0}};
     std::vector<IdentitySummary::Project> projectCounts{IdentitySummary::Project{}};
+    std::uint32_t lastProject = 0;
     std::string scratch;
 
     std::uint64_t events = 0;
@@ -330,6 +375,41 @@ struct IdentityGraph::State {
     bool finished = false;
 
     explicit State(IdentityOptions opts) : options(std::move(opts)) {}
+
+    // The event names PostHog's person processing treats apart, found once per event.
+    enum class NameKind : std::uint8_t { Other, Identify, CreateAlias, MergeDangerously, GroupIdentify, Set, NoPersonUpdate };
+    static NameKind kindOf(std::string_view name) {
+        if (name.size() < 4 || name.front() != '$') return NameKind::Other;
+        // The size and the second character tell the candidates apart before any comparison.
+        const char second = name[1];
+        switch (name.size()) {
+        case 4: return name == "$set" ? NameKind::Set : NameKind::Other;
+        case 9:
+            if (second == 'i') return name == "$identify" ? NameKind::Identify : NameKind::Other;
+            return second == '$' && name == "$$heatmap" ? NameKind::NoPersonUpdate : NameKind::Other;
+        case 10: return second == 'e' && name == "$exception" ? NameKind::NoPersonUpdate : NameKind::Other;
+        case 13: return second == 'c' && name == "$create_alias" ? NameKind::CreateAlias : NameKind::Other;
+        case 14: return second == 'g' && name == "$groupidentify" ? NameKind::GroupIdentify : NameKind::Other;
+        case 18: return second == 'm' && name == "$merge_dangerously" ? NameKind::MergeDangerously : NameKind::Other;
+        default: return NameKind::Other;
+        }
+    }
+    // PERSON_EVENTS of person-update.ts: their changes are always written.
+    static bool isPersonUpdateEvent(NameKind kind) {
+        return kind == NameKind::Identify || kind == NameKind::CreateAlias || kind == NameKind::MergeDangerously ||
+               kind == NameKind::Set;
+    }
+    // Dropped when personless (normalize-process-person-flag-step.ts).
+    static bool isPersonEvent(NameKind kind) {
+        return kind == NameKind::Identify || kind == NameKind::CreateAlias || kind == NameKind::MergeDangerously ||
+               kind == NameKind::GroupIdentify;
+    }
+    // Events whose person properties PostHog never applies: $exception and $$heatmap run in other
+    // pipelines (person-update.ts NO_PERSON_UPDATE_EVENTS); a $groupidentify's $set is removed
+    // (utils/event.ts normalizeProcessPerson).
+    static bool updatesPerson(NameKind kind) {
+        return kind != NameKind::NoPersonUpdate && kind != NameKind::GroupIdentify;
+    }
 
     std::vector<IssueEntry>& issuesOf(IdentityIssueKind kind) {
         return issues[static_cast<std::size_t>(kind)];
@@ -355,12 +435,15 @@ struct IdentityGraph::State {
     }
 
     std::uint32_t internProject(std::string_view project) {
+        // Events come in long runs of one project: the last one answers without a hash.
+        const std::string_view last = projects[lastProject];
+        if (project.size() == last.size() && (project.empty() || project == last)) return lastProject;
         const auto found = projectIndex.find(project);
-        if (found != projectIndex.end()) return found->second;
+        if (found != projectIndex.end()) return lastProject = found->second;
         const std::string_view stored(arena.store(project), project.size());
         projects.push_back(stored);
         projectCounts.emplace_back();
-        return projectIndex.emplace(stored, static_cast<std::uint32_t>(projects.size() - 1)).first->second;
+        return lastProject = projectIndex.emplace(stored, static_cast<std::uint32_t>(projects.size() - 1)).first->second;
     }
 
     // A new id; `withPerson` false for an id of a personless event (no person until a person
@@ -474,16 +557,15 @@ struct IdentityGraph::State {
     // --- person properties
 
     PropList* propertiesOf(std::uint32_t rootNode) {
-        const auto found = propOf.find(rootNode);
-        return found == propOf.end() ? nullptr : &propLists[found->second];
+        const std::uint32_t index = nodes[rootNode].properties;
+        return index == kNone ? nullptr : &propLists[index];
     }
     const PropList* propertiesOf(std::uint32_t rootNode) const {
-        const auto found = propOf.find(rootNode);
-        return found == propOf.end() ? nullptr : &propLists[found->second];
+        const std::uint32_t index = nodes[rootNode].properties;
+        return index == kNone ? nullptr : &propLists[index];
     }
     PropList& ensureProperties(std::uint32_t rootNode) {
-        const auto found = propOf.find(rootNode);
-        if (found != propOf.end()) return propLists[found->second];
+        if (PropList* list = propertiesOf(rootNode)) return *list;
         std::uint32_t index;
         if (!freePropLists.empty()) {
             index = freePropLists.back();
@@ -492,52 +574,126 @@ struct IdentityGraph::State {
             index = static_cast<std::uint32_t>(propLists.size());
             propLists.emplace_back();
         }
-        propOf.emplace(rootNode, index);
+        nodes[rootNode].properties = index;
+        propertyOwners.resize(std::max<std::size_t>(propertyOwners.size(), index + 1), kNone);
+        propertyOwners[index] = rootNode;
         return propLists[index];
     }
     PropList takeProperties(std::uint32_t rootNode) {
-        const auto found = propOf.find(rootNode);
-        if (found == propOf.end()) return {};
-        PropList list = std::move(propLists[found->second]);
-        propLists[found->second].clear();
-        freePropLists.push_back(found->second);
-        propOf.erase(found);
+        const std::uint32_t index = nodes[rootNode].properties;
+        if (index == kNone) return {};
+        PropList list = std::move(propLists[index]);
+        propLists[index] = PropList();
+        freePropLists.push_back(index);
+        propertyOwners[index] = kNone;
+        nodes[rootNode].properties = kNone;
         return list;
     }
-
-    void override(PropEntry& entry, PropChange change) {
-        ++entry.overriddenCount;
-        if (entry.overridden.size() >= options.evidenceLimit) entry.overridden.erase(entry.overridden.begin());
-        entry.overridden.push_back(std::move(change));
+    // The last key ids looked up, by the text's address: the extractor hands out the same
+    // addresses for the keys PostHog lifts, and a hit still compares the text (an address can be
+    // reused for another key), so it only saves the hash.
+    struct KeySlot {
+        const char* data = nullptr;
+        std::uint32_t size = 0;
+        std::uint32_t key = kNone;
+    };
+    std::array<KeySlot, 256> keyCache{};
+    static std::size_t keySlot(std::string_view text) {
+        return ((reinterpret_cast<std::uintptr_t>(text.data()) >> 3) ^ text.size()) & 255;
     }
-    static PropChange previousOf(const PropEntry& entry) {
-        PropChange previous = entry.setBy;
-        previous.value = entry.removed ? std::string() : entry.value;
-        return previous;
+    std::uint32_t findKey(std::string_view text) {
+        KeySlot& slot = keyCache[keySlot(text)];
+        if (slot.data == text.data() && slot.size == text.size() && propertyKeys.at(slot.key) == text) return slot.key;
+        const std::uint32_t key = propertyKeys.find(text);
+        if (key != kNone) slot = {text.data(), static_cast<std::uint32_t>(text.size()), key};
+        return key;
+    }
+
+    // Whether a property key is one PostHog filters, by interned key (kNone: an unknown key).
+    bool filteredKey(std::uint32_t key, std::string_view text) const {
+        if (key == kNone || key >= filteredKeys.size()) return isFilteredPersonProperty(text);
+        return filteredKeys[key];
+    }
+    std::uint32_t internKey(std::string_view text) {
+        const std::uint32_t cached = findKey(text);
+        if (cached != kNone) return cached;
+        const std::uint32_t key = propertyKeys.intern(text);
+        keyCache[keySlot(text)] = {text.data(), static_cast<std::uint32_t>(text.size()), key};
+        if (key >= filteredKeys.size()) filteredKeys.resize(key + 1, false);
+        filteredKeys[key] = isFilteredPersonProperty(text);
+        return key;
+    }
+
+    std::uint32_t newChange(const PropChange& change) {
+        if (!freeChanges.empty()) {
+            const std::uint32_t index = freeChanges.back();
+            freeChanges.pop_back();
+            changes[index] = change;
+            return index;
+        }
+        changes.push_back(change);
+        return static_cast<std::uint32_t>(changes.size() - 1);
+    }
+    void freeHistory(std::uint32_t index) {
+        while (index != kNone) {
+            const std::uint32_t older = changes[index].older;
+            freeChanges.push_back(index);
+            index = older;
+        }
+    }
+    // The entry's current state, as a change for its history.
+    static PropChange asChange(const PropEntry& entry) {
+        PropChange change;
+        change.seq = entry.seq;
+        change.node = entry.node;
+        change.name = entry.name;
+        change.value = entry.value;
+        change.op = entry.op;
+        return change;
+    }
+    // Puts `change` at the head of the entry's history; the history keeps evidenceLimit changes.
+    void pushHistory(PropEntry& entry, PropChange change) {
+        change.older = entry.history;
+        entry.history = newChange(change);
+        ++entry.historyCount;
+        std::uint32_t at = entry.history;
+        for (std::size_t kept = 1; at != kNone && kept < options.evidenceLimit; ++kept)
+            at = changes[at].older;
+        if (at != kNone) {
+            freeHistory(changes[at].older);
+            changes[at].older = kNone;
+        }
     }
 
     void mergeProperties(std::uint32_t sourceRoot, std::uint32_t targetRoot, std::uint32_t newRoot, std::int64_t seq) {
         PropList source = takeProperties(sourceRoot);
         PropList target = takeProperties(targetRoot);
         if (source.empty() && target.empty()) return;
+        const std::size_t targetSize = target.size();
         for (PropEntry& from : source) {
-            auto into = std::find_if(target.begin(), target.end(), [&](const PropEntry& e) { return e.key == from.key; });
-            if (into == target.end()) {
-                target.push_back(std::move(from));
+            const auto end = target.begin() + static_cast<std::ptrdiff_t>(targetSize);
+            auto into = std::find_if(target.begin(), end, [&](const PropEntry& e) { return e.key == from.key; });
+            if (into == end) {
+                target.push_back(from);
                 continue;
             }
-            if (from.removed) continue; // nothing of the source's survives or is lost
-            if (into->removed) {
+            if (from.removed()) { // nothing of the source's survives or is lost
+                freeHistory(from.history);
+                continue;
+            }
+            if (into->removed()) {
                 // The key is absent on the target: the source's value comes through the merge.
-                PropChange removal = previousOf(*into);
-                *into = std::move(from);
-                override(*into, std::move(removal));
+                const PropChange removal = asChange(*into);
+                freeHistory(into->history);
+                *into = from;
+                pushHistory(*into, removal);
                 continue;
             }
-            PropChange lost = previousOf(from);
+            PropChange lost = asChange(from);
             lost.merge = true;
             lost.mergeSeq = seq;
-            override(*into, std::move(lost));
+            freeHistory(from.history);
+            pushHistory(*into, lost);
         }
         if (!target.empty()) {
             std::sort(target.begin(), target.end(), [](const PropEntry& a, const PropEntry& b) { return a.key < b.key; });
@@ -551,79 +707,91 @@ struct IdentityGraph::State {
     }
 
     // PostHog's computeEventPropertyUpdates + applyEventPropertyUpdates (person-update.ts).
-    void applyUpdates(std::uint32_t rootNode, std::uint32_t eventNode, const IdentityEvent& event) {
+    void applyUpdates(std::uint32_t rootNode, std::uint32_t eventNode, const IdentityEvent& event, NameKind nameKind) {
         if (event.personUpdates.empty()) return;
-        PropList& list = ensureProperties(rootNode);
-        const auto find = [&](std::string_view key) {
-            return std::find_if(list.begin(), list.end(), [&](const PropEntry& e) { return e.key == key; });
+        PropList* existing = propertiesOf(rootNode);
+        const auto find = [&](PropList* list, std::uint32_t key) -> PropEntry* {
+            if (!list || key == kNone) return nullptr;
+            for (PropEntry& entry : *list)
+                if (entry.key == key) return &entry;
+            return nullptr;
         };
+        const auto valueOf = [&](const PropEntry* entry) { return propertyValues.at(entry->value); };
         // An event that is not a person event and changes only properties PostHog filters
         // ($current_url, $browser, geoip...; FILTERED_PERSON_UPDATE_PROPERTIES) is an "ignored"
         // update: the person is not written for it.
-        if (!isPersonUpdateEvent(event.name)) {
+        if (!isPersonUpdateEvent(nameKind)) {
             bool triggers = false;
             for (const auto& update : event.personUpdates) {
-                const auto at = find(update.key);
-                const bool absent = at == list.end() || at->removed;
+                const std::uint32_t key = findKey(update.key);
+                const PropEntry* at = find(existing, key);
+                const bool absent = !at || at->removed();
                 if (update.op == PropertyOp::Unset) {
                     triggers = !absent;
                 } else if (update.op == PropertyOp::SetOnce) {
-                    triggers = (absent || (isNullJson(at->value) && !isNullJson(update.value))) &&
-                               !isFilteredPersonProperty(update.key);
+                    triggers = (absent || (isNullJson(valueOf(at)) && !isNullJson(update.value))) &&
+                               !filteredKey(key, update.key);
                 } else {
-                    const bool changed = absent || at->value != update.value || isCompound(update.value);
-                    triggers = changed && (absent || !isFilteredPersonProperty(update.key));
+                    const bool changed = absent || valueOf(at) != update.value || isCompound(update.value);
+                    triggers = changed && (absent || !filteredKey(key, update.key));
                 }
                 if (triggers) break;
             }
-            if (!triggers) {
-                if (list.empty()) takeProperties(rootNode);
-                return;
-            }
+            if (!triggers) return;
         }
+        PropList& list = existing ? *existing : ensureProperties(rootNode);
         const std::uint32_t name = internName(event.name);
         // $unset acts on what the person had before the event: `propertyKey in personProperties`.
-        std::vector<std::string_view> unsets;
+        std::uint32_t unsets[8];
+        std::size_t unsetCount = 0;
+        std::vector<std::uint32_t> moreUnsets;
         for (const auto& update : event.personUpdates) {
             if (update.op != PropertyOp::Unset) continue;
-            const auto at = find(update.key);
-            if (at != list.end() && !at->removed) unsets.push_back(update.key);
+            const std::uint32_t key = findKey(update.key);
+            const PropEntry* at = find(&list, key);
+            if (!at || at->removed()) continue;
+            if (unsetCount < 8)
+                unsets[unsetCount++] = key;
+            else
+                moreUnsets.push_back(key);
         }
         for (const auto& update : event.personUpdates) {
             if (update.op == PropertyOp::Unset) continue;
-            auto at = find(update.key);
-            const bool absent = at == list.end() || at->removed;
+            const std::uint32_t key = internKey(update.key);
+            PropEntry* at = find(&list, key);
+            const bool absent = !at || at->removed();
             if (update.op == PropertyOp::SetOnce) {
                 // A null already on the person counts as absent, unless the new value is null too.
-                const bool settable = absent || (isNullJson(at->value) && !isNullJson(update.value));
-                if (!settable) continue;
-            } else if (!absent && at->value == update.value && !isCompound(update.value)) {
+                if (!absent && !(isNullJson(valueOf(at)) && !isNullJson(update.value))) continue;
+            } else if (!absent && valueOf(at) == update.value && !isCompound(update.value)) {
                 continue; // `personProperties[key] !== value`: the same primitive changes nothing
             }
-            PropChange change{event.seq, eventNode, name, update.op, false, 0, {}};
-            if (at == list.end()) {
+            if (!at) {
                 PropEntry entry;
-                entry.key = std::string(update.key);
-                entry.value = std::string(update.value);
-                entry.setBy = std::move(change);
-                list.insert(std::lower_bound(list.begin(), list.end(), update.key,
-                                             [](const PropEntry& e, std::string_view k) { return e.key < k; }),
-                            std::move(entry));
-                continue;
+                entry.key = key;
+                list.push_back(entry);
+                at = &list.back();
+            } else {
+                pushHistory(*at, asChange(*at));
             }
-            override(*at, previousOf(*at));
-            at->value = std::string(update.value);
-            at->removed = false;
-            at->setBy = std::move(change);
+            at->value = propertyValues.intern(update.value);
+            at->seq = event.seq;
+            at->node = eventNode;
+            at->name = name;
+            at->op = update.op;
         }
-        for (std::string_view key : unsets) {
-            auto at = find(key);
-            if (at == list.end() || at->removed) continue;
-            override(*at, previousOf(*at));
-            at->removed = true;
-            at->value.clear();
-            at->setBy = PropChange{event.seq, eventNode, name, PropertyOp::Unset, false, 0, {}};
-        }
+        const auto unset = [&](std::uint32_t key) {
+            PropEntry* at = find(&list, key);
+            if (!at || at->removed()) return;
+            pushHistory(*at, asChange(*at));
+            at->value = kNone;
+            at->seq = event.seq;
+            at->node = eventNode;
+            at->name = name;
+            at->op = PropertyOp::Unset;
+        };
+        for (std::size_t i = 0; i < unsetCount; ++i) unset(unsets[i]);
+        for (const std::uint32_t key : moreUnsets) unset(key);
         if (list.empty()) takeProperties(rootNode);
     }
 
@@ -645,27 +813,13 @@ struct IdentityGraph::State {
         return &group;
     }
 
-    // PERSON_EVENTS of person-update.ts: their changes are always written.
-    static bool isPersonUpdateEvent(std::string_view name) {
-        return name == "$identify" || name == "$create_alias" || name == "$merge_dangerously" || name == "$set";
-    }
-
-    static bool isPersonEvent(std::string_view name) {
-        return name == "$identify" || name == "$create_alias" || name == "$merge_dangerously" ||
-               name == "$groupidentify";
-    }
-    // Events whose person properties PostHog never applies: $exception and $$heatmap run in other
-    // pipelines (person-update.ts NO_PERSON_UPDATE_EVENTS); a $groupidentify's $set is removed
-    // (utils/event.ts normalizeProcessPerson).
-    static bool updatesPerson(std::string_view name) {
-        return name != "$exception" && name != "$$heatmap" && name != "$groupidentify";
-    }
 
     void observe(const IdentityEvent& event) {
         ++events;
         const std::uint32_t project = internProject(event.project);
         ++projectCounts[project].events;
-        if (!event.processPerson && isPersonEvent(event.name)) {
+        const NameKind nameKind = kindOf(event.name);
+        if (!event.processPerson && isPersonEvent(nameKind)) {
             // normalize-process-person-flag-step.ts: dropped, invalid_event_when_process_person_profile_is_false.
             ++droppedEvents;
             issuesOf(IdentityIssueKind::DroppedPersonless)
@@ -691,12 +845,12 @@ struct IdentityGraph::State {
 
         std::string_view source;
         LinkKind kind = LinkKind::Identify;
-        if (event.name == "$identify") {
+        if (nameKind == NameKind::Identify) {
             source = event.anonymousId;
-        } else if (event.name == "$create_alias") {
+        } else if (nameKind == NameKind::CreateAlias) {
             source = event.aliasId;
             kind = LinkKind::Alias;
-        } else if (event.name == "$merge_dangerously") {
+        } else if (nameKind == NameKind::MergeDangerously) {
             source = event.aliasId;
             kind = LinkKind::MergeDangerously;
         }
@@ -737,7 +891,8 @@ struct IdentityGraph::State {
         }
 
         if (isLink) link(event, kind, source, target, targetHadPerson, illegal, project);
-        if (!personless && updatesPerson(event.name)) applyUpdates(root(target), target, event);
+        if (!personless && !event.personUpdates.empty() && updatesPerson(nameKind))
+            applyUpdates(root(target), target, event, nameKind);
 
         if (!illegal)
             for (const Correlation& correlation : event.correlations)
@@ -1057,32 +1212,31 @@ struct IdentityGraph::State {
         return ref;
     }
 
-    PropertyChange toChange(const PropChange& change, std::string_view value) const {
+    PropertyChange toChange(const PropChange& change) const {
         PropertyChange out;
         out.seq = change.merge ? change.mergeSeq : change.seq;
         out.eventName = std::string(names[change.name]);
         out.distinctId = change.node == kNone ? std::string() : std::string(nodes[change.node].id());
         out.op = change.merge ? "merge" : std::string(toString(change.op));
-        out.value = std::string(value);
-        if (change.merge) {
-            // The dropped value was set by another event; say which.
+        if (change.value != kNone) out.value = std::string(propertyValues.at(change.value));
+        if (change.merge) // the dropped value was set by another event; say which
             out.eventName = "merge (value set by #" + std::to_string(change.seq) + " " +
                             std::string(names[change.name]) + ")";
-        }
         return out;
     }
 
     PersonProperty toProperty(const PropEntry& entry) const {
         PersonProperty property;
-        property.key = entry.key;
-        property.value = entry.value;
-        property.removed = entry.removed;
-        property.setBy = toChange(entry.setBy, entry.value);
-        for (const PropChange& change : entry.overridden) {
-            property.overridden.push_back(toChange(change, change.value));
-            if (change.node != entry.setBy.node) property.orderDependent = true;
+        property.key = std::string(propertyKeys.at(entry.key));
+        property.removed = entry.removed();
+        if (!property.removed) property.value = std::string(propertyValues.at(entry.value));
+        property.setBy = toChange(State::asChange(entry));
+        for (std::uint32_t at = entry.history; at != kNone; at = changes[at].older) {
+            property.overridden.push_back(toChange(changes[at]));
+            if (changes[at].node != entry.node) property.orderDependent = true;
         }
-        property.overriddenCount = entry.overriddenCount;
+        std::reverse(property.overridden.begin(), property.overridden.end()); // oldest first
+        property.overriddenCount = entry.historyCount;
         return property;
     }
 
@@ -1398,6 +1552,29 @@ constexpr std::array<std::string_view, 44> kLiftedProperties{
     "gclid", "gad_source", "gclsrc", "dclid", "gbraid", "wbraid", "fbclid", "msclkid", "twclid",
     "li_fat_id", "mc_cid", "igshid", "ttclid", "rdt_cid", "irclid", "_kx", "epik", "qclid", "sccid"};
 
+// The static copy of a lifted key (its address is stable across events), or an empty view.
+std::string_view liftedKey(std::string_view key) {
+    for (const std::string_view& lifted : kLiftedProperties)
+        if (lifted == key) return lifted;
+    return {};
+}
+
+// `$initial_<key>` ("$initial_" + the key without its first "$"), from a table that lives as long
+// as the program.
+std::string_view initialKeyOf(std::string_view key) {
+    static const auto kInitial = [] {
+        std::array<std::string, kLiftedProperties.size()> keys;
+        for (std::size_t i = 0; i < keys.size(); ++i) {
+            const std::string_view lifted = kLiftedProperties[i];
+            keys[i] = "$initial_" + std::string(lifted.front() == '$' ? lifted.substr(1) : lifted);
+        }
+        return keys;
+    }();
+    for (std::size_t i = 0; i < kLiftedProperties.size(); ++i)
+        if (kLiftedProperties[i] == key) return kInitial[i];
+    return {};
+}
+
 bool isLiftedProperty(std::string_view key) {
     if (key.size() < 3 || key.size() > 17) return false;
     const char first = key.front();
@@ -1467,11 +1644,10 @@ std::span<const PersonPropertyUpdate> PersonPropertyExtractor::extract(std::stri
             if (key == "$os_name" || !isLiftedProperty(key)) continue;
             if (serverHost && (key == "$os" || key == "$os_version")) continue;
             if (field.value.is_null()) continue;
-            std::string initial = "$initial_";
-            initial += key.front() == '$' ? key.substr(1) : key;
+            const std::string_view initial = initialKeyOf(key);
             if (inObject(setOnce, haveSetOnce, initial)) continue;
             if (initial == "$initial_os") initialOs = true;
-            m_updates.push_back({PropertyOp::SetOnce, keep(std::move(initial)), keep(simdjson::minify(field.value))});
+            m_updates.push_back({PropertyOp::SetOnce, initial, keep(simdjson::minify(field.value))});
         }
         // $os_name stands in for $os as the first-touch OS, and is never a person property itself.
         if (haveOsName && !serverHost && !osName.is_null() && !initialOs)
@@ -1487,7 +1663,7 @@ std::span<const PersonPropertyUpdate> PersonPropertyExtractor::extract(std::stri
             if (key == "$os_name" || !isLiftedProperty(key)) continue;
             if (serverHost && (key == "$os" || key == "$os_version")) continue;
             if (inObject(set, haveSet, key)) continue; // the event's own $set wins
-            m_updates.push_back({PropertyOp::Set, key, keep(simdjson::minify(field.value))});
+            m_updates.push_back({PropertyOp::Set, liftedKey(key), keep(simdjson::minify(field.value))});
         }
     }
     if (haveUnset) {
@@ -1672,7 +1848,7 @@ bool isUnmergeableDistinctId(std::string_view id) {
 
 std::string_view normalizeCapturedDistinctId(std::string_view id, std::string& scratch) {
     constexpr std::size_t kMaxCodePoints = 200; // v0_request.rs: chars().take(200)
-    const bool hasNul = id.find('\0') != std::string_view::npos;
+    const bool hasNul = !id.empty() && std::memchr(id.data(), 0, id.size()) != nullptr;
     std::size_t cut = id.size();
     if (id.size() > kMaxCodePoints) {
         std::size_t codePoints = 0;
@@ -1743,8 +1919,8 @@ IdentitySummary IdentityGraph::summary() const {
     summary.personlessIds = s.personlessIds;
     summary.droppedEvents = s.droppedEvents;
     summary.normalizedIds = s.originals.size();
-    for (const auto& [rootNode, list] : s.propOf)
-        summary.personsWithProperties += !s.propLists[list].empty();
+    for (std::size_t list = 0; list < s.propLists.size(); ++list)
+        summary.personsWithProperties += s.propertyOwners[list] != kNone && !s.propLists[list].empty();
     for (std::uint32_t p = 0; p < s.projects.size(); ++p) {
         const auto& counts = s.projectCounts[p];
         if (p == 0 && counts.events == 0 && s.projects.size() > 1) continue;
@@ -1816,6 +1992,8 @@ std::optional<IdentityExplanation> IdentityGraph::explain(std::string_view id,
                     "token:distinct_id partition, so which value wins there depends on arrival order");
         }
     }
+    std::sort(explanation.properties.begin(), explanation.properties.end(),
+              [](const PersonProperty& a, const PersonProperty& b) { return a.key < b.key; });
     // A scan over all ids and links: explain is a one-off question, not worth an index per id.
     for (std::uint32_t n = 0; n < s.nodes.size(); ++n) {
         if (s.rootOf(n) != person) continue;
@@ -1916,13 +2094,15 @@ bool IdentityGraph::samePerson(std::string_view a, std::string_view b, std::stri
 nlohmann::json IdentityGraph::personPropertiesJson() const {
     const State& s = *m_state;
     nlohmann::json persons = nlohmann::json::array();
-    std::vector<std::pair<std::uint32_t, std::uint32_t>> roots(s.propOf.begin(), s.propOf.end());
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> roots; // (root, list), by root
+    for (std::uint32_t list = 0; list < s.propLists.size(); ++list)
+        if (s.propertyOwners[list] != kNone) roots.emplace_back(s.propertyOwners[list], list);
     std::sort(roots.begin(), roots.end());
     for (const auto& [rootNode, list] : roots) {
         if (s.propLists[list].empty()) continue;
         nlohmann::json properties = nlohmann::json::object();
         for (const PropEntry& entry : s.propLists[list])
-            properties[entry.key] = s.toProperty(entry);
+            properties[std::string(s.propertyKeys.at(entry.key))] = s.toProperty(entry);
         // The person's ids in first-use order would need a scan per person; its root id names it.
         persons.push_back({{"project", s.projects[s.nodes[rootNode].project]},
                            {"id", s.nodes[rootNode].id()},
