@@ -732,8 +732,9 @@ struct IdentityGraph::State {
                     triggers = (absent || (isNullJson(valueOf(at)) && !isNullJson(update.value))) &&
                                !filteredKey(key, update.key);
                 } else {
-                    const bool changed = absent || valueOf(at) != update.value || isCompound(update.value);
-                    triggers = changed && (absent || !filteredKey(key, update.key));
+                    // A new key always triggers; a filtered one never does otherwise.
+                    triggers = absent || (!filteredKey(key, update.key) &&
+                                          (valueOf(at) != update.value || isCompound(update.value)));
                 }
                 if (triggers) break;
             }
