@@ -375,6 +375,10 @@ void TestIdentityPostHog::posthog_data() {
          R"({"event":"$pageview","distinct_id":"u-1","properties":{"token":"phc_b"}})",
          R"({"api_key":"phc_a","batch":[{"event":"$identify","distinct_id":"u-1","properties":{"$anon_distinct_id":"anon"}}]})"},
         R"({"persons": 2, "project_persons": {"phc_a": 1, "phc_b": 1}, "together": [["u-1", "anon", "phc_a"]]})");
+    row("Segment identify spec (traits)", "a Segment identify's traits are the user's person properties",
+        {R"({"type":"identify","userId":"seg-1","anonymousId":"a-9","traits":{"plan":"pro","email":"s@x"},"messageId":"m1"})",
+         R"({"type":"track","userId":"seg-1","event":"Paid","properties":{"plan":"ignored"},"messageId":"m2"})"},
+        R"({"persons": 1, "identified": 1, "props": {"seg-1": {"email": "s@x", "plan": "pro"}}})");
     row("partition order (token:distinct_id)", "a refusal that depends on another distinct id's event is flagged",
         {identify("old-user", "\"a-1\""), phEvent("$pageview", "new-user"), identify("new-user", "\"old-user\"")},
         R"({"order_notes": ["new-user", 1]})");

@@ -1596,12 +1596,19 @@ std::string_view PersonPropertyExtractor::keep(std::string text) {
 }
 
 std::span<const PersonPropertyUpdate> PersonPropertyExtractor::extract(std::string_view eventName,
-                                                                       simdjson::dom::element properties) {
+                                                                       simdjson::dom::element properties,
+                                                                       Format format) {
     m_updates.clear();
     m_textUsed = 0;
     m_processPerson = true;
     simdjson::dom::object object;
     if (properties.get_object().get(object) != simdjson::SUCCESS) return {};
+    if (format == Format::Segment) {
+        if (eventName == "$identify")
+            for (const auto field : object)
+                m_updates.push_back({PropertyOp::Set, field.key, keep(simdjson::minify(field.value))});
+        return m_updates;
+    }
     simdjson::dom::object set, setOnce;
     simdjson::dom::element unset, isServer, osName;
     bool haveSet = false, haveSetOnce = false, haveUnset = false, serverHost = false, haveOsName = false;

@@ -82,7 +82,10 @@ struct IdentityEvent {
 // $set_once unless null). Valid until the next extract() and while the document lives.
 class PersonPropertyExtractor {
 public:
-    std::span<const PersonPropertyUpdate> extract(std::string_view eventName, simdjson::dom::element properties);
+    // A Segment identify's traits are the user's properties: each one is a $set (Segment's identify
+    // spec; PostHog's Segment source sends them as $set).
+    std::span<const PersonPropertyUpdate> extract(std::string_view eventName, simdjson::dom::element properties,
+                                                  Format format = Format::Auto);
     // Of the last extract(): false when the properties say $process_person_profile: false.
     bool processPerson() const { return m_processPerson; }
 

@@ -199,7 +199,8 @@ void StoredIdentityReplay::observe(const StoredEvent& stored) {
     input.origin = m_origin;
     input.correlations = m_correlations.extract(properties);
     input.project = m_projects.at(stored.seq);
-    input.personUpdates = m_personProperties.extract(stored.name, properties);
+    input.personUpdates =
+        m_personProperties.extract(stored.name, properties, parseFormat(stored.format).value_or(Format::Auto));
     input.processPerson = m_personProperties.processPerson();
     if (m_groups.extract(stored.name, parseFormat(stored.format).value_or(Format::Auto), properties)) {
         input.groupType = m_groups.type();
@@ -465,7 +466,7 @@ void Pipeline::observeIdentity(const Event& event, std::int64_t seq) {
     input.correlations = m_correlations.extract(event.properties);
     input.project = event.project;
     m_projects.note(seq, event.project);
-    input.personUpdates = m_personProperties.extract(event.name, event.properties);
+    input.personUpdates = m_personProperties.extract(event.name, event.properties, event.format);
     input.processPerson = m_personProperties.processPerson();
     if (m_groups.extract(event.name, event.format, event.properties)) {
         input.groupType = m_groups.type();
