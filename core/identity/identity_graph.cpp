@@ -833,15 +833,29 @@ struct IdentityGraph::State {
             group = noteGroup(event, groupOwnId);
             if (groupOwnId) return; // "$company_acme" is the group itself, not a person
         }
-        const std::string_view distinctId = normalizeCapturedDistinctId(event.distinctId, scratch);
-        if (distinctId.empty()) {
-            // PostHog's capture answers EmptyDistinctId: the event never reaches a person.
-            ++droppedEvents;
-            issuesOf(IdentityIssueKind::IllegalDistinctId)
-                .push_back({event.seq, internIllegal(distinctId), kNone, internName(event.name)});
-            return;
+        // Most events reuse a known id: an id found as sent is one normalisation leaves alone (no
+        // NUL; at most 200 bytes, so at most 200 code points; a longer stored id is a link source,
+        // never cut), and its node knows whether it is illegal.
+        std::string_view distinctId = event.distinctId;
+        std::uint64_t hash = idHash(distinctId, project);
+        std::uint32_t target = findId(distinctId, project, hash);
+        if (target != kNone && nodes[target].textLength > 200) target = kNone;
+        bool illegal = false;
+        if (target != kNone) {
+            illegal = nodes[target].flags & IllegalId;
+        } else {
+            distinctId = normalizeCapturedDistinctId(event.distinctId, scratch);
+            if (distinctId.empty()) {
+                // PostHog's capture answers EmptyDistinctId: the event never reaches a person.
+                ++droppedEvents;
+                issuesOf(IdentityIssueKind::IllegalDistinctId)
+                    .push_back({event.seq, internIllegal(distinctId), kNone, internName(event.name)});
+                return;
+            }
+            illegal = isIllegalDistinctId(distinctId);
+            hash = idHash(distinctId, project);
+            target = findId(distinctId, project, hash);
         }
-        const bool illegal = isIllegalDistinctId(distinctId);
         const bool personless = !event.processPerson;
 
         std::string_view source;
@@ -860,8 +874,6 @@ struct IdentityGraph::State {
         // merged with itself does nothing and marks nothing identified.
         const bool isLink = !personless && source.data() != nullptr && source != distinctId;
 
-        const std::uint64_t hash = idHash(distinctId, project);
-        std::uint32_t target = findId(distinctId, project, hash);
         const bool targetSeen = target != kNone;
         if (!targetSeen) {
             target = addId(distinctId, project, hash, event, !personless);
