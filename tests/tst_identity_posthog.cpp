@@ -23,7 +23,7 @@ namespace {
 // PostHog test files the rows mirror.
 const QString kPersonState = "plugin-server/tests/worker/ingestion/person-state.test.ts";
 const QString kPersonStateBatch = "plugin-server/tests/worker/ingestion/person-state-batch.test.ts";
-const QString kNormalizeFlag = "nodejs/src/ingestion/event-preprocessing/normalize-process-person-flag-step.test.ts";
+const QString kNormalizeFlag = "nodejs/src/ingestion/event-processing/normalize-process-person-flag-step.test.ts";
 const QString kCapture = "rust/capture/src/v0_request.rs";
 const QString kMergeService = "nodejs/src/ingestion/common/persons/person-merge-service.test.ts";
 
@@ -363,7 +363,8 @@ void TestIdentityPostHog::posthog_data() {
     row("nodejs/src/utils/event.ts", "normalizeProcessPerson: a $groupidentify never sets person properties",
         {R"({"event":"$groupidentify","distinct_id":"u-1","properties":{"$group_type":"company","$group_key":"acme","$set":{"a":1}}})"},
         R"({"persons": 1, "props": {"u-1": {}}})");
-    row("nodejs/src/common/persons/person-utils.ts", "decideProcessPerson: only a boolean false is personless",
+    // An invalid (non-boolean) value is a warning and falls back to person processing.
+    row(kNormalizeFlag, "adds warning for invalid $process_person_profile values",
         {phEvent("$pageview", "u-1", R"({"$process_person_profile":"false","$set":{"a":1}})")},
         R"({"persons": 1, "personless_events": 0, "props": {"u-1": {"a": 1}}})");
     row("nodejs/src/ingestion/common/persons/person-merge-service.ts",
