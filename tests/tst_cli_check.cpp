@@ -123,23 +123,24 @@ const QByteArray kSchema = R"({
 //    $groupidentify under "$<type>_<key>".
 //  analytics.js (analytics-next): page name in properties.name too; group has groupId and traits.
 const QByteArray kSdkClient =
+    // posthog-js sends its token in every event's properties (persons are per project).
     // The $pageview was captured 76 ms before identify() but reached us in the next request.
-    R"([{"uuid":"js-2","event":"$identify","properties":{"distinct_id":"user-ada","$anon_distinct_id":"anon-ada",)"
+    R"([{"uuid":"js-2","event":"$identify","properties":{"token":"phc_test","distinct_id":"user-ada","$anon_distinct_id":"anon-ada",)"
     R"("$lib":"web","$lib_version":"1.200.0","$device_id":"dev-shared","$session_id":"s-ada"},)"
     R"("$set":{"email":"ada@example.com"},"$set_once":{"$initial_referrer":"$direct"},)"
     R"("timestamp":"2024-05-01T12:00:05.000Z"}])" "\n"
-    R"([{"uuid":"js-1","event":"$pageview","properties":{"distinct_id":"anon-ada","$lib":"web",)"
+    R"([{"uuid":"js-1","event":"$pageview","properties":{"token":"phc_test","distinct_id":"anon-ada","$lib":"web",)"
     R"("$device_id":"dev-shared","$session_id":"s-ada"},"timestamp":"2024-05-01T12:00:04.924Z"}])" "\n"
-    R"([{"uuid":"js-3","event":"$pageview","properties":{"distinct_id":"user-ada","$lib":"web",)"
+    R"([{"uuid":"js-3","event":"$pageview","properties":{"token":"phc_test","distinct_id":"user-ada","$lib":"web",)"
     R"("$device_id":"dev-shared","$session_id":"s-ada"},"timestamp":"2024-05-01T12:00:06.000Z"}])" "\n"
     // reset(), then grace logs in on the same device: new anonymous id, new session.
-    R"([{"uuid":"js-4","event":"$pageview","properties":{"distinct_id":"anon-grace","$lib":"web",)"
+    R"([{"uuid":"js-4","event":"$pageview","properties":{"token":"phc_test","distinct_id":"anon-grace","$lib":"web",)"
     R"("$device_id":"dev-shared","$session_id":"s-grace"},"timestamp":"2024-05-01T12:10:00.000Z"},)"
-    R"({"uuid":"js-5","event":"$identify","properties":{"distinct_id":"user-grace","$anon_distinct_id":"anon-grace",)"
+    R"({"uuid":"js-5","event":"$identify","properties":{"token":"phc_test","distinct_id":"user-grace","$anon_distinct_id":"anon-grace",)"
     R"("$lib":"web","$device_id":"dev-shared","$session_id":"s-grace"},"$set":{"email":"grace@example.com"},)"
     R"("$set_once":{},"timestamp":"2024-05-01T12:10:02.000Z"}])" "\n"
     // An identify without an email: the schema still bites.
-    R"([{"uuid":"js-6","event":"$identify","properties":{"distinct_id":"user-eve","$anon_distinct_id":"anon-eve",)"
+    R"([{"uuid":"js-6","event":"$identify","properties":{"token":"phc_test","distinct_id":"user-eve","$anon_distinct_id":"anon-eve",)"
     R"("$lib":"web"},"$set":{"name":"Eve"},"timestamp":"2024-05-01T12:20:00.000Z"}])" "\n"
     R"({"type":"page","messageId":"ajs-1","anonymousId":"anon-seg","name":"Pricing","category":"Docs",)"
     R"("properties":{"path":"/pricing","url":"https://example.com/pricing"},)"

@@ -126,7 +126,9 @@ Planted plant() {
 }
 
 // Identity figures of the planted traffic, derived by hand in the comments above.
-constexpr int kPersons = kUsers + 1 /*user-ill*/ + 1 /*A+B*/ + 1 /*seg*/ + 2 /*orphans*/ + 2 /*X,Y*/ + 2 /*Z,cust-9*/;
+// Each illegal distinct id is a person of its own, as PostHog gives it one (never merged).
+constexpr int kPersons = kUsers + 1 /*user-ill*/ + 1 /*A+B*/ + 1 /*seg*/ + 2 /*orphans*/ + 2 /*X,Y*/ + 2 /*Z,cust-9*/ +
+                         3 /*undefined, null, [object Object]*/;
 constexpr int kMerges = kUsers + 2 /*A,B identify*/ + 1 /*dangerous*/ + 2 /*segment identify, alias*/;
 
 const QByteArray kOrderSchema = R"({"type": "object", "required": ["amount", "currency"],
@@ -331,11 +333,11 @@ private slots:
             R"("timestamp":"2024-05-01T11:00:00.000Z","uuid":"n-1"},{"distinct_id":"user-ada","event":"$groupidentify",)"
             R"("properties":{"$group_type":"company","$group_key":"acme","$lib":"posthog-node"},"uuid":"n-2",)"
             R"("timestamp":"2024-05-01T11:00:01.000Z"}]})" "\n"
-            R"([{"uuid":"j-2","event":"$identify","properties":{"distinct_id":"user-ada","$anon_distinct_id":"anon-1",)"
+            R"([{"uuid":"j-2","event":"$identify","properties":{"token":"phc","distinct_id":"user-ada","$anon_distinct_id":"anon-1",)"
             R"("$lib":"web","$device_id":"dev-1"},"$set":{"email":"a@example.com"},"timestamp":"2024-05-01T12:00:05.000Z"}])" "\n"
-            R"([{"uuid":"j-1","event":"$pageview","properties":{"distinct_id":"anon-1","$lib":"web","$device_id":"dev-1"},)"
+            R"([{"uuid":"j-1","event":"$pageview","properties":{"token":"phc","distinct_id":"anon-1","$lib":"web","$device_id":"dev-1"},)"
             R"("timestamp":"2024-05-01T12:00:04.924Z"}])" "\n"
-            R"([{"uuid":"j-3","event":"$identify","properties":{"distinct_id":"user-bob","$anon_distinct_id":"anon-2",)"
+            R"([{"uuid":"j-3","event":"$identify","properties":{"token":"phc","distinct_id":"user-bob","$anon_distinct_id":"anon-2",)"
             R"("$lib":"web","$device_id":"dev-1"},"timestamp":"2024-05-01T12:30:00.000Z"}])" "\n";
         writeFile(path("sdk.ndjson"), traffic);
         const Run check = cli({"check", path("sdk.ndjson"), "--report", path("sdk-report.json"), "--capture",
@@ -366,6 +368,66 @@ private slots:
         QCOMPARE(explanation["groups"].toArray().size(), 1);
         QCOMPARE(explanation["groups"].toArray()[0].toObject()["key"].toString(), QString("acme"));
         QCOMPARE(explanation["issue_counts"].toObject()["shared_device"].toInt(), 1);
+    }
+
+    // Person properties with their blame, and persons per project, as a user reads them from a
+    // capture: posthog-js sends its token in every event, posthog-node in the batch envelope.
+    void explainShowsPropertiesAndProjects() {
+        const QByteArray traffic =
+            R"([{"uuid":"p-1","event":"$pageview","properties":{"token":"phc_web","distinct_id":"anon-7","$lib":"web",)"
+            R"("$browser":"Firefox","utm_source":"news"},"timestamp":"2024-05-01T12:00:00.000Z"}])" "\n"
+            R"([{"uuid":"p-2","event":"$identify","properties":{"token":"phc_web","distinct_id":"user-7",)"
+            R"("$anon_distinct_id":"anon-7","$lib":"web"},"$set":{"plan":"free","email":"u7@example.com"},)"
+            R"("timestamp":"2024-05-01T12:00:05.000Z"}])" "\n"
+            R"({"api_key":"phc_web","batch":[{"distinct_id":"user-7","event":"$set","properties":{"$set":{"plan":"pro"},)"
+            R"("$lib":"posthog-node"},"uuid":"n-1","timestamp":"2024-05-01T12:10:00.000Z"}]})" "\n"
+            // The same distinct id in another project is another person.
+            R"({"api_key":"phc_other","batch":[{"distinct_id":"user-7","event":"$set","properties":{"$set":{"plan":"team"},)"
+            R"("$lib":"posthog-node"},"uuid":"n-2","timestamp":"2024-05-01T12:11:00.000Z"}]})" "\n";
+        writeFile(path("props.ndjson"), traffic);
+        const Run check = cli({"check", path("props.ndjson"), "--report", path("props-report.json"), "--capture",
+                               path("props.pipescope")});
+        QVERIFY2(check.exitCode == 0 || check.exitCode == 1, check.err.constData());
+        const QJsonObject projects = readJson(path("props-report.json"))["identity"].toObject()["projects"].toObject();
+        QCOMPARE(projects["phc_web"].toObject()["persons"].toInt(), 1);
+        QCOMPARE(projects["phc_other"].toObject()["persons"].toInt(), 1);
+
+        // Text: one person per project, the plan set by the posthog-node $set over the identify's.
+        const Run text = cli({"identity", "--capture", path("props.pipescope"), "--explain", "anon-7"});
+        QCOMPARE(text.exitCode, 0);
+        for (const char* expected : {"in project \"phc_web\"", "identified (by #2 $identify", "plan = \"pro\"",
+                                     "set by #3 $set ($set, distinct id \"user-7\")", "over #2 $identify ($set",
+                                     "$initial_utm_source = \"news\"", "email = \"u7@example.com\""})
+            QVERIFY2(text.out.contains(expected), qPrintable(QString("missing \"%1\" in:\n%2").arg(expected, text.out)));
+        QVERIFY2(!text.out.contains("\"team\""), text.out.constData());
+
+        // user-7 is in both projects: --explain shows both; --project picks one.
+        const Run both = cli({"identity", "--capture", path("props.pipescope"), "--explain", "user-7", "--json"});
+        QCOMPARE(both.exitCode, 0);
+        const QJsonArray explanations = QJsonDocument::fromJson(both.out).array();
+        QCOMPARE(explanations.size(), 2);
+        const Run other = cli({"identity", "--capture", path("props.pipescope"), "--explain", "user-7", "--project",
+                               "phc_other", "--json"});
+        const QJsonObject person = QJsonDocument::fromJson(other.out).object();
+        QCOMPARE(person["project"].toString(), QString("phc_other"));
+        QCOMPARE(person["identified"].toBool(), false);
+        const QJsonArray properties = person["properties"].toArray();
+        QCOMPARE(properties.size(), 1);
+        QCOMPARE(properties[0].toObject()["key"].toString(), QString("plan"));
+        QCOMPARE(properties[0].toObject()["value"].toString(), QString("team"));
+        QCOMPARE(properties[0].toObject()["set_by"].toObject()["seq"].toInt(), 4);
+
+        // Not there in that project: exit 1, said plainly.
+        const Run missing = cli({"identity", "--capture", path("props.pipescope"), "--explain", "anon-7", "--project",
+                                 "phc_other"});
+        QCOMPARE(missing.exitCode, 1);
+        QVERIFY2(missing.out.contains("in project \"phc_other\""), missing.out.constData());
+
+        // --issues per project counts only that project's.
+        const Run issues = cli({"identity", "--capture", path("props.pipescope"), "--issues", "--project", "phc_other",
+                                "--json"});
+        const QJsonObject summary = QJsonDocument::fromJson(issues.out).object()["summary"].toObject();
+        QCOMPARE(summary["projects"].toObject().keys(), QStringList{"phc_other"});
     }
 
 private:

@@ -76,9 +76,10 @@ void play(IdentityGraph& graph, const QStringList& script) {
         event.seq = number;
         event.name = scripted.name;
         event.distinctId = scripted.distinctId;
-        event.anonymousId = scripted.anonymousId;
+        // A script names an id or leaves it out (absent: a null view).
+        if (!scripted.anonymousId.empty()) event.anonymousId = scripted.anonymousId;
         event.userId = scripted.userId;
-        event.aliasId = scripted.aliasId;
+        if (!scripted.aliasId.empty()) event.aliasId = scripted.aliasId;
         event.stream = scripted.stream;
         event.timeMillis = scripted.time ? *scripted.time : kBaseTime + number * 1000;
         event.origin = scripted.origin;
@@ -212,8 +213,9 @@ void TestIdentity::illegalIds_data() {
     QTest::newRow("tabs and newlines") << std::string("\t\n\r ") << true;
     QTest::newRow("no-break space") << std::string("\xC2\xA0") << true;
     QTest::newRow("ideographic space") << std::string("\xE3\x80\x80") << true;
-    QTest::newRow("quoted empty") << std::string("\"\"") << true;
-    QTest::newRow("quoted blank") << std::string("' '") << true;
+    // The quoted forms are of the listed words only: a quoted blank is an ordinary id.
+    QTest::newRow("quoted empty") << std::string("\"\"") << false;
+    QTest::newRow("quoted blank") << std::string("' '") << false;
     // Look-alikes that are fine.
     QTest::newRow("anonymous_42") << std::string("anonymous_42") << false;
     QTest::newRow("0x1") << std::string("0x1") << false;
@@ -232,7 +234,8 @@ void TestIdentity::illegalIds() {
     QFETCH(bool, illegal);
     QCOMPARE(isIllegalDistinctId(id), illegal);
 
-    // As a distinct id: left out of the graph, one issue.
+    // As a distinct id: a person of its own (PostHog creates one), one issue; an empty id never
+    // reaches a person (capture rejects it).
     IdentityGraph asDistinct;
     IdentityEvent event;
     event.seq = 7;
@@ -240,7 +243,8 @@ void TestIdentity::illegalIds() {
     event.distinctId = id;
     asDistinct.observe(event);
     asDistinct.finish();
-    QCOMPARE(asDistinct.summary().ids, illegal ? 0u : 1u);
+    QCOMPARE(asDistinct.summary().ids, id.empty() ? 0u : 1u);
+    QCOMPARE(asDistinct.summary().persons, id.empty() ? 0u : 1u);
     QCOMPARE(asDistinct.summary().issueCount(IdentityIssueKind::IllegalDistinctId), illegal ? 1u : 0u);
     QCOMPARE(asDistinct.summary().events, 1u);
 
@@ -256,8 +260,8 @@ void TestIdentity::illegalIds() {
     asSource.finish();
     QCOMPARE(asSource.summary().ids, illegal || id.empty() ? 1u : 2u);
     QCOMPARE(asSource.summary().persons, 1u);
-    QCOMPARE(asSource.summary().issueCount(IdentityIssueKind::IllegalDistinctId),
-             illegal && !id.empty() ? 1u : 0u); // an empty anonymous id is no link at all
+    // A present but empty $anon_distinct_id is unmergeable too: the merge is skipped with a warning.
+    QCOMPARE(asSource.summary().issueCount(IdentityIssueKind::IllegalDistinctId), illegal ? 1u : 0u);
 }
 
 void TestIdentity::illegalLinkSource() {
@@ -281,8 +285,8 @@ void TestIdentity::illegalLinkSource() {
     QCOMPARE(issues[1].link->sourceId, std::string("'null'"));
     QCOMPARE(text(issues[1].link->kind), text(LinkKind::Alias));
 
-    // The event itself still identified its person.
-    QCOMPARE(summary.identifiedPersons, 1u);
+    // A skipped merge marks nothing identified (merge() returns before updateIsIdentified).
+    QCOMPARE(summary.identifiedPersons, 0u);
     const auto explanation = graph.explain("user-1");
     QVERIFY(explanation);
     QCOMPARE(explanation->links.size(), 2u);
@@ -313,10 +317,12 @@ void TestIdentity::links_data() {
     QTest::newRow("identify again is already the same person")
         << QStringList{"c $pageview a1", "c $identify u1 anon=a1", "c $identify u1 anon=a1"} << 1 << 1 << 0
         << 1 << QStringList{"a1 u1"} << QStringList{};
-    QTest::newRow("identify without anonymous id only identifies")
-        << QStringList{"c $identify u1", "c $pageview a1"} << 2 << 0 << 0 << 1 << QStringList{}
+    // PostHog marks a person identified only in merge(): an $identify without $anon_distinct_id
+    // (posthog-node identify()) identifies nothing.
+    QTest::newRow("identify without anonymous id does not identify")
+        << QStringList{"c $identify u1", "c $pageview a1"} << 2 << 0 << 0 << 0 << QStringList{}
         << QStringList{"a1 u1"};
-    QTest::newRow("both ids new join") << QStringList{"s $create_alias u1 alias=crm-1"} << 1 << 1 << 0 << 0
+    QTest::newRow("both ids new join") << QStringList{"s $create_alias u1 alias=crm-1"} << 1 << 1 << 0 << 1
                                        << QStringList{"u1 crm-1"} << QStringList{};
     QTest::newRow("two identified persons: alias refused")
         << QStringList{"c $identify u1 anon=a1", "c $identify u2 anon=a2", "s $create_alias u1 alias=u2"} << 2
@@ -324,12 +330,16 @@ void TestIdentity::links_data() {
     QTest::newRow("two identified persons: merge_dangerously merges")
         << QStringList{"c $identify u1 anon=a1", "c $identify u2 anon=a2", "s $merge_dangerously u1 alias=u2"}
         << 1 << 3 << 0 << 1 << QStringList{"a1 u2", "u1 u2"} << QStringList{};
+    QTest::newRow("identifies without anonymous ids leave both mergeable")
+        << QStringList{"c $identify u1", "c $identify u2", "c $identify u1 anon=u2"} << 1 << 1 << 0 << 1
+        << QStringList{"u1 u2"} << QStringList{};
     QTest::newRow("two identified persons: identify refused")
-        << QStringList{"c $identify u1", "c $identify u2", "c $identify u1 anon=u2"} << 2 << 0 << 1 << 2
-        << QStringList{} << QStringList{"u1 u2"};
+        << QStringList{"c $identify u1 anon=a1", "c $identify u2 anon=a2", "c $identify u1 anon=u2"} << 2 << 2 << 1
+        << 2 << QStringList{"u1 a1"} << QStringList{"u1 u2"};
+    // The refused alias still marks the target's person identified (updateIsIdentified).
     QTest::newRow("identified source into known anonymous target refused")
-        << QStringList{"c $identify u1", "c $pageview a2", "c $create_alias a2 alias=u1"} << 2 << 0 << 1 << 1
-        << QStringList{} << QStringList{"u1 a2"};
+        << QStringList{"c $identify u1 anon=a1", "c $pageview a2", "c $create_alias a2 alias=u1"} << 2 << 1 << 1
+        << 2 << QStringList{} << QStringList{"u1 a2"};
     QTest::newRow("identified source, new target joins")
         << QStringList{"c $identify u1 anon=a1", "s $create_alias crm-9 alias=u1"} << 1 << 2 << 0 << 1
         << QStringList{"a1 crm-9"} << QStringList{};
@@ -343,10 +353,10 @@ void TestIdentity::links_data() {
     QTest::newRow("merged person is identified if either was")
         << QStringList{"c $identify u1 anon=a1", "c $pageview b", "c $merge_dangerously b alias=u1",
                        "c $pageview c", "c $create_alias c alias=b"}
-        << 2 << 2 << 1 << 1 << QStringList{"a1 b"} << QStringList{"b c"};
-    QTest::newRow("segment identify with only anonymousId does not identify")
+        << 2 << 2 << 1 << 2 << QStringList{"a1 b"} << QStringList{"b c"};
+    QTest::newRow("segment identify with only anonymousId does not identify, the alias after it does")
         << QStringList{"c $identify a1 anon=a1 user=", "c $pageview a2", "c $create_alias a2 alias=a1"} << 1
-        << 1 << 0 << 0 << QStringList{"a1 a2"} << QStringList{};
+        << 1 << 0 << 1 << QStringList{"a1 a2"} << QStringList{};
     QTest::newRow("chain across client and server")
         << QStringList{"c $pageview a1", "c $identify u1 anon=a1",
                        "s purchase u1",  "s $create_alias crm-1 alias=u1",
@@ -354,7 +364,7 @@ void TestIdentity::links_data() {
                        "s invoice crm-1"}
         << 1 << 3 << 0 << 1 << QStringList{"a1 a2", "a2 crm-1"} << QStringList{};
     QTest::newRow("self link is no link")
-        << QStringList{"c $create_alias u1 alias=u1", "c $identify u2 anon=u2"} << 2 << 0 << 0 << 1
+        << QStringList{"c $create_alias u1 alias=u1", "c $identify u2 anon=u2"} << 2 << 0 << 0 << 0
         << QStringList{} << QStringList{"u1 u2"};
     QTest::newRow("many anonymous ids, one user")
         << QStringList{"c $pageview a1",         "c $pageview a2",         "c $pageview a3",
@@ -418,10 +428,10 @@ void TestIdentity::vendorFormats_data() {
                        R"({"event":"$merge_dangerously","distinct_id":"user-1","properties":{"alias":"user-2"}})"}
         << 1 << 1 << 0 << QStringList{"user-1 user-2"};
     QTest::newRow("posthog $create_alias of two identified refused")
-        << QStringList{R"({"event":"$identify","distinct_id":"user-1","properties":{}})",
-                       R"({"event":"$identify","distinct_id":"user-2","properties":{}})",
+        << QStringList{R"({"event":"$identify","distinct_id":"user-1","properties":{"$anon_distinct_id":"a-1"}})",
+                       R"({"event":"$identify","distinct_id":"user-2","properties":{"$anon_distinct_id":"a-2"}})",
                        R"({"event":"$create_alias","distinct_id":"user-1","properties":{"alias":"user-2"}})"}
-        << 2 << 0 << 1 << QStringList{};
+        << 2 << 2 << 1 << QStringList{"a-1 user-1"};
     QTest::newRow("posthog numeric distinct id")
         << QStringList{R"({"event":"$identify","distinct_id":42,"properties":{"$anon_distinct_id":"anon-1"}})"}
         << 1 << 1 << 0 << QStringList{"42 anon-1"};
@@ -473,7 +483,7 @@ void TestIdentity::postIdentifyAnonymous_data() {
     QTest::newRow("segment identify, anonymous id twice after")
         << QStringList{"c page a1", "c $identify u1 anon=a1", "c track a1", "s track a1"} << QList<int>{3, 4};
     QTest::newRow("refused identify does not count")
-        << QStringList{"c $identify u1", "c $identify u2", "c $identify u2 anon=u1", "c $pageview u1"}
+        << QStringList{"c $identify u1 anon=a1", "c $identify u2 anon=a2", "c $identify u2 anon=u1", "c $pageview u1"}
         << QList<int>{};
     QTest::newRow("new anonymous id joined by identify, used after")
         << QStringList{"c $identify u1 anon=a9", "c $pageview a9"} << QList<int>{2};
@@ -619,7 +629,7 @@ void TestIdentity::sharedDevice_data() {
                        "c $pageview alice device=d1"}
         << QStringList{} << QStringList{"$device_id=d1 2"};
     QTest::newRow("one after another by time, whatever the arrival order")
-        << QStringList{"c $pageview bob device=d1 t=9000", "c $identify alice device=d1 t=1000",
+        << QStringList{"c $pageview bob device=d1 t=9000", "c $identify alice anon=x0 device=d1 t=1000",
                        "c $pageview alice device=d1 t=2000"}
         << QStringList{"$device_id=d1 2"} << QStringList{};
     QTest::newRow("overlapping by time, though arrival looks sequential")
@@ -637,7 +647,8 @@ void TestIdentity::sharedDevice_data() {
                        "c $identify alice device=d1"}
         << QStringList{} << QStringList{"$device_id=d1 2"};
     QTest::newRow("a login, then anonymous browsing is enough")
-        << QStringList{"c $identify alice device=d1", "c $pageview anon2 device=d1", "c $pageview anon2 device=d1"}
+        << QStringList{"c $identify alice anon=x0 device=d1", "c $pageview anon2 device=d1",
+                       "c $pageview anon2 device=d1"}
         << QStringList{"$device_id=d1 2"} << QStringList{};
     QTest::newRow("sessions are never a shared device")
         << QStringList{"c $pageview alice session=s1", "c $pageview bob session=s1"} << QStringList{}
@@ -875,7 +886,11 @@ void TestIdentity::explainUnknownId() {
     IdentityGraph graph;
     play(graph, {"s purchase user_123", "c $pageview anon-1", "c $pageview null"});
     QVERIFY(!graph.explain("usr-123"));
-    QVERIFY(!graph.explain("null")); // illegal ids never enter the graph
+    // An illegal id has a person of its own (PostHog creates one), never merged with anything.
+    const auto illegal = graph.explain("null");
+    QVERIFY(illegal);
+    QVERIFY(illegal->members.front().illegal);
+    QVERIFY(!graph.explain("")); // an empty id never does: capture rejects it
     QCOMPARE(graph.similarIds("usr-123"), std::vector<std::string>{"user_123"});
     QVERIFY(graph.similarIds("nothing-like-it").empty());
 }
@@ -884,13 +899,16 @@ void TestIdentity::explainUnknownId() {
 
 void TestIdentity::summaryJson() {
     IdentityGraph graph;
-    play(graph, {"c $pageview a1", "c $identify u1 anon=a1", "c $identify u2", "c $create_alias u1 alias=u2",
+    play(graph, {"c $pageview a1", "c $identify u1 anon=a1", "c $identify u2 anon=a2", "c $create_alias u1 alias=u2",
                  "c $pageview undefined", "c $pageview a1", "s purchase user_987", "c $identify usr-987"});
     const nlohmann::json expected = nlohmann::json::parse(R"({
-        "persons": 4, "merges": 1,
+        "persons": 5, "merges": 2,
         "issues": {"illegal_distinct_id": 1, "merge_refused": 1, "split_identity": 0,
-                   "orphan_server_id": 1, "post_identify_anonymous": 1},
-        "probable_same_user": 1, "shared_device": 0, "groups": 0, "groups_by_type": {}})");
+                   "orphan_server_id": 1, "post_identify_anonymous": 1, "dropped_personless": 0},
+        "probable_same_user": 1, "shared_device": 0, "groups": 0, "groups_by_type": {},
+        "identified_persons": 2, "personless_events": 0, "personless_ids": 0, "dropped_events": 0,
+        "normalized_ids": 0, "persons_with_properties": 0,
+        "projects": {"": {"events": 8, "ids": 7, "persons": 5, "identified_persons": 2}}})");
     const nlohmann::json actual = graph.summary();
     QCOMPARE(QString::fromStdString(actual.dump()), QString::fromStdString(expected.dump()));
     QCOMPARE(graph.summary().countedIssues(), 4u);
@@ -941,13 +959,13 @@ void TestIdentity::finishIsRepeatable() {
 
 void TestIdentity::issuesText() {
     IdentityGraph graph;
-    play(graph, {"c $identify u1", "c $identify u2", "c $create_alias u1 alias=u2", "s purchase u3",
+    play(graph, {"c $identify u1 anon=a1", "c $identify u2 anon=a2", "c $create_alias u1 alias=u2", "s purchase u3",
                  "c $pageview null"});
     const IdentitySummary summary = graph.summary();
     const std::string text = toText(summary, graph.issues(1));
     if (qEnvironmentVariableIsSet("PIPESCOPE_SHOW_TEXT")) qInfo().noquote() << QString::fromStdString(text);
     for (const char* expected :
-         {"3 ids in 3 persons (2 identified)", "merge_refused: 1", "cannot_merge_already_identified",
+         {"6 ids in 4 persons (2 identified)", "merge_refused: 1", "cannot_merge_already_identified",
           "orphan_server_id: 1", "server id \"u3\"", "illegal distinct id \"null\"", "events: #3",
           "probable_same_user: 0 (heuristic"})
         QVERIFY2(text.find(expected) != std::string::npos,
@@ -1100,6 +1118,10 @@ void TestIdentity::replayFromCaptureAgrees() {
     const CaptureReader reader(path);
     IdentityGraph replayed;
     StoredIdentityReplay replay(replayed, UnplannedPolicy::Allow);
+    // The capture keeps each event's project; without it a replay would put all in one.
+    const auto projects = ProjectMap::fromJson(reader.state("identity_projects").value_or(""));
+    QVERIFY(projects);
+    replay.setProjects(*projects);
     reader.forEachEvent([&](const StoredEvent& stored) {
         replay.observe(stored);
         return true;

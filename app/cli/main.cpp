@@ -104,17 +104,22 @@ constexpr const char* kExportUsage = R"(usage: pipescope-cli export --capture FI
   --output F   write to F instead of stdout
 )";
 
-constexpr const char* kIdentityUsage = R"(usage: pipescope-cli identity --capture FILE (--explain ID | --issues [--kind KIND]) [--json]
+constexpr const char* kIdentityUsage = R"(usage: pipescope-cli identity --capture FILE (--explain ID | --issues [--kind KIND]) [--project P] [--json]
 
 Rebuilds the identity graph from a capture's valid, unique events (in capture order, with the
-correlation keys the capture was made with) and
+correlation keys the capture was made with, each event in its project) and
   --explain ID   prints the person of ID: every id in it, the event that linked each one (time,
-                 stream, origin), every link with its outcome, refused merges, and its issues
+                 stream, origin), the event that marked it identified, every link with its
+                 outcome, refused merges, its issues, its person properties with their blame
+                 (the event that set each one and the changes it replaced), and where PostHog's
+                 outcome depends on the arrival order of different distinct ids' events
   --issues       lists every identity issue by kind: illegal_distinct_id, merge_refused,
-                 split_identity, orphan_server_id, post_identify_anonymous, and the notes
-                 probable_same_user (heuristic) and shared_device (persons one after another
-                 on one device, as after posthog-js reset())
+                 split_identity, orphan_server_id, post_identify_anonymous, dropped_personless,
+                 and the notes probable_same_user (heuristic) and shared_device (persons one
+                 after another on one device, as after posthog-js reset())
   --kind KIND    with --issues: only that kind
+  --project P    only project P (a PostHog token or Segment write key; "" for events naming
+                 none); without it --explain shows ID in every project that has it
   --json         JSON instead of text
 
 exit: 0 found (no issues, for --issues; notes alone do not count), 1 issues listed or ID not
@@ -410,7 +415,7 @@ int runExportCommand(int argc, char** argv) {
 }
 
 int runIdentityCommand(int argc, char** argv) {
-    const Arguments args(argc, argv, 2, {"capture", "explain", "kind"}, {"issues", "json", "help"});
+    const Arguments args(argc, argv, 2, {"capture", "explain", "kind", "project"}, {"issues", "json", "help"});
     if (args.flag("help")) {
         std::cout << kIdentityUsage;
         return kExitOk;
@@ -427,23 +432,35 @@ int runIdentityCommand(int argc, char** argv) {
         kind = pipescope::parseIdentityIssueKind(*text);
         if (!kind)
             throw UsageError("--kind: expected illegal_distinct_id, merge_refused, split_identity, orphan_server_id, "
-                             "post_identify_anonymous, probable_same_user or shared_device, got \"" + *text + "\"");
+                             "post_identify_anonymous, probable_same_user, shared_device or dropped_personless, got \"" +
+                             *text + "\"");
     }
+    const auto project = args.value("project");
     const bool json = args.flag("json");
+    const auto dumpJson = [](const nlohmann::json& value) {
+        return value.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+    };
 
     const pipescope::CaptureReader reader(*capturePath);
     const pipescope::IdentityGraph graph = pipescope::replayIdentity(reader, *capturePath);
     if (explainId) {
-        const auto explanation = graph.explain(*explainId);
-        if (!explanation) {
+        // One explanation per project that has the id: two projects never share a person.
+        std::vector<pipescope::IdentityExplanation> explanations;
+        if (project) {
+            if (auto explanation = graph.explain(*explainId, *project)) explanations.push_back(std::move(*explanation));
+        } else {
+            for (const auto& name : graph.projectsOf(*explainId))
+                if (auto explanation = graph.explain(*explainId, name)) explanations.push_back(std::move(*explanation));
+        }
+        if (explanations.empty()) {
             const auto similar = graph.similarIds(*explainId);
             if (json) {
-                std::cout << nlohmann::json{{"id", *explainId}, {"found", false}, {"similar", similar}}.dump(2) << "\n";
+                std::cout << dumpJson({{"id", *explainId}, {"found", false}, {"similar", similar}}) << "\n";
             } else {
                 std::cout << "no distinct id \"" << *explainId << "\" among the valid, unique events of " << *capturePath
-                          << "\n";
-                if (pipescope::isIllegalDistinctId(*explainId))
-                    std::cout << "(it is an illegal distinct id: such ids are never added to the graph)\n";
+                          << (project ? " in project \"" + *project + "\"" : std::string()) << "\n";
+                if (explainId->empty())
+                    std::cout << "(an empty distinct id: PostHog's capture rejects such events)\n";
                 if (!similar.empty()) {
                     std::cout << "similar ids:";
                     for (const auto& id : similar) std::cout << " " << id;
@@ -452,19 +469,30 @@ int runIdentityCommand(int argc, char** argv) {
             }
             return kExitFindings;
         }
-        if (json)
-            std::cout << nlohmann::json(*explanation).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-        else
-            std::cout << pipescope::toText(*explanation);
+        if (json) {
+            std::cout << dumpJson(explanations.size() == 1 ? nlohmann::json(explanations.front())
+                                                           : nlohmann::json(explanations))
+                      << "\n";
+        } else {
+            for (std::size_t i = 0; i < explanations.size(); ++i)
+                std::cout << (i ? "\n" : "") << pipescope::toText(explanations[i]);
+        }
         return kExitOk;
     }
-    const std::vector<pipescope::IdentityIssue> issues = kind ? graph.issues(*kind) : graph.issues();
+    std::vector<pipescope::IdentityIssue> issues = kind ? graph.issues(*kind) : graph.issues();
+    pipescope::IdentitySummary summary = graph.summary();
+    if (project) {
+        std::erase_if(issues, [&](const pipescope::IdentityIssue& issue) { return issue.project != *project; });
+        // The counts are the project's own; the listing is filtered the same way.
+        std::erase_if(summary.projects, [&](const auto& entry) { return entry.first != *project; });
+        summary.issues.fill(0);
+        for (const auto& issue : kind ? graph.issues() : issues)
+            if (issue.project == *project) ++summary.issues[static_cast<std::size_t>(issue.kind)];
+    }
     if (json)
-        std::cout << nlohmann::json{{"summary", graph.summary()}, {"issues", pipescope::groupedIssuesJson(issues)}}.dump(
-                         2, ' ', false, nlohmann::json::error_handler_t::replace)
-                  << "\n";
+        std::cout << dumpJson({{"summary", summary}, {"issues", pipescope::groupedIssuesJson(issues)}}) << "\n";
     else
-        std::cout << pipescope::toText(graph.summary(), issues);
+        std::cout << pipescope::toText(summary, issues);
     // Notes (probable_same_user, shared_device) are shown but are not findings, as in `check`.
     const bool findings = std::any_of(issues.begin(), issues.end(),
                                       [](const pipescope::IdentityIssue& issue) { return !pipescope::isInformational(issue.kind); });

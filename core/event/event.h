@@ -58,6 +58,9 @@ struct Event {
     // import of past events. PostHog routes such bodies to its historical ingestion and keeps the
     // flag out of the properties; so does this.
     bool historicalMigration = false;
+    // The project the event belongs to: its PostHog token (api_key, token, $token, properties.token)
+    // or Segment write key, else its envelope's, else the collector request's. Persons are per project.
+    std::string_view project;
     Origin origin;
     // Always an object: the event's properties, or an empty object when it has none.
     simdjson::dom::element properties;

@@ -57,6 +57,120 @@ Millis timeOf(element value) {
     }
 }
 
+// The shortest round-trip digits of a finite, non-zero |x| and the decimal exponent of the first
+// digit's place plus one (x = 0.digits * 10^point), as both JavaScript and Rust's ryu start from.
+void shortestDigits(double x, std::string& digits, int& point) {
+    char buffer[64];
+    const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, std::fabs(x), std::chars_format::scientific);
+    const std::string_view text(buffer, ec == std::errc() ? static_cast<std::size_t>(end - buffer) : 0);
+    const std::size_t e = text.find('e');
+    digits.clear();
+    for (std::size_t i = 0; i < e && i < text.size(); ++i)
+        if (text[i] != '.') digits += text[i];
+    while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
+    point = (e == std::string_view::npos ? 0 : std::atoi(text.data() + e + 1)) + 1;
+}
+
+// JavaScript's Number.prototype.toString (ECMA-262 Number::toString), as PostHog's ingestion
+// stringifies a numeric $anon_distinct_id or alias: 1.0 -> "1", 1e21 -> "1e+21", 1e-7 -> "1e-7".
+std::string jsNumberText(double x) {
+    if (x == 0) return "0";
+    if (!std::isfinite(x)) return std::isnan(x) ? "NaN" : (x < 0 ? "-Infinity" : "Infinity");
+    std::string digits;
+    int n = 0;
+    shortestDigits(x, digits, n);
+    const int k = static_cast<int>(digits.size());
+    std::string out = x < 0 ? "-" : "";
+    if (k <= n && n <= 21) {
+        out += digits + std::string(static_cast<std::size_t>(n - k), '0');
+    } else if (0 < n && n <= 21) {
+        out += digits.substr(0, static_cast<std::size_t>(n)) + "." + digits.substr(static_cast<std::size_t>(n));
+    } else if (-6 < n && n <= 0) {
+        out += "0." + std::string(static_cast<std::size_t>(-n), '0') + digits;
+    } else {
+        out += digits.substr(0, 1);
+        if (k > 1) out += "." + digits.substr(1);
+        out += "e";
+        out += n - 1 >= 0 ? "+" : "-";
+        out += std::to_string(std::abs(n - 1));
+    }
+    return out;
+}
+
+// serde_json's text of an f64 (Rust's ryu crate), as PostHog's capture stringifies a numeric
+// distinct id: 1.0 -> "1.0", 1e16 -> "1e16", 0.0001 -> "0.0001", 1e-7 -> "1e-7".
+std::string ryuNumberText(double x) {
+    if (x == 0) return std::signbit(x) ? "-0.0" : "0.0";
+    std::string digits;
+    int kk = 0;
+    shortestDigits(x, digits, kk);
+    const int length = static_cast<int>(digits.size());
+    std::string out = x < 0 ? "-" : "";
+    if (length <= kk && kk <= 16) {
+        out += digits + std::string(static_cast<std::size_t>(kk - length), '0') + ".0";
+    } else if (0 < kk && kk <= 16) {
+        out += digits.substr(0, static_cast<std::size_t>(kk)) + "." + digits.substr(static_cast<std::size_t>(kk));
+    } else if (-5 < kk && kk <= 0) {
+        out += "0." + std::string(static_cast<std::size_t>(-kk), '0') + digits;
+    } else {
+        out += digits.substr(0, 1);
+        if (length > 1) out += "." + digits.substr(1);
+        out += "e" + std::to_string(kk - 1);
+    }
+    return out;
+}
+
+// JavaScript's String(value) of a parsed JSON value.
+void appendJsString(std::string& out, element value) {
+    switch (value.type()) {
+    case element_type::STRING: out += value.get_string().value_unsafe(); break;
+    case element_type::INT64: {
+        const std::int64_t n = value.get_int64().value_unsafe();
+        // JSON.parse reads every number as a double: beyond 2^53 the text is the double's.
+        out += (n > (std::int64_t{1} << 53) || n < -(std::int64_t{1} << 53)) ? jsNumberText(static_cast<double>(n))
+                                                                             : std::to_string(n);
+        break;
+    }
+    case element_type::UINT64: {
+        const std::uint64_t n = value.get_uint64().value_unsafe();
+        out += n > (std::uint64_t{1} << 53) ? jsNumberText(static_cast<double>(n)) : std::to_string(n);
+        break;
+    }
+    case element_type::DOUBLE: out += jsNumberText(value.get_double().value_unsafe()); break;
+    case element_type::BOOL: out += value.get_bool().value_unsafe() ? "true" : "false"; break;
+    case element_type::NULL_VALUE: out += "null"; break;
+    case element_type::OBJECT: out += "[object Object]"; break;
+    case element_type::ARRAY: {
+        // Array.prototype.join(","): null and undefined elements are empty.
+        bool first = true;
+        simdjson::dom::array items;
+        if (value.get_array().get(items) != simdjson::SUCCESS) break;
+        for (const auto item : items) {
+            if (!first) out += ',';
+            first = false;
+            if (!item.is_null()) appendJsString(out, item);
+        }
+        break;
+    }
+    }
+}
+
+// JavaScript truthiness of a parsed JSON value (PostHog's `if (eventProperties['alias'])`).
+bool jsTruthy(element value) {
+    switch (value.type()) {
+    case element_type::STRING: return !value.get_string().value_unsafe().empty();
+    case element_type::INT64: return value.get_int64().value_unsafe() != 0;
+    case element_type::UINT64: return value.get_uint64().value_unsafe() != 0;
+    case element_type::DOUBLE: {
+        const double d = value.get_double().value_unsafe();
+        return d != 0 && !std::isnan(d);
+    }
+    case element_type::BOOL: return value.get_bool().value_unsafe();
+    case element_type::NULL_VALUE: return false;
+    default: return true; // objects and arrays, even empty ones
+    }
+}
+
 bool isSegmentType(std::string_view type) {
     return type == "track" || type == "identify" || type == "page" || type == "screen" || type == "group" ||
            type == "alias";
@@ -171,19 +285,23 @@ enum class EventDecoder::Member : std::uint8_t {
     groupId,
     category,
     historical_migration,
+    api_key,     // the project: PostHog "api_key" / "token" / "$token", Segment "writeKey"
+    token,
+    dollar_token,
+    writeKey,
     none, // a key no decoder reads
 };
 
 struct EventDecoder::Members {
     static constexpr std::size_t kCount = static_cast<std::size_t>(Member::none);
-    static_assert(kCount <= 32, "presence is a 32-bit mask");
+    static_assert(kCount <= 64, "presence is a 64-bit mask");
 
     explicit Members(object obj) {
-        std::uint32_t found = 0;
+        std::uint64_t found = 0;
         for (const auto field : obj) {
             const Member key = memberOf(field.key);
             if (key == Member::none) continue;
-            const std::uint32_t bit = std::uint32_t{1} << static_cast<unsigned>(key);
+            const std::uint64_t bit = std::uint64_t{1} << static_cast<unsigned>(key);
             // The first of duplicate keys wins, as with at_key; a second "batch" is noted, for a
             // body with two batches is refused rather than half-read.
             if (found & bit) {
@@ -197,7 +315,7 @@ struct EventDecoder::Members {
     }
 
     bool get(Member key, element& out) const {
-        if (!(present & (std::uint32_t{1} << static_cast<unsigned>(key)))) return false;
+        if (!(present & (std::uint64_t{1} << static_cast<unsigned>(key)))) return false;
         out = values[static_cast<std::size_t>(key)];
         return true;
     }
@@ -235,20 +353,24 @@ struct EventDecoder::Members {
         case 5:
             if (sameBytes(key, "event")) return Member::event;
             if (sameBytes(key, "batch")) return Member::batch;
+            if (sameBytes(key, "token")) return Member::token;
             break;
         case 6:
+            if (sameBytes(key, "$token")) return Member::dollar_token;
             if (sameBytes(key, "userId")) return Member::userId;
             if (sameBytes(key, "sentAt")) return Member::sentAt;
             if (sameBytes(key, "traits")) return Member::traits;
             if (sameBytes(key, "stream")) return Member::stream;
             break;
         case 7:
+            if (sameBytes(key, "api_key")) return Member::api_key;
             if (sameBytes(key, "context")) return Member::context;
             if (sameBytes(key, "sent_at")) return Member::sent_at;
             if (sameBytes(key, "user_id")) return Member::user_id;
             if (sameBytes(key, "groupId")) return Member::groupId;
             break;
         case 8:
+            if (sameBytes(key, "writeKey")) return Member::writeKey;
             if (sameBytes(key, "alias_id")) return Member::alias_id;
             if (sameBytes(key, "category")) return Member::category;
             break;
@@ -284,7 +406,16 @@ struct EventDecoder::Members {
         return Member::none;
     }
 
-    std::uint32_t present = 0;
+    // The project an object names: api_key, token, $token, writeKey (the first present string).
+    std::string_view project() const {
+        for (const Member key : {Member::api_key, Member::token, Member::dollar_token, Member::writeKey}) {
+            const std::string_view text = string(key);
+            if (!text.empty()) return text;
+        }
+        return {};
+    }
+
+    std::uint64_t present = 0;
     bool duplicateBatch = false;
     std::array<element, kCount> values; // only the entries marked in `present` are read
 };
@@ -459,6 +590,7 @@ void EventDecoder::decodeValue(element value, Origin origin, std::string_view li
     if (!envelope.sentAt) envelope.sentAt = members.time(Member::sentAt);
     // posthog-node (historicalMigration), posthog-python and capture v1 flag a whole body.
     envelope.historicalMigration = members.flag(Member::historical_migration).value_or(false);
+    envelope.project = members.project();
     const bool haveLayout = salvaged || (scanLayout(line) && m_layout.hasBatch);
     const std::size_t count =
         decodeItems(batch.get_array().value_unsafe(), origin, line, hint, envelope, haveLayout, salvaged);
@@ -532,6 +664,23 @@ std::string_view EventDecoder::idText(element value) {
     }
 }
 
+std::string_view EventDecoder::captureIdText(element value) {
+    switch (value.type()) {
+    case element_type::STRING: return value.get_string().value_unsafe();
+    case element_type::INT64: return keep(std::to_string(value.get_int64().value_unsafe()));
+    case element_type::UINT64: return keep(std::to_string(value.get_uint64().value_unsafe()));
+    case element_type::DOUBLE: return keep(ryuNumberText(value.get_double().value_unsafe()));
+    default: return keep(simdjson::minify(value)); // true, {"a":1}, [1,2]: serde_json's compact text
+    }
+}
+
+std::string_view EventDecoder::jsText(element value) {
+    if (value.is_string()) return value.get_string().value_unsafe();
+    std::string text;
+    appendJsString(text, value);
+    return keep(std::move(text));
+}
+
 std::string_view EventDecoder::keep(std::string text) {
     return m_scratch.emplace_back(std::move(text));
 }
@@ -600,6 +749,9 @@ void EventDecoder::decodeObject(element value, const Members& members, Origin or
         return;
     }
     if (!event.sentAt) event.sentAt = envelope.sentAt;
+    // The project: the event's own token (PostHog reads properties.token too), else its envelope's.
+    if (event.project.empty()) event.project = members.project();
+    if (event.project.empty()) event.project = envelope.project;
     // An event's own flag (a single-event body, the canonical form) outranks its envelope's.
     event.historicalMigration = members.flag(Member::historical_migration).value_or(envelope.historicalMigration);
     m_result.events.push_back(event);
@@ -629,9 +781,9 @@ void EventDecoder::decodePostHog(const Members& members, Event& event) {
 
     // The properties this decoder reads, found in one pass: simdjson's at_key is a linear scan,
     // and SDK events carry dozens of properties, most of them absent from this list.
-    element propDistinctId, anonDistinctId, alias, time, isServer, lib;
+    element propDistinctId, anonDistinctId, alias, time, isServer, lib, token;
     bool haveDistinctId = false, haveAnon = false, haveAlias = false, haveTime = false, haveIsServer = false,
-         haveLib = false;
+         haveLib = false, haveToken = false;
     for (const auto field : properties) {
         const std::string_view key = field.key;
         const auto take = [&](bool& have, element& slot) {
@@ -646,6 +798,11 @@ void EventDecoder::decodePostHog(const Members& members, Event& event) {
                 take(haveTime, time);
             else if (sameBytes(key, "alias"))
                 take(haveAlias, alias);
+            else if (sameBytes(key, "token"))
+                take(haveToken, token);
+            break;
+        case 6:
+            if (sameBytes(key, "$token")) take(haveToken, token);
             break;
         case 10:
             if (sameBytes(key, "$is_server")) take(haveIsServer, isServer);
@@ -663,20 +820,28 @@ void EventDecoder::decodePostHog(const Members& members, Event& event) {
 
     // The first of these that is present wins, even when empty: an empty id is an identity
     // problem to report later, not a reason to drop the event.
-    event.distinctId = idMember(members, Member::distinct_id);
-    if (event.distinctId.data() == nullptr && haveDistinctId) event.distinctId = idText(propDistinctId);
+    // As PostHog's capture reads it: the top-level distinct_id, else properties.distinct_id (null
+    // is absent), a non-string value as its JSON text; then the legacy $distinct_id.
+    element rootId;
+    if (members.get(Member::distinct_id, rootId) && !rootId.is_null()) event.distinctId = captureIdText(rootId);
+    if (event.distinctId.data() == nullptr && haveDistinctId && !propDistinctId.is_null())
+        event.distinctId = captureIdText(propDistinctId);
     if (event.distinctId.data() == nullptr) event.distinctId = idMember(members, Member::dollar_distinct_id);
     if (event.distinctId.data() == nullptr) {
         m_rejectMessage = "no distinct id: none of \"distinct_id\", \"properties.distinct_id\" or "
-                          "\"$distinct_id\" is a string or number";
+                          "\"$distinct_id\" is present and not null";
         return;
     }
     event.id = members.string(Member::uuid);
     if (!event.id.empty()) event.idSource = IdSource::PostHogUuid;
-    if (haveAnon) event.anonymousId = idText(anonDistinctId);
+    // person-merge-service.ts: `'$anon_distinct_id' in properties` then String(value) (null is
+    // "null"); an alias only when truthy, then String(alias).
+    if (haveAnon) event.anonymousId = jsText(anonDistinctId);
     if (event.name == "$identify") event.userId = event.distinctId;
-    if (haveAlias && (event.name == "$create_alias" || event.name == "$merge_dangerously"))
-        event.aliasId = idText(alias);
+    if (haveAlias && (event.name == "$create_alias" || event.name == "$merge_dangerously") && jsTruthy(alias))
+        event.aliasId = jsText(alias);
+    if (haveToken && token.is_string()) event.project = token.get_string().value_unsafe();
+    if (event.project.empty()) event.project = members.project();
 
     event.timestamp = members.time(Member::timestamp);
     if (!event.timestamp && haveTime) event.timestamp = timeOf(time);

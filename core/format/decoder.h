@@ -70,6 +70,7 @@ private:
     struct Envelope {
         Millis sentAt;
         bool historicalMigration = false;
+        std::string_view project; // api_key / token / writeKey of the body
     };
     // A value's exact bytes: the whole line, or a batch element's range in it.
     struct Raw {
@@ -116,6 +117,11 @@ private:
     // A string or number member as text; a null data() view when absent or of another type.
     std::string_view idMember(const Members& members, Member key);
     std::string_view idText(simdjson::dom::element value);
+    // A PostHog distinct id as capture reads it: a string as it is, any other non-null value as
+    // its JSON text (v0_request.rs extract_distinct_id: value.to_string()).
+    std::string_view captureIdText(simdjson::dom::element value);
+    // JavaScript's String(value), as PostHog's ingestion reads $anon_distinct_id and alias.
+    std::string_view jsText(simdjson::dom::element value);
     // Keeps text (e.g. a numeric id turned into a string) alive until the next decode.
     std::string_view keep(std::string text);
 

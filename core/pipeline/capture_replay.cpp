@@ -34,6 +34,14 @@ std::uint64_t storedKeyHash(const StoredEvent& stored, const std::string& where)
 std::int64_t replayCapture(const CaptureReader& capture, const std::string& where, DedupWindow* window,
                            IdentityGraph& graph, UnplannedPolicy unplanned, const ReplayProgressCallback& progress) {
     StoredIdentityReplay identity(graph, unplanned);
+    if (const auto state = capture.state("identity_projects")) {
+        auto projects = ProjectMap::fromJson(*state);
+        if (!projects)
+            throw StoreError((where.empty() ? std::string("capture") : where) +
+                             ": state 'identity_projects' is not a list of [seq, project] pairs; the events' "
+                             "projects cannot be restored");
+        identity.setProjects(std::move(*projects));
+    }
     ReplayProgress done{0, progress ? capture.eventCount() : 0};
     std::int64_t last = 0;
     bool cancelled = false;
@@ -87,12 +95,20 @@ void StoredIdentityReplay::observe(const StoredEvent& stored) {
     input.name = stored.name;
     input.distinctId = stored.distinctId;
     input.anonymousId = stored.anonymousId;
+    simdjson::dom::element anonymous; // an empty stored id is absent unless the properties name one
+    if (stored.anonymousId.empty() && properties.at_key("$anon_distinct_id").get(anonymous) != simdjson::SUCCESS)
+        input.anonymousId = {};
     input.userId = stored.userId;
     input.aliasId = stored.aliasId;
+    if (stored.aliasId.empty()) input.aliasId = {};
     input.stream = parseStream(stored.stream).value_or(Stream::Unknown);
     input.timeMillis = stored.timestamp ? stored.timestamp : stored.receivedAt;
     input.origin = m_origin;
     input.correlations = m_correlations.extract(properties);
+    input.project = m_projects.at(stored.seq);
+    input.personUpdates =
+        m_personProperties.extract(stored.name, properties, parseFormat(stored.format).value_or(Format::Auto));
+    input.processPerson = m_personProperties.processPerson();
     if (m_groups.extract(stored.name, parseFormat(stored.format).value_or(Format::Auto), properties)) {
         input.groupType = m_groups.type();
         input.groupKey = m_groups.key();

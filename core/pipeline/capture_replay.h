@@ -41,6 +41,8 @@ class StoredIdentityReplay {
 public:
     StoredIdentityReplay(IdentityGraph& graph, UnplannedPolicy unplanned);
     void observe(const StoredEvent& stored);
+    // Which project each stored event was in (the capture's "identity_projects" state).
+    void setProjects(ProjectMap projects) { m_projects = std::move(projects); }
 
 private:
     IdentityGraph& m_graph;
@@ -51,6 +53,8 @@ private:
     simdjson::dom::parser m_emptyParser; // its document outlives every parse of m_parser
     simdjson::dom::element m_emptyObject;
     std::string m_origin;
+    ProjectMap m_projects;
+    PersonPropertyExtractor m_personProperties;
 };
 
 // Feeds every event of `capture` to `window` (when not null: the unique events' dedup keys, on

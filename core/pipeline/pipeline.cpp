@@ -134,6 +134,7 @@ void Pipeline::applyRequest(Event& event, std::size_t eventsInRequest) const {
     // an X-Idempotency-Key names the one event of a single-event request.
     event.receivedAt = m_request->receivedAt;
     if (m_request->stream) event.stream = *m_request->stream;
+    if (!m_request->project.empty()) event.project = m_request->project;
     if (!m_request->idempotencyKey.empty() && eventsInRequest == 1) {
         event.id = m_request->idempotencyKey;
         event.idSource = IdSource::IdempotencyKey;
@@ -142,6 +143,7 @@ void Pipeline::applyRequest(Event& event, std::size_t eventsInRequest) const {
 
 void Pipeline::restore(const CaptureReader& capture, const ReplayProgressCallback& progress,
                        const std::string& where) {
+    if (auto projects = ProjectMap::fromJson(capture.state("identity_projects").value_or(""))) m_projects = *projects;
     const std::int64_t last =
         replayCapture(capture, where, m_options.dedup ? &m_dedup : nullptr, m_identity, m_options.unplanned, progress);
     m_nextSeq = std::max(last, capture.maxEventSeq()) + 1;
@@ -402,6 +404,10 @@ void Pipeline::observeIdentity(const Event& event, std::int64_t seq) {
     input.timeMillis = event.timestamp ? event.timestamp : event.receivedAt;
     input.origin = m_originText;
     input.correlations = m_correlations.extract(event.properties);
+    input.project = event.project;
+    m_projects.note(seq, event.project);
+    input.personUpdates = m_personProperties.extract(event.name, event.properties, event.format);
+    input.processPerson = m_personProperties.processPerson();
     if (m_groups.extract(event.name, event.format, event.properties)) {
         input.groupType = m_groups.type();
         input.groupKey = m_groups.key();
@@ -420,6 +426,8 @@ void Pipeline::finish() {
         if (!first.empty()) m_report.identityExamples.push_back(std::move(first.front()));
     }
     if (!m_capture) return;
+    m_capture->putState("identity_projects", m_projects.toJson());
+    m_capture->putState("identity_person_properties", dumpLenient(m_identity.personPropertiesJson()));
     for (const IdentityIssue& issue : m_identity.issues()) {
         IdentityIssueRecord record;
         record.category = std::string(toString(issue.kind));

@@ -54,6 +54,7 @@ struct RequestContext {
     std::int64_t receivedAt = 0;  // epoch ms: the dedup window's clock
     std::optional<Stream> stream; // from the source mapping (token, write key, path), if any
     std::string idempotencyKey;   // X-Idempotency-Key: the dedup key of a single-event request
+    std::string project;          // the request's token / write key: its events' project
 };
 
 class Pipeline {
@@ -112,6 +113,8 @@ private:
     IdentityGraph m_identity;
     CorrelationExtractor m_correlations;
     GroupExtractor m_groups;
+    PersonPropertyExtractor m_personProperties;
+    ProjectMap m_projects; // kept in the capture for a replay
     std::string m_originText;
     std::string m_dedupKey; // the current event's key ("" when none)
     const RequestContext* m_request = nullptr; // the collector request being processed

@@ -430,6 +430,8 @@ void RunEngine::processBacklog(CaptureReader& reader) {
         context.receivedAt = request.receivedAt;
         context.stream = streamFor(request);
         context.idempotencyKey = request.idempotencyKey;
+        context.project = request.token;
+        context.project = request.token;
         m_pipeline->processRequest(request.body, context);
         m_pipelineCursor = request.id;
         ++m_processed;

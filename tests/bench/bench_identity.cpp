@@ -28,6 +28,7 @@ struct Options {
     std::size_t events = 1'000'000;
     int repeat = 3;
     std::uint64_t seed = 42;
+    bool personProperties = true;
 };
 
 // Ids and other texts live in one pool; events refer to them by index, so the timed loop only
@@ -42,6 +43,9 @@ struct GeneratedEvent {
     std::uint32_t device = kNone;
     Stream stream = Stream::Unknown;
     bool isLink = false;
+    // Person properties, as posthog-js and posthog-node send them: an index into the corpus's
+    // update lists (kNone: none).
+    std::uint32_t updates = kNone;
 };
 
 struct Corpus {
@@ -51,6 +55,8 @@ struct Corpus {
     std::vector<std::uint32_t> originEnds;
     std::size_t linkEvents = 0;
     std::size_t plantedRefusals = 0;
+    std::vector<std::vector<PersonPropertyUpdate>> updateLists;
+    std::size_t propertyUpdates = 0;
 };
 
 std::uint32_t keep(Corpus& corpus, std::string text) {
@@ -167,6 +173,44 @@ Corpus generate(const Options& options) {
         corpus.events.push_back(event);
     }
 
+    // Person properties. Every posthog-js event carries $current_url and $browser, which PostHog
+    // lifts into $set and their $initial_ forms into $set_once (personInitialAndUTMProperties); an
+    // identify sets email and plan; a server event now and then changes the plan.
+    static const char* const kUrls[] = {"https://example.com/", "https://example.com/pricing",
+                                        "https://example.com/docs", "https://example.com/blog",
+                                        "https://example.com/signup", "https://example.com/app"};
+    for (const char* url : kUrls) {
+        corpus.updateLists.push_back({{PropertyOp::SetOnce, "$initial_current_url", url},
+                                      {PropertyOp::SetOnce, "$initial_browser", "\"Firefox\""},
+                                      {PropertyOp::Set, "$current_url", url},
+                                      {PropertyOp::Set, "$browser", "\"Firefox\""}});
+    }
+    const auto clientLists = static_cast<std::uint32_t>(corpus.updateLists.size());
+    corpus.updateLists.push_back({{PropertyOp::SetOnce, "$initial_current_url", "\"https://example.com/\""},
+                                  {PropertyOp::Set, "email", "\"someone@example.com\""},
+                                  {PropertyOp::Set, "plan", "\"free\""},
+                                  {PropertyOp::Set, "$current_url", "\"https://example.com/\""}});
+    const std::uint32_t identifyList = clientLists;
+    corpus.updateLists.push_back({{PropertyOp::Set, "plan", "\"pro\""}});
+    corpus.updateLists.push_back({{PropertyOp::Set, "plan", "\"team\""}, {PropertyOp::Unset, "trial_ends", {}}});
+    const std::uint32_t serverLists = identifyList + 1;
+    for (GeneratedEvent& event : corpus.events) {
+        if (!options.personProperties) break;
+        if (event.stream == Stream::Client)
+            event.updates = event.name == identify ? identifyList : static_cast<std::uint32_t>(random() % clientLists);
+        else if (chance(0.1))
+            event.updates = serverLists + static_cast<std::uint32_t>(random() % 2);
+        if (event.updates != kNone) corpus.propertyUpdates += corpus.updateLists[event.updates].size();
+    }
+    // The URLs as JSON strings, which is what the extractor hands the graph.
+    static std::vector<std::string> quoted;
+    if (quoted.empty())
+        for (const char* url : kUrls) quoted.push_back(std::string("\"") + url + "\"");
+    for (std::uint32_t l = 0; l < clientLists; ++l) {
+        corpus.updateLists[l][0].value = quoted[l];
+        corpus.updateLists[l][2].value = quoted[l];
+    }
+
     char buffer[32];
     for (std::size_t i = 0; i < corpus.events.size(); ++i) {
         corpus.origins += "bench.ndjson:";
@@ -208,6 +252,7 @@ void feed(IdentityGraph& graph, const Corpus& corpus, Feed what) {
         event.origin =
             std::string_view(corpus.origins).substr(originBegin, corpus.originEnds[i] - originBegin);
         event.correlations = std::span<const Correlation>(correlations, correlationCount);
+        if (generated.updates != kNone) event.personUpdates = corpus.updateLists[generated.updates];
         graph.observe(event);
     }
 }
@@ -242,9 +287,14 @@ Options parseArguments(int argc, char** argv) {
             options.repeat = std::max(1, std::atoi(argv[++i]));
         else if (argument == "--seed" && hasValue)
             options.seed = std::strtoull(argv[++i], nullptr, 10);
+        else if (argument == "--no-person-properties")
+            options.personProperties = false;
         else {
-            std::fprintf(stderr, "usage: bench_identity [--events N] [--repeat R] [--seed S]\n");
-            std::exit(2);
+            std::fprintf(stderr, "usage: bench_identity [--events N] [--repeat R] [--seed S] [--no-person-properties]\n"
+                                 "  person properties are on by default: posthog-js's lifted $current_url and\n"
+                                 "  $browser on every client event, email and plan on identify, plan changes on\n"
+                                 "  one server event in ten\n");
+            std::exit(argument == "--help" ? 0 : 2);
         }
     }
     return options;
@@ -255,8 +305,9 @@ Options parseArguments(int argc, char** argv) {
 int main(int argc, char** argv) {
     const Options options = parseArguments(argc, argv);
     const Corpus corpus = generate(options);
-    std::printf("bench_identity: %zu events (%zu link events, %zu planted refusals), seed %llu, best of %d\n",
-                corpus.events.size(), corpus.linkEvents, corpus.plantedRefusals,
+    std::printf("bench_identity: %zu events (%zu link events, %zu planted refusals, %zu person-property updates), "
+                "seed %llu, best of %d\n",
+                corpus.events.size(), corpus.linkEvents, corpus.plantedRefusals, corpus.propertyUpdates,
                 static_cast<unsigned long long>(options.seed), options.repeat);
 
     double observeBest = 1e300, finishBest = 1e300, linksBest = 1e300, referenceBest = 1e300;
@@ -317,6 +368,8 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(summary.identifiedPersons),
         static_cast<unsigned long long>(summary.links), static_cast<unsigned long long>(summary.merges),
         static_cast<unsigned long long>(summary.correlationValues));
+    std::printf("PROPERTIES persons_with_properties=%llu updates=%zu\n",
+                static_cast<unsigned long long>(summary.personsWithProperties), corpus.propertyUpdates);
     std::printf("ISSUES");
     for (std::size_t k = 0; k < kIdentityIssueKindCount; ++k)
         std::printf(" %s=%llu", std::string(toString(static_cast<IdentityIssueKind>(k))).c_str(),
