@@ -552,6 +552,137 @@ private slots:
         QCOMPARE(reader.event(250)->raw, variedEvent(250).raw);
     }
 
+    // What an event table and an inspector read: compact rows by keyset, maintained counts per
+    // verdict (through appends and a rollback), and one event's links.
+    void rowWindowsCountsAndLineage() {
+        const std::string path = file("views.pipescope");
+        std::vector<std::int64_t> notified;
+        std::mutex notifiedMutex;
+        CaptureWriter::Options options;
+        options.onCommitted = [&](std::int64_t seq) {
+            std::lock_guard guard(notifiedMutex);
+            notified.push_back(seq);
+        };
+        CaptureWriter writer(path, options);
+        const auto verdictOf = [](std::int64_t seq) {
+            return seq % 10 == 0 ? Verdict::Invalid : seq % 7 == 0 ? Verdict::Duplicate : seq % 5 == 0 ? Verdict::Unplanned : Verdict::Valid;
+        };
+        constexpr std::int64_t kEvents = 3000;
+        for (std::int64_t seq = 1; seq <= kEvents; ++seq) {
+            StoredEvent e = variedEvent(seq);
+            e.seq = 0; // numbered by the store
+            e.verdict = verdictOf(seq);
+            e.ingestId = (seq + 99) / 100; // 100 events per request
+            writer.append(std::move(e));
+        }
+        writer.append(DuplicateRecord{14, "id-3", "posthog_uuid", std::nullopt, std::nullopt, 1, false, ""});
+        DlqEntry dead;
+        dead.reason = "schema_violation";
+        dead.eventSeq = 20;
+        dead.raw = "{}";
+        dead.ingestId = 1;
+        writer.append(dead);
+        writer.append(DeliveryRecord{"warehouse", "[18,19,20,21]", 1, 1000, 5, 500, "HTTP 500", "retrying"});
+        writer.append(DeliveryRecord{"warehouse", "[18,19,21]", 2, 2000, 5, 200, "", "delivered"});
+        writer.append(DeliveryRecord{"webhook", "[19]", 1, 2100, 3, 200, "", "delivered"});
+        writer.appendDestinationDeadLetter("webhook", 21, "HTTP 400");
+        IngestRecord request;
+        request.path = "/batch/";
+        request.vendor = "posthog";
+        request.body = "{\"batch\":[]}";
+        QVERIFY(writer.appendIngest(request, [](std::int64_t, const std::string&) {}));
+        writer.flush();
+        {
+            std::lock_guard guard(notifiedMutex);
+            QVERIFY(!notified.empty());
+            QCOMPARE(notified.back(), kEvents);
+            QVERIFY(std::is_sorted(notified.begin(), notified.end()));
+        }
+
+        const CaptureReader reader(path);
+        VerdictCounts expected;
+        for (std::int64_t seq = 1; seq <= kEvents; ++seq) {
+            switch (verdictOf(seq)) {
+            case Verdict::Valid: ++expected.valid; break;
+            case Verdict::Invalid: ++expected.invalid; break;
+            case Verdict::Unplanned: ++expected.unplanned; break;
+            case Verdict::Duplicate: ++expected.duplicate; break;
+            }
+        }
+        const auto sameCounts = [](const VerdictCounts& a, const VerdictCounts& b) {
+            return a.valid == b.valid && a.invalid == b.invalid && a.unplanned == b.unplanned && a.duplicate == b.duplicate;
+        };
+        QVERIFY(sameCounts(reader.verdictCounts(), expected));
+        QCOMPARE(sqlScalar(path, "SELECT count(*) FROM events WHERE verdict = 'invalid'"), expected.invalid);
+
+        // Rows are the small columns of the same events, dense from 1.
+        const auto rows = reader.rowsAfter(2000, 256);
+        const auto full = reader.eventsAfter(2000, 256);
+        QCOMPARE(rows.size(), std::size_t(256));
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+            QCOMPARE(rows[i].seq, std::int64_t(2001 + i));
+            QCOMPARE(rows[i].name, full[i].name);
+            QCOMPARE(rows[i].distinctId, full[i].distinctId);
+            QVERIFY(rows[i].verdict == full[i].verdict);
+            QCOMPARE(rows[i].ingestId, full[i].ingestId);
+            QCOMPARE(rows[i].timestamp, full[i].timestamp);
+        }
+        const auto before = reader.rowsBefore(kEvents + 1, 10);
+        QCOMPARE(before.size(), std::size_t(10));
+        QCOMPARE(before.front().seq, kEvents - 9);
+        QCOMPARE(before.back().seq, kEvents);
+        const auto picked = reader.rowsOf({30, 5, 99999, 7});
+        QCOMPARE(picked.size(), std::size_t(3));
+        QCOMPARE(picked[0].seq, std::int64_t(30));
+        QCOMPARE(picked[2].seq, std::int64_t(7));
+        const auto invalid = reader.seqsWithVerdict(Verdict::Invalid, 100, 3);
+        QCOMPARE(invalid, (std::vector<std::int64_t>{110, 120, 130}));
+        const auto ofRequest = reader.eventsOfIngest(2);
+        QCOMPARE(ofRequest.size(), std::size_t(100));
+        QCOMPARE(ofRequest.front(), std::int64_t(101));
+
+        // One event's links.
+        QCOMPARE(reader.deliveriesOf(19).size(), std::size_t(3));
+        QCOMPARE(reader.deliveriesOf(20).size(), std::size_t(1));
+        QCOMPARE(reader.deliveriesOf(20).front().outcome, std::string("retrying"));
+        QVERIFY(reader.deliveriesOf(22).empty());
+        QCOMPARE(reader.duplicateOf(14)->firstSeq, std::optional<std::int64_t>(3));
+        QVERIFY(!reader.duplicateOf(15));
+        const auto lineage = reader.lineage(21);
+        QVERIFY(lineage);
+        QCOMPARE(lineage->event.seq, std::int64_t(21));
+        QVERIFY(lineage->request); // request 1 is in the ingest log
+        QVERIFY(lineage->request->body.empty());
+        QCOMPARE(lineage->deliveries.size(), std::size_t(2));
+        QCOMPARE(lineage->destinationDeadLetters.size(), std::size_t(1));
+        QCOMPARE(lineage->destinationDeadLetters.front().first, std::string("webhook"));
+        QCOMPARE(reader.lineage(3)->duplicatedBy, (std::vector<std::int64_t>{14}));
+        QCOMPARE(reader.lineage(20)->deadLetters.size(), std::size_t(1));
+        QVERIFY(!reader.lineage(kEvents + 1));
+
+        // A rollback (resync) removes a tail: counts follow and the notification goes back.
+        writer.resyncPipeline(20); // the events of requests after 20: seqs 2001..3000
+        {
+            std::lock_guard guard(notifiedMutex);
+            QCOMPARE(notified.back(), std::int64_t(2000));
+        }
+        VerdictCounts kept;
+        for (std::int64_t seq = 1; seq <= 2000; ++seq) {
+            switch (verdictOf(seq)) {
+            case Verdict::Valid: ++kept.valid; break;
+            case Verdict::Invalid: ++kept.invalid; break;
+            case Verdict::Unplanned: ++kept.unplanned; break;
+            case Verdict::Duplicate: ++kept.duplicate; break;
+            }
+        }
+        QVERIFY(sameCounts(reader.verdictCounts(), kept));
+        // New events take the freed numbers: seqs stay dense.
+        writer.append(variedEvent(0));
+        writer.flush();
+        QCOMPARE(reader.maxEventSeq(), std::int64_t(2001));
+        QCOMPARE(reader.verdictCounts().total(), std::int64_t(2001));
+    }
+
     // tests/data/capture-v1.pipescope was written by the version-1 store (main before schema v2).
     // The reader migrates a copy; every event reads as before; a resumed writer appends to it, and
     // a duplicate of a version-1 event finds its first occurrence through the new key index.
@@ -576,7 +707,12 @@ private slots:
             });
             QCOMPARE(i, before.size());
         }
-        QCOMPARE(sqlScalar(path, "PRAGMA user_version"), 2);
+        QCOMPARE(sqlScalar(path, "PRAGMA user_version"), kCaptureSchemaVersion);
+        {
+            const CaptureReader reader(path);
+            QCOMPARE(reader.verdictCounts().total(), std::int64_t(before.size())); // counted by the migration
+            QCOMPARE(reader.rowsAfter(0, 100).size(), before.size());
+        }
         const V1Row& first = before.front();
         QVERIFY(!first.dedupKey.empty());
         const std::int64_t next = before.back().seq + 1;
@@ -598,6 +734,8 @@ private slots:
         QCOMPARE(dups.size(), std::size_t(1));
         QCOMPARE(dups[0].firstSeq, std::optional<std::int64_t>(first.seq));
         QCOMPARE(dups[0].differences, std::string(R"(["distinct_id","properties"])"));
+        QCOMPARE(reader.verdictCounts().total(), std::int64_t(before.size() + 2));
+        QCOMPARE(reader.verdictCounts().duplicate, std::int64_t(1));
     }
 
     // A version-1 capture that cannot be migrated (here: another connection holds the write lock
@@ -619,6 +757,10 @@ private slots:
                 QVERIFY(events[i].properties == before[i].properties);
             }
             QCOMPARE(reader.eventsAfter(before[5].seq, 2).front().seq, before[6].seq);
+            // What version 3 maintains is computed from the rows instead.
+            QCOMPARE(reader.verdictCounts().total(), std::int64_t(before.size()));
+            QCOMPARE(reader.rowsAfter(before[5].seq, 2).front().name, before[6].name);
+            QVERIFY(reader.deliveriesOf(before[0].seq).empty());
         }
         sqlite3_exec(holder, "ROLLBACK", nullptr, nullptr, nullptr);
         sqlite3_close(holder);

@@ -2,6 +2,7 @@
 #include "store/event_codec.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
@@ -316,12 +317,40 @@ CREATE TABLE dictionaries (
 );
 )sql";
 
+// Version 3: what views need without scanning the events. Counts per verdict, kept by the writer
+// in the transaction that adds or removes the rows (not by triggers: a trigger makes every insert
+// keep a statement journal, a temporary file written at each row, 50x the system calls); indexes on verdict, on the request an
+// event came from (also what a rollback deletes by) and on the event a dead letter is about; and
+// each delivery attempt linked to the events it carried (`delivery_events`; `deliveries.seqs`
+// stays for older readers). An existing capture is counted and linked once, here.
+constexpr const char* kMigrationV2ToV3 = R"sql(
+CREATE TABLE event_counts (
+    verdict TEXT PRIMARY KEY,
+    n       INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO event_counts (verdict, n)
+    SELECT v.column1, (SELECT count(*) FROM events WHERE verdict = v.column1)
+    FROM (VALUES ('valid'), ('invalid'), ('unplanned'), ('duplicate')) AS v;
+CREATE INDEX events_by_verdict ON events(verdict);
+CREATE INDEX events_by_ingest ON events(ingest_id) WHERE ingest_id IS NOT NULL;
+CREATE INDEX dlq_by_event ON dlq(event_seq) WHERE event_seq IS NOT NULL;
+CREATE INDEX dlq_by_ingest ON dlq(ingest_id) WHERE ingest_id IS NOT NULL;
+CREATE INDEX duplicates_by_first ON duplicates(first_seq) WHERE first_seq IS NOT NULL;
+CREATE TABLE delivery_events (
+    event_seq   INTEGER NOT NULL,
+    delivery_id INTEGER NOT NULL,
+    PRIMARY KEY (event_seq, delivery_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO delivery_events (event_seq, delivery_id)
+    SELECT j.value, d.id FROM deliveries AS d, json_each(d.seqs) AS j WHERE j.type = 'integer';
+)sql";
+
 struct Migration {
     int from;
     const char* sql;
 };
 // Steps from one version to the next.
-constexpr Migration kMigrations[] = {{1, kMigrationV1ToV2}};
+constexpr Migration kMigrations[] = {{1, kMigrationV1ToV2}, {2, kMigrationV2ToV3}};
 static_assert(std::size(kMigrations) == kCaptureSchemaVersion - 1, "one migration step per version");
 
 std::optional<std::string> loadDictionary(const Connection& connection, std::uint32_t id) {
@@ -409,6 +438,9 @@ void discardPipelineOutputAfter(const Connection& connection, std::int64_t curso
     connection.exec(
         ("DELETE FROM duplicates WHERE event_seq IN (SELECT seq FROM events WHERE ingest_id > " + after + ")").c_str());
     connection.exec(("DELETE FROM dlq WHERE ingest_id > " + after).c_str());
+    connection.exec(("UPDATE event_counts SET n = n - (SELECT count(*) FROM events WHERE ingest_id > " + after +
+                     " AND events.verdict = event_counts.verdict)")
+                        .c_str());
     connection.exec(("DELETE FROM events WHERE ingest_id > " + after).c_str());
     // Identity issues describe the whole graph; the pipeline's finish writes them anew.
     connection.exec("DELETE FROM identity_issues");
@@ -590,6 +622,7 @@ struct CaptureWriter::Impl {
     Statement upsertState;
     Statement insertIngest;
     Statement insertDelivery;
+    Statement linkDelivery;
     Statement upsertCursor;
     Statement insertDestinationDlq;
     Statement insertDictionary;
@@ -604,6 +637,9 @@ struct CaptureWriter::Impl {
     // Callbacks of the transaction being written, run after its COMMIT (or its failure).
     std::vector<std::function<void(const std::string& failure)>> pendingCallbacks;
     bool fenced = false; // writer thread; mirrored in `fence` for other threads
+    bool eventsChanged = false; // writer thread: the transaction being written adds or removes events
+    std::array<std::int64_t, 4> addedByVerdict{}; // writer thread: events of the transaction, by Verdict
+    Statement addCount;
 
     std::mutex mutex;
     std::condition_variable hasWork;      // writer waits for records
@@ -658,6 +694,10 @@ struct CaptureWriter::Impl {
           insertDelivery(connection,
                          "INSERT INTO deliveries (destination, seqs, attempt, started_at, duration_ms, http_status,"
                          " error, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+          addCount(connection, "UPDATE event_counts SET n = n + ?2 WHERE verdict = ?1"),
+          linkDelivery(connection,
+                       "INSERT OR IGNORE INTO delivery_events (event_seq, delivery_id)"
+                       " SELECT value, ?1 FROM json_each(?2) WHERE type = 'integer'"),
           upsertCursor(connection, "INSERT OR REPLACE INTO cursors (destination, seq, updated_at) VALUES (?1, ?2, ?3)"),
           insertDestinationDlq(connection,
                                "INSERT INTO destination_dlq (destination, event_seq, reason, created_at)"
@@ -832,6 +872,8 @@ struct CaptureWriter::Impl {
         insertEvent.blob(26, encoded.body);
         insertEvent.integer(28, e.historicalMigration ? 1 : 0);
         insertEvent.run();
+        eventsChanged = true;
+        ++addedByVerdict[static_cast<std::size_t>(e.verdict)];
     }
 
     void write(const DlqEntry& d) {
@@ -961,6 +1003,9 @@ struct CaptureWriter::Impl {
         insertDelivery.text(7, d.error);
         insertDelivery.text(8, d.outcome);
         insertDelivery.run();
+        linkDelivery.integer(1, sqlite3_last_insert_rowid(connection.db));
+        linkDelivery.text(2, d.seqs.empty() ? std::string_view("[]") : std::string_view(d.seqs));
+        linkDelivery.run();
     }
 
     void write(const CursorRecord& cursor) {
@@ -1014,6 +1059,7 @@ struct CaptureWriter::Impl {
             }
             fenced = false;
             fence = false;
+            notifyCommitted();
             {
                 std::lock_guard guard(mutex);
                 error.clear();
@@ -1072,6 +1118,8 @@ struct CaptureWriter::Impl {
                 failure.clear();
                 pendingCallbacks.clear();
                 dictionaryInTransaction = false;
+                eventsChanged = false;
+                addedByVerdict.fill(0);
                 try {
                     connection.exec("BEGIN IMMEDIATE");
                     try {
@@ -1082,6 +1130,7 @@ struct CaptureWriter::Impl {
                             }
                             std::visit([&](const auto& r) { write(r); }, record);
                         }
+                        writeCounts();
                         connection.exec("COMMIT");
                         if (dictionaryInTransaction) dictionaryInFile = true;
                     } catch (...) {
@@ -1104,6 +1153,7 @@ struct CaptureWriter::Impl {
                 attempt(true);
             }
             if (failure.empty()) {
+                if (eventsChanged) notifyCommitted();
                 // Only now are the requests durable: answer their clients.
                 for (auto& callback : pendingCallbacks) callback(failure);
                 if (!pipelineFailure.empty())
@@ -1125,6 +1175,27 @@ struct CaptureWriter::Impl {
             }
             committed.notify_all();
             batch.clear();
+        }
+    }
+
+    // The transaction's events into the maintained counts, with it.
+    void writeCounts() {
+        for (std::size_t i = 0; i < addedByVerdict.size(); ++i) {
+            if (addedByVerdict[i] == 0) continue;
+            addCount.text(1, toString(static_cast<Verdict>(i)));
+            addCount.integer(2, addedByVerdict[i]);
+            addCount.run();
+        }
+    }
+
+    // The commit notification (Options::onCommitted) with the largest committed event seq.
+    void notifyCommitted() {
+        eventsChanged = false;
+        if (!options.onCommitted) return;
+        try {
+            options.onCommitted(connection.scalar("SELECT coalesce(max(seq), 0) FROM events"));
+        } catch (const std::exception&) {
+            // A listener's failure is not the capture's: the commit stands.
         }
     }
 
@@ -1292,6 +1363,10 @@ constexpr const char* kEventColumnsV1 =
     "seq, event_id, id_source, name, distinct_id, anonymous_id, user_id, stream, format, timestamp, sent_at,"
     " received_at, origin_source, origin_line, origin_index, verdict, schema_version, failures, alias_id,"
     " dedup_key, ingest_id, properties, raw, 0, NULL, NULL, 0";
+// What an event table row shows (EventRow): the small columns only.
+constexpr const char* kRowColumns =
+    "seq, event_id, name, distinct_id, stream, format, timestamp, received_at, origin_source, origin_line,"
+    " origin_index, verdict, ingest_id";
 constexpr const char* kDlqColumns =
     "seq, reason, detail, origin_source, origin_line, origin_index, event_name, distinct_id, event_seq, raw,"
     " created_at";
@@ -1331,6 +1406,47 @@ StoredEvent readEvent(const Statement& s, store::EventDecompressor& decompressor
     return e;
 }
 
+EventRow readRow(const Statement& s) {
+    EventRow r;
+    r.seq = s.columnInt(0);
+    r.eventId = s.columnText(1);
+    r.name = s.columnText(2);
+    r.distinctId = s.columnText(3);
+    r.stream = s.columnText(4);
+    r.format = s.columnText(5);
+    r.timestamp = s.columnOptional(6);
+    r.receivedAt = s.columnOptional(7);
+    r.originSource = s.columnText(8);
+    r.originLine = static_cast<std::uint64_t>(s.columnInt(9));
+    r.originIndex = static_cast<std::int32_t>(s.columnInt(10));
+    r.verdict = parseVerdict(s.columnText(11));
+    r.ingestId = s.columnOptional(12);
+    return r;
+}
+
+DuplicateRecord readDuplicate(const Statement& s) {
+    DuplicateRecord d;
+    d.eventSeq = s.columnInt(0);
+    d.key = s.columnText(1);
+    d.keySource = s.columnText(2);
+    d.firstSeq = s.columnOptional(3);
+    d.firstSeen = s.columnOptional(4);
+    d.seen = s.columnInt(5);
+    d.conflicting = s.columnInt(6) != 0;
+    d.differences = s.columnText(7);
+    return d;
+}
+
+DeliveryRecord readDelivery(const Statement& s) {
+    return {s.columnText(0), s.columnText(1), static_cast<int>(s.columnInt(2)), s.columnInt(3),
+            s.columnInt(4), static_cast<int>(s.columnInt(5)), s.columnText(6), s.columnText(7)};
+}
+
+constexpr const char* kDuplicateColumns =
+    "event_seq, key, key_source, first_seq, first_seen, seen, conflicting, differences";
+constexpr const char* kDeliveryColumns =
+    "destination, seqs, attempt, started_at, duration_ms, http_status, error, outcome";
+
 DlqEntry readDlq(const Statement& s) {
     DlqEntry d;
     d.seq = s.columnInt(0);
@@ -1362,6 +1478,7 @@ struct CaptureReader::Impl {
     Connection connection;
     mutable store::EventDecompressor decompressor;
     const char* eventColumns = kEventColumns;
+    int version = kCaptureSchemaVersion; // what the file is read as (older when it could not be migrated)
 
     explicit Impl(const std::filesystem::path& path)
         : connection(checkCapture(path), SQLITE_OPEN_READONLY),
@@ -1375,15 +1492,25 @@ struct CaptureReader::Impl {
         if (version < kCaptureSchemaVersion) {
             // Migrate through a separate read-write connection, then read as usual. A capture
             // that cannot be written (a read-only file or directory, a shared medium) is read as
-            // it is: version 2 only adds columns, and version-1 rows are read from the old ones.
+            // it is: versions 2 and 3 only add columns, tables and indexes; version-1 rows are
+            // read from the old columns, and what version 3 maintains is computed instead.
             try {
                 Connection writable(path, SQLITE_OPEN_READWRITE);
                 migrate(writable, version);
             } catch (const StoreError&) {
-                if (version != 1) throw;
-                eventColumns = kEventColumnsV1;
+                this->version = version;
+                if (version == 1) eventColumns = kEventColumnsV1;
             }
         }
+    }
+
+    std::vector<EventRow> rows(const std::string& rest, std::int64_t first, std::int64_t second) const {
+        Statement s(connection, (std::string("SELECT ") + kRowColumns + " FROM events " + rest).c_str());
+        s.integer(1, first);
+        s.integer(2, second);
+        std::vector<EventRow> out;
+        while (s.next()) out.push_back(readRow(s));
+        return out;
     }
 
     StoredEvent read(const Statement& s) const { return readEvent(s, decompressor); }
@@ -1413,7 +1540,12 @@ CaptureInfo CaptureReader::info() const {
     info.schemaVersion = readVersion(m_impl->connection);
     info.createdBy = m_impl->meta("created_by");
     const std::string created = m_impl->meta("created_at");
-    info.createdAt = created.empty() ? 0 : std::stoll(created);
+    if (!created.empty()) {
+        const auto [end, ec] = std::from_chars(created.data(), created.data() + created.size(), info.createdAt);
+        if (ec != std::errc() || end != created.data() + created.size())
+            throw StoreError(m_impl->connection.path.string() + ": meta 'created_at' is not a time in epoch ms: \"" +
+                             created.substr(0, 40) + "\"");
+    }
     info.events = eventCount();
     info.dlqEntries = dlqCount();
     return info;
@@ -1442,23 +1574,11 @@ std::vector<DlqEntry> CaptureReader::dlq(std::int64_t offset, std::int64_t limit
 
 std::vector<DuplicateRecord> CaptureReader::duplicates(std::int64_t offset, std::int64_t limit) const {
     Statement s(m_impl->connection,
-                "SELECT event_seq, key, key_source, first_seq, first_seen, seen, conflicting, differences"
-                " FROM duplicates ORDER BY event_seq LIMIT ?1 OFFSET ?2");
+                (std::string("SELECT ") + kDuplicateColumns + " FROM duplicates ORDER BY event_seq LIMIT ?1 OFFSET ?2").c_str());
     s.integer(1, limit);
     s.integer(2, offset);
     std::vector<DuplicateRecord> rows;
-    while (s.next()) {
-        DuplicateRecord d;
-        d.eventSeq = s.columnInt(0);
-        d.key = s.columnText(1);
-        d.keySource = s.columnText(2);
-        d.firstSeq = s.columnOptional(3);
-        d.firstSeen = s.columnOptional(4);
-        d.seen = s.columnInt(5);
-        d.conflicting = s.columnInt(6) != 0;
-        d.differences = s.columnText(7);
-        rows.push_back(std::move(d));
-    }
+    while (s.next()) rows.push_back(readDuplicate(s));
     return rows;
 }
 
@@ -1514,14 +1634,11 @@ std::int64_t CaptureReader::cursor(const std::string& destination) const {
 }
 
 std::vector<DeliveryRecord> CaptureReader::deliveries(const std::string& destination) const {
-    Statement s(m_impl->connection,
-                "SELECT destination, seqs, attempt, started_at, duration_ms, http_status, error, outcome"
-                " FROM deliveries WHERE ?1 = '' OR destination = ?1 ORDER BY id");
+    Statement s(m_impl->connection, (std::string("SELECT ") + kDeliveryColumns +
+                                     " FROM deliveries WHERE ?1 = '' OR destination = ?1 ORDER BY id").c_str());
     s.text(1, destination);
     std::vector<DeliveryRecord> rows;
-    while (s.next())
-        rows.push_back({s.columnText(0), s.columnText(1), static_cast<int>(s.columnInt(2)), s.columnInt(3),
-                        s.columnInt(4), static_cast<int>(s.columnInt(5)), s.columnText(6), s.columnText(7)});
+    while (s.next()) rows.push_back(readDelivery(s));
     return rows;
 }
 
@@ -1546,6 +1663,140 @@ void CaptureReader::forEachEvent(const std::function<bool(const StoredEvent&)>& 
     Statement s(m_impl->connection, (std::string("SELECT ") + m_impl->eventColumns + " FROM events ORDER BY seq").c_str());
     while (s.next())
         if (!visit(m_impl->read(s))) return;
+}
+
+std::vector<EventRow> CaptureReader::rowsAfter(std::int64_t afterSeq, std::int64_t limit) const {
+    return m_impl->rows("WHERE seq > ?1 ORDER BY seq LIMIT ?2", afterSeq, limit);
+}
+
+std::vector<EventRow> CaptureReader::rowsBefore(std::int64_t beforeSeq, std::int64_t limit) const {
+    auto rows = m_impl->rows("WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2", beforeSeq, limit);
+    std::reverse(rows.begin(), rows.end());
+    return rows;
+}
+
+std::vector<EventRow> CaptureReader::rowsOf(const std::vector<std::int64_t>& seqs) const {
+    Statement s(m_impl->connection, (std::string("SELECT ") + kRowColumns + " FROM events WHERE seq = ?1").c_str());
+    std::vector<EventRow> rows;
+    rows.reserve(seqs.size());
+    for (const std::int64_t seq : seqs) {
+        s.integer(1, seq);
+        if (s.next()) rows.push_back(readRow(s));
+        s.reset();
+    }
+    return rows;
+}
+
+std::int64_t VerdictCounts::of(Verdict verdict) const {
+    switch (verdict) {
+    case Verdict::Valid: return valid;
+    case Verdict::Invalid: return invalid;
+    case Verdict::Unplanned: return unplanned;
+    case Verdict::Duplicate: return duplicate;
+    }
+    return 0;
+}
+
+VerdictCounts CaptureReader::verdictCounts() const {
+    Statement s(m_impl->connection, m_impl->version >= 3
+                                        ? "SELECT verdict, n FROM event_counts"
+                                        : "SELECT verdict, count(*) FROM events GROUP BY verdict");
+    VerdictCounts counts;
+    while (s.next()) {
+        const std::int64_t n = s.columnInt(1);
+        switch (parseVerdict(s.columnText(0))) {
+        case Verdict::Valid: counts.valid += n; break;
+        case Verdict::Invalid: counts.invalid += n; break;
+        case Verdict::Unplanned: counts.unplanned += n; break;
+        case Verdict::Duplicate: counts.duplicate += n; break;
+        }
+    }
+    return counts;
+}
+
+std::vector<std::int64_t> CaptureReader::seqsWithVerdict(Verdict verdict, std::int64_t afterSeq, std::int64_t limit) const {
+    Statement s(m_impl->connection, "SELECT seq FROM events WHERE verdict = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
+    s.text(1, toString(verdict));
+    s.integer(2, afterSeq);
+    s.integer(3, limit);
+    std::vector<std::int64_t> seqs;
+    while (s.next()) seqs.push_back(s.columnInt(0));
+    return seqs;
+}
+
+std::vector<std::int64_t> CaptureReader::eventsOfIngest(std::int64_t ingestId) const {
+    Statement s(m_impl->connection, "SELECT seq FROM events WHERE ingest_id = ?1 ORDER BY seq");
+    s.integer(1, ingestId);
+    std::vector<std::int64_t> seqs;
+    while (s.next()) seqs.push_back(s.columnInt(0));
+    return seqs;
+}
+
+std::vector<DeliveryRecord> CaptureReader::deliveriesOf(std::int64_t eventSeq) const {
+    // Version 3 links attempts to events; an older capture read as it is searches the JSON lists.
+    const std::string sql =
+        m_impl->version >= 3
+            ? std::string("SELECT ") + kDeliveryColumns +
+                  " FROM deliveries WHERE id IN (SELECT delivery_id FROM delivery_events WHERE event_seq = ?1) ORDER BY id"
+            : std::string("SELECT ") + kDeliveryColumns +
+                  " FROM deliveries WHERE EXISTS (SELECT 1 FROM json_each(deliveries.seqs) WHERE value = ?1) ORDER BY id";
+    Statement s(m_impl->connection, sql.c_str());
+    s.integer(1, eventSeq);
+    std::vector<DeliveryRecord> rows;
+    while (s.next()) rows.push_back(readDelivery(s));
+    return rows;
+}
+
+std::optional<DuplicateRecord> CaptureReader::duplicateOf(std::int64_t eventSeq) const {
+    Statement s(m_impl->connection,
+                (std::string("SELECT ") + kDuplicateColumns + " FROM duplicates WHERE event_seq = ?1").c_str());
+    s.integer(1, eventSeq);
+    if (!s.next()) return std::nullopt;
+    return readDuplicate(s);
+}
+
+std::vector<DlqEntry> CaptureReader::dlqOfEvent(std::int64_t eventSeq) const {
+    Statement s(m_impl->connection,
+                (std::string("SELECT ") + kDlqColumns + " FROM dlq WHERE event_seq = ?1 ORDER BY seq").c_str());
+    s.integer(1, eventSeq);
+    std::vector<DlqEntry> rows;
+    while (s.next()) rows.push_back(readDlq(s));
+    return rows;
+}
+
+std::optional<IngestRecord> CaptureReader::ingest(std::int64_t id, bool withBody) const {
+    Statement s(m_impl->connection,
+                withBody ? "SELECT id, received_at, path, vendor, token, idempotency_key, encoding, remote_address, body"
+                           " FROM ingest_log WHERE id = ?1"
+                         : "SELECT id, received_at, path, vendor, token, idempotency_key, encoding, remote_address, ''"
+                           " FROM ingest_log WHERE id = ?1");
+    s.integer(1, id);
+    if (!s.next()) return std::nullopt;
+    return IngestRecord{s.columnInt(0), s.columnInt(1), s.columnText(2), s.columnText(3), s.columnText(4),
+                        s.columnText(5), s.columnText(6), s.columnText(7), s.columnText(8)};
+}
+
+std::optional<EventLineage> CaptureReader::lineage(std::int64_t eventSeq) const {
+    std::optional<StoredEvent> stored = event(eventSeq);
+    if (!stored) return std::nullopt;
+    EventLineage lineage;
+    lineage.event = std::move(*stored);
+    if (lineage.event.ingestId) lineage.request = ingest(*lineage.event.ingestId, false);
+    lineage.duplicate = duplicateOf(eventSeq);
+    {
+        Statement s(m_impl->connection, "SELECT event_seq FROM duplicates WHERE first_seq = ?1 ORDER BY event_seq");
+        s.integer(1, eventSeq);
+        while (s.next()) lineage.duplicatedBy.push_back(s.columnInt(0));
+    }
+    lineage.deadLetters = dlqOfEvent(eventSeq);
+    lineage.deliveries = deliveriesOf(eventSeq);
+    {
+        Statement s(m_impl->connection,
+                    "SELECT destination, reason FROM destination_dlq WHERE event_seq = ?1 ORDER BY id");
+        s.integer(1, eventSeq);
+        while (s.next()) lineage.destinationDeadLetters.emplace_back(s.columnText(0), s.columnText(1));
+    }
+    return lineage;
 }
 
 void CaptureReader::forEachDlq(const std::function<bool(const DlqEntry&)>& visit) const {

@@ -22,7 +22,7 @@ public:
 
 // The current schema version of capture files. Opening an older file migrates it; opening a
 // newer one fails with a StoreError saying so.
-inline constexpr int kCaptureSchemaVersion = 2;
+inline constexpr int kCaptureSchemaVersion = 3;
 
 // Duplicates are kept too (the capture holds every event) but never reach validation.
 enum class Verdict : std::uint8_t { Valid, Invalid, Unplanned, Duplicate };
@@ -54,6 +54,35 @@ struct StoredEvent {
     std::string raw;               // the event's own bytes
     std::optional<std::int64_t> ingestId;  // the collector request it came from (`run`)
     bool historicalMigration = false;      // sent as a historical import (posthog-node historicalMigration)
+};
+
+// What a row of an event table shows: an event without its properties, raw bytes and failures
+// (read from the row alone: no decompression). The full event is CaptureReader::event().
+struct EventRow {
+    std::int64_t seq = 0;
+    std::string eventId;
+    std::string name;
+    std::string distinctId;
+    std::string stream;
+    std::string format;
+    std::optional<std::int64_t> timestamp;   // epoch ms
+    std::optional<std::int64_t> receivedAt;
+    std::string originSource;
+    std::uint64_t originLine = 0;
+    std::int32_t originIndex = -1;
+    Verdict verdict = Verdict::Valid;
+    std::optional<std::int64_t> ingestId;
+};
+
+// Events by verdict, maintained by the store as rows come and go (no count(*) over the table).
+// The four are disjoint: `valid` does not include `unplanned`.
+struct VerdictCounts {
+    std::int64_t valid = 0;
+    std::int64_t invalid = 0;
+    std::int64_t unplanned = 0;
+    std::int64_t duplicate = 0;
+    std::int64_t total() const { return valid + invalid + unplanned + duplicate; }
+    std::int64_t of(Verdict verdict) const;
 };
 
 // An input that could not go on: unparseable lines, rejected events, schema violations.
@@ -122,6 +151,18 @@ struct IdentityIssueRecord {
     std::string detail;     // JSON object
 };
 
+// Everything the capture knows about one event, for "follow this event": the request it came in
+// (without its body), what dedup said, its dead letters, and each delivery attempt that carried it.
+struct EventLineage {
+    StoredEvent event;
+    std::optional<IngestRecord> request;         // `body` left empty
+    std::optional<DuplicateRecord> duplicate;    // when the event is a duplicate
+    std::vector<std::int64_t> duplicatedBy;      // later events that duplicate this one
+    std::vector<DlqEntry> deadLetters;
+    std::vector<DeliveryRecord> deliveries;      // in attempt order, each destination's
+    std::vector<std::pair<std::string, std::string>> destinationDeadLetters; // destination, reason
+};
+
 struct CaptureInfo {
     int schemaVersion = 0;
     std::string createdBy;
@@ -161,6 +202,11 @@ public:
         // requests after the pipeline's cursor is discarded, to be produced again.
         bool resumeExisting = false;
         Durability durability = Durability::Full;
+        // The commit notification: runs on the writer thread after each transaction that added
+        // or removed events, with the largest event seq now committed ("events up to seq N are
+        // in the file"). A value below an earlier one means a rollback (resyncPipeline, or a
+        // resumed capture) removed the events above it. Keep it short: the writer waits for it.
+        std::function<void(std::int64_t committedSeq)> onCommitted = {};
     };
     using Committed = std::function<void(const std::string& error)>; // error empty: committed
 
@@ -237,6 +283,25 @@ public:
     // through the primary key (constant cost: page with the last seq of the previous window).
     std::vector<StoredEvent> events(std::int64_t offset, std::int64_t limit) const;
     std::vector<StoredEvent> eventsAfter(std::int64_t afterSeq, std::int64_t limit) const;
+    // Table rows (no decompression) after a seq, and the `limit` rows before one (in seq order).
+    // Event seqs are dense, 1..N: they are rowids without AUTOINCREMENT, and only a tail is ever
+    // removed (a rollback), so row i of the unfiltered table is seq i + 1.
+    std::vector<EventRow> rowsAfter(std::int64_t afterSeq, std::int64_t limit) const;
+    std::vector<EventRow> rowsBefore(std::int64_t beforeSeq, std::int64_t limit) const;
+    std::vector<EventRow> rowsOf(const std::vector<std::int64_t>& seqs) const; // in the given order; missing seqs skipped
+    // Maintained counts (constant time; a capture that could not be migrated counts its rows).
+    VerdictCounts verdictCounts() const;
+    // Seqs of one verdict after a seq, in order (through the verdict index).
+    std::vector<std::int64_t> seqsWithVerdict(Verdict verdict, std::int64_t afterSeq, std::int64_t limit) const;
+    // The events one collector request produced, in order.
+    std::vector<std::int64_t> eventsOfIngest(std::int64_t ingestId) const;
+    // One event's links: its delivery attempts (every destination), its duplicate record, the
+    // dead letters that point at it; lineage() gathers them all.
+    std::vector<DeliveryRecord> deliveriesOf(std::int64_t eventSeq) const;
+    std::optional<DuplicateRecord> duplicateOf(std::int64_t eventSeq) const;
+    std::vector<DlqEntry> dlqOfEvent(std::int64_t eventSeq) const;
+    std::optional<EventLineage> lineage(std::int64_t eventSeq) const;
+    std::optional<IngestRecord> ingest(std::int64_t id, bool withBody = true) const;
     std::vector<DlqEntry> dlq(std::int64_t offset, std::int64_t limit) const;
     std::vector<DuplicateRecord> duplicates(std::int64_t offset, std::int64_t limit) const;
     std::vector<IdentityIssueRecord> identityIssues() const;
