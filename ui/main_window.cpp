@@ -178,7 +178,7 @@ void MainWindow::buildLayout() {
     m_table->setColumnWidth(EventTableModel::OriginColumn, 170);
     m_table->setColumnWidth(EventTableModel::NameColumn, 170);
     m_table->setColumnWidth(EventTableModel::DistinctIdColumn, 130);
-    m_table->setColumnWidth(EventTableModel::VerdictColumn, 210);
+    m_table->setColumnWidth(EventTableModel::VerdictColumn, 100);
     m_table->setColumnHidden(EventTableModel::ReceivedColumn, true);
     m_table->setColumnHidden(EventTableModel::EventIdColumn, true);
     layout->addWidget(m_table, 1);
@@ -488,7 +488,14 @@ bool MainWindow::openCapture(const QString& path) {
     rememberRecent(path);
     StripCounts counts;
     counts.source = tr("capture %1").arg(QFileInfo(path).fileName());
-    counts.events = std::uint64_t(m_model->rowCount());
+    if (const CaptureReader* reader = m_model->reader()) {
+        const VerdictCounts verdicts = reader->verdictCounts();
+        counts.events = std::uint64_t(verdicts.total());
+        counts.valid = std::uint64_t(verdicts.valid);
+        counts.invalid = std::uint64_t(verdicts.invalid);
+        counts.unplanned = std::uint64_t(verdicts.unplanned);
+        counts.duplicates = std::uint64_t(verdicts.duplicate);
+    }
     m_strip->setCounts(counts);
     loadFileSummary();
     updateTitle();
@@ -511,17 +518,15 @@ void MainWindow::loadFileSummary() {
         std::set<std::string> names;
         try {
             const CaptureReader reader(path);
-            reader.forEachEvent([&](const StoredEvent& e) {
-                ++counts.events;
-                switch (e.verdict) {
-                case Verdict::Valid: ++counts.valid; break;
-                case Verdict::Invalid: ++counts.invalid; break;
-                case Verdict::Unplanned: ++counts.unplanned; break;
-                case Verdict::Duplicate: ++counts.duplicates; break;
-                }
-                if (names.size() < 500) names.insert(e.name);
-                return !cancel->load();
-            });
+            const VerdictCounts verdicts = reader.verdictCounts(); // maintained by the store: no scan
+            counts.events = std::uint64_t(verdicts.total());
+            counts.valid = std::uint64_t(verdicts.valid);
+            counts.invalid = std::uint64_t(verdicts.invalid);
+            counts.unplanned = std::uint64_t(verdicts.unplanned);
+            counts.duplicates = std::uint64_t(verdicts.duplicate);
+            // Event names for completion: from the first rows (cheap, no decompression).
+            for (const EventRow& row : reader.rowsAfter(0, 5000))
+                if (names.size() < 500) names.insert(row.name);
             reader.forEachDlq([&](const DlqEntry& d) {
                 if (d.reason == "unparseable" || d.reason == "rejected") ++counts.deadLettered;
                 return !cancel->load();

@@ -1,7 +1,7 @@
 #pragma once
 // What the inspector asks of a capture about one event: its duplicate record, its delivery
 // attempts, its dead letters. Kept in one place so the window does not care how the store
-// answers (today by scanning the small side tables; by an index once the store offers one).
+// answers (the store's indexed lookups; destination dead letters by destination).
 
 #include <optional>
 #include <vector>

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <limits>
 
-#include <nlohmann/json.hpp>
 
 namespace pipescope {
 
@@ -20,33 +19,6 @@ QString timeText(const std::optional<std::int64_t>& millis) {
     return QDateTime::fromMSecsSinceEpoch(*millis, Qt::UTC).toString(QStringLiteral("yyyy-MM-dd HH:mm:ss.zzz"));
 }
 } // namespace
-
-TableRow TableRow::from(const StoredEvent& event) {
-    TableRow row;
-    row.seq = event.seq;
-    row.name = event.name;
-    row.distinctId = event.distinctId;
-    row.stream = event.stream;
-    row.format = event.format;
-    row.eventId = event.eventId;
-    row.timestamp = event.timestamp;
-    row.receivedAt = event.receivedAt;
-    row.originSource = event.originSource;
-    row.originLine = event.originLine;
-    row.originIndex = event.originIndex;
-    row.verdict = event.verdict;
-    row.ingestId = event.ingestId;
-    if (event.verdict == Verdict::Invalid && !event.failures.empty()) {
-        const auto failures = nlohmann::json::parse(event.failures, nullptr, false);
-        if (failures.is_array() && !failures.empty() && failures.front().is_object()) {
-            const auto& first = failures.front();
-            const std::string pointer = first.value("pointer", std::string());
-            row.firstFailure = (pointer.empty() ? std::string("/") : pointer) + " " + first.value("keyword", std::string());
-            if (failures.size() > 1) row.firstFailure += " +" + std::to_string(failures.size() - 1);
-        }
-    }
-    return row;
-}
 
 const VerdictStyle& verdictStyle(Verdict verdict) {
     // Light tints that keep black text readable, each with a darker text colour for the verdict
@@ -187,37 +159,34 @@ int EventTableModel::rowCount(const QModelIndex& parent) const {
 int EventTableModel::columnCount(const QModelIndex& parent) const { return parent.isValid() ? 0 : ColumnCount; }
 
 const EventTableModel::Page& EventTableModel::page(int pageIndex) const {
-    if (const auto it = m_pageIndex.find(pageIndex); it != m_pageIndex.end()) {
-        m_pages.splice(m_pages.begin(), m_pages, it->second);
-        return it->second->second;
-    }
-    ++m_pagesFetched;
     const int firstRow = pageIndex * kPageRows;
     const int rows = std::min(kPageRows, rowCount() - firstRow);
+    if (const auto it = m_pageIndex.find(pageIndex); it != m_pageIndex.end()) {
+        if (int(it->second->second.size()) >= rows) {
+            m_pages.splice(m_pages.begin(), m_pages, it->second);
+            return it->second->second;
+        }
+        // Cached while it was the partial last page (e.g. read by a view during an insert).
+        m_pages.erase(it->second);
+        m_pageIndex.erase(it);
+    }
+    ++m_pagesFetched;
     Page rowsOfPage(std::size_t(std::max(0, rows)));
     if (rows > 0) {
         if (!m_filtered) {
             // Dense seqs: the page holds seqs firstRow+1 .. firstRow+rows; each row goes where its
-            // seq says, so a capture with a gap shows an empty row rather than shifted ones.
-            for (const StoredEvent& event : m_reader->eventsAfter(firstRow, rows)) {
-                const std::int64_t slot = event.seq - 1 - firstRow;
-                if (slot >= 0 && slot < rows) rowsOfPage[std::size_t(slot)].row = TableRow::from(event);
+            // seq says, so a capture with a gap would show an empty row rather than shifted ones.
+            for (EventRow& row : m_reader->rowsAfter(firstRow, rows)) {
+                const std::int64_t slot = row.seq - 1 - firstRow;
+                if (slot >= 0 && slot < rows) rowsOfPage[std::size_t(slot)].row = std::move(row);
             }
         } else {
-            const std::int64_t firstSeq = m_matches[std::size_t(firstRow)];
-            const std::int64_t lastSeq = m_matches[std::size_t(firstRow + rows - 1)];
-            if (lastSeq - firstSeq < std::int64_t(kPageRows) * 8) {
-                // Close together: one range read, keeping the matches.
-                std::size_t next = 0;
-                for (const StoredEvent& event : m_reader->eventsAfter(firstSeq - 1, lastSeq - firstSeq + 1)) {
-                    while (next < std::size_t(rows) && m_matches[std::size_t(firstRow) + next] < event.seq) ++next;
-                    if (next < std::size_t(rows) && m_matches[std::size_t(firstRow) + next] == event.seq)
-                        rowsOfPage[next++].row = TableRow::from(event);
-                }
-            } else {
-                for (int i = 0; i < rows; ++i)
-                    if (auto event = m_reader->event(m_matches[std::size_t(firstRow + i)]))
-                        rowsOfPage[std::size_t(i)].row = TableRow::from(*event);
+            const auto first = m_matches.begin() + firstRow;
+            std::size_t next = 0;
+            for (EventRow& row : m_reader->rowsOf(std::vector<std::int64_t>(first, first + rows))) {
+                while (next < std::size_t(rows) && m_matches[std::size_t(firstRow) + next] < row.seq) ++next;
+                if (next < std::size_t(rows) && m_matches[std::size_t(firstRow) + next] == row.seq)
+                    rowsOfPage[next++].row = std::move(row);
             }
         }
     }
@@ -256,9 +225,7 @@ QString EventTableModel::displayText(const TableRow& row, int column) const {
     }
     case NameColumn: return fromStd(row.name);
     case DistinctIdColumn: return fromStd(row.distinctId);
-    case VerdictColumn:
-        return row.firstFailure.empty() ? verdictText(row.verdict)
-                                        : verdictText(row.verdict) + QStringLiteral("  ") + fromStd(row.firstFailure);
+    case VerdictColumn: return verdictText(row.verdict);
     case EventIdColumn: return fromStd(row.eventId);
     case ColumnCount: break;
     }
@@ -280,9 +247,7 @@ QVariant EventTableModel::data(const QModelIndex& index, int role) const {
             mutableRow.text[std::size_t(column)] = displayText(row, column);
             mutableRow.built.set(std::size_t(column));
         }
-        if (role == Qt::ToolTipRole && column == VerdictColumn)
-            return verdictStyle(row.verdict).description +
-                   (row.firstFailure.empty() ? QString() : QStringLiteral("\n") + fromStd(row.firstFailure));
+        if (role == Qt::ToolTipRole && column == VerdictColumn) return verdictStyle(row.verdict).description;
         return cached->text[std::size_t(column)];
     case Qt::BackgroundRole: return verdictStyle(row.verdict).background;
     case Qt::ForegroundRole:

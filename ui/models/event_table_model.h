@@ -26,25 +26,9 @@
 
 namespace pipescope {
 
-// What a table row shows: no properties, no raw bytes (the inspector reads those for one row).
-struct TableRow {
-    std::int64_t seq = 0;
-    std::string name;
-    std::string distinctId;
-    std::string stream;
-    std::string format;
-    std::string eventId;
-    std::optional<std::int64_t> timestamp;
-    std::optional<std::int64_t> receivedAt;
-    std::string originSource;
-    std::uint64_t originLine = 0;
-    std::int32_t originIndex = -1;
-    Verdict verdict = Verdict::Valid;
-    std::optional<std::int64_t> ingestId;
-    std::string firstFailure; // "/amount: exclusiveMinimum" for invalid rows, else empty
-
-    static TableRow from(const StoredEvent& event);
-};
+// A table row is the store's EventRow: no properties, no raw bytes, nothing to decompress (the
+// inspector reads the whole event for the one selected row).
+using TableRow = EventRow;
 
 // Colours shared by the table, its legend and the pipeline strip.
 struct VerdictStyle {
