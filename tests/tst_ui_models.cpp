@@ -147,7 +147,7 @@ private slots:
     void jsonTreePlacesFailuresAtTheirPointers() {
         JsonTreeModel model;
         QAbstractItemModelTester tester(&model, QAbstractItemModelTester::FailureReportingMode::QtTest);
-        const auto document = nlohmann::json::parse(R"({"event": "payment_completed", "properties":
+        const auto document = nlohmann::ordered_json::parse(R"({"event": "payment_completed", "properties":
             {"amount": "49.90", "currency": "EUR", "items": [{"sku": "", "quantity": 1}, {"sku": "a/b", "quantity": 0}],
              "a/b~c": true}})");
         model.setDocument(document,

@@ -175,7 +175,7 @@ void MainWindow::buildLayout() {
     m_table->setColumnWidth(EventTableModel::TimeColumn, timeWidth);
     m_table->setColumnWidth(EventTableModel::ReceivedColumn, timeWidth);
     m_table->setColumnWidth(EventTableModel::StreamColumn, 64);
-    m_table->setColumnWidth(EventTableModel::OriginColumn, 170);
+    m_table->setColumnWidth(EventTableModel::OriginColumn, 215);
     m_table->setColumnWidth(EventTableModel::NameColumn, 170);
     m_table->setColumnWidth(EventTableModel::DistinctIdColumn, 130);
     m_table->setColumnWidth(EventTableModel::VerdictColumn, 100);
@@ -237,6 +237,7 @@ void MainWindow::buildLayout() {
     addDockWidget(Qt::RightDockWidgetArea, m_sendDock);
     tabifyDockWidget(m_inspectorDock, m_sendDock);
     m_inspectorDock->raise();
+    resizeDocks({m_inspectorDock}, {540}, Qt::Horizontal);
 
     m_statusListening = new QLabel(this);
     m_statusCapture = new QLabel(this);
@@ -430,7 +431,9 @@ void MainWindow::showPortProblem(const RunConfig& config, const QString& error) 
     connect(m_bannerRetry, &QPushButton::clicked, this, [retryWith, port] { retryWith(port); });
     m_banner->show();
     m_url.clear();
-    m_sendPanel->setUrl({});
+    m_sendPanel->setUnavailable(tr("The collector is not listening: port %1 is taken. Choose another port in the "
+                                   "banner above; the snippets below will point at it.").arg(port),
+                                QStringLiteral("http://%1:%2").arg(q(config.collector.bindAddress)).arg(port));
     StripCounts counts;
     counts.live = true;
     counts.source = tr("collector not listening");
@@ -583,9 +586,12 @@ void MainWindow::onSnapshot(const EngineSnapshot& s) {
     counts.refusedByStatus = s.stats.refusedByStatus;
     counts.pipelineState = q(s.stats.pipelineState);
     counts.events = s.stats.events;
-    counts.valid = s.stats.valid;
-    counts.invalid = s.stats.invalid;
+    // The engine counts unplanned events as valid (or invalid under the dlq policy); the strip
+    // shows the four verdicts apart, as the table does.
+    const bool unplannedDeadLettered = m_liveConfig && m_liveConfig->pipeline.unplanned == UnplannedPolicy::Dlq;
     counts.unplanned = s.stats.unplanned;
+    counts.valid = s.stats.valid - (unplannedDeadLettered ? 0 : std::min(s.stats.valid, s.stats.unplanned));
+    counts.invalid = s.stats.invalid - (unplannedDeadLettered ? std::min(s.stats.invalid, s.stats.unplanned) : 0);
     counts.duplicates = s.stats.duplicates;
     counts.deadLettered = s.stats.rejected + s.stats.unparseable + s.stats.requestsRejected;
     counts.destinations = s.stats.destinations;
@@ -759,7 +765,7 @@ void MainWindow::updateStatus() {
     m_statusRate->setVisible(m_engine != nullptr);
     m_statusBacklog->setVisible(m_engine != nullptr);
     if (m_engine || m_model->isFiltered())
-        m_statusTail->setText(m_followTail ? tr("⏵ following new rows") : tr("⏸ not following — End resumes"));
+        m_statusTail->setText(m_followTail ? tr("● following new rows") : tr("○ not following — press End to follow"));
     else
         m_statusTail->setText({});
 }

@@ -17,6 +17,8 @@
 #include <QToolButton>
 #include <QtTest>
 
+#include <filesystem>
+
 #include "cli_test_support.h"
 #include "main_window.h"
 #include "models/event_table_model.h"
@@ -41,9 +43,21 @@ private slots:
         m_out = QStringLiteral(PIPESCOPE_BINARY_DIR) + "/screenshots";
         QDir().mkpath(m_out);
         m_capture = m_dir.filePath("demo.pipescope");
+        // The demo traffic, plus a browser's retry of its first two requests (duplicates).
+        QFile web(PIPESCOPE_SOURCE_DIR "/resources/demo/web-client.ndjson");
+        QVERIFY(web.open(QIODevice::ReadOnly));
+        const QList<QByteArray> lines = web.readAll().split('\n');
+        writeFile(m_dir.filePath("web-client-retry.ndjson"), lines.value(0) + "\n" + lines.value(1) + "\n");
+        // Live traffic validates order_completed too (posthog-node and analytics-node send it).
+        std::filesystem::copy(PIPESCOPE_SOURCE_DIR "/resources/schemas", m_dir.filePath("schemas").toStdString(),
+                              std::filesystem::copy_options::recursive);
+        writeFile(m_dir.filePath("schemas/order_completed/1.json"),
+                  "{\"type\": \"object\", \"required\": [\"amount\", \"currency\"], \"properties\": {"
+                  "\"amount\": {\"type\": \"number\", \"minimum\": 12}, \"currency\": {\"enum\": [\"EUR\", \"USD\"]}}}");
         CheckOptions options;
         options.inputs = {PIPESCOPE_SOURCE_DIR "/resources/demo/web-client.ndjson",
-                          PIPESCOPE_SOURCE_DIR "/resources/demo/backend-server.ndjson.gz"};
+                          PIPESCOPE_SOURCE_DIR "/resources/demo/backend-server.ndjson.gz",
+                          m_dir.filePath("web-client-retry.ndjson").toStdString()};
         options.schemasDir = PIPESCOPE_SOURCE_DIR "/resources/schemas";
         options.capturePath = m_capture.toStdString();
         runCheck(options);
@@ -101,7 +115,7 @@ private slots:
         window.show();
         RunConfig config = MainWindow::defaultConfig();
         config.collector.port = 0;
-        config.schemasDir = PIPESCOPE_SOURCE_DIR "/resources/schemas";
+        config.schemasDir = m_dir.filePath("schemas").toStdString();
         QVERIFY(window.startLive(config));
         save(window, "09-live-empty-send-events-here");
 

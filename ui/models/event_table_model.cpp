@@ -214,7 +214,9 @@ QString EventTableModel::displayText(const TableRow& row, int column) const {
     case ReceivedColumn: return timeText(row.receivedAt);
     case StreamColumn: return fromStd(row.stream);
     case OriginColumn: {
+        // A file shows by its name (the tooltip has the path); a collector path as it is.
         QString origin = fromStd(row.originSource);
+        if (!origin.startsWith(QStringLiteral("http"))) origin = origin.section('/', -1);
         if (row.ingestId) {
             origin += QStringLiteral(" #%1").arg(*row.ingestId);
         } else if (row.originLine) {
@@ -248,6 +250,8 @@ QVariant EventTableModel::data(const QModelIndex& index, int role) const {
             mutableRow.built.set(std::size_t(column));
         }
         if (role == Qt::ToolTipRole && column == VerdictColumn) return verdictStyle(row.verdict).description;
+        if (role == Qt::ToolTipRole && column == OriginColumn)
+            return fromStd(row.originSource) + (row.originLine ? QStringLiteral(":%1").arg(row.originLine) : QString());
         return cached->text[std::size_t(column)];
     case Qt::BackgroundRole: return verdictStyle(row.verdict).background;
     case Qt::ForegroundRole:

@@ -14,21 +14,21 @@ QString escapePointerToken(QString token) {
     return token;
 }
 
-QString scalarText(const nlohmann::json& value) {
-    if (value.is_string()) return QString::fromStdString(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-    return QString::fromStdString(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+QString scalarText(const nlohmann::ordered_json& value) {
+    if (value.is_string()) return QString::fromStdString(value.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
+    return QString::fromStdString(value.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
 }
 
-QString typeName(const nlohmann::json& value) {
+QString typeName(const nlohmann::ordered_json& value) {
     switch (value.type()) {
-    case nlohmann::json::value_t::object: return QStringLiteral("object");
-    case nlohmann::json::value_t::array: return QStringLiteral("array");
-    case nlohmann::json::value_t::string: return QStringLiteral("string");
-    case nlohmann::json::value_t::boolean: return QStringLiteral("boolean");
-    case nlohmann::json::value_t::number_integer:
-    case nlohmann::json::value_t::number_unsigned: return QStringLiteral("integer");
-    case nlohmann::json::value_t::number_float: return QStringLiteral("number");
-    case nlohmann::json::value_t::null: return QStringLiteral("null");
+    case nlohmann::ordered_json::value_t::object: return QStringLiteral("object");
+    case nlohmann::ordered_json::value_t::array: return QStringLiteral("array");
+    case nlohmann::ordered_json::value_t::string: return QStringLiteral("string");
+    case nlohmann::ordered_json::value_t::boolean: return QStringLiteral("boolean");
+    case nlohmann::ordered_json::value_t::number_integer:
+    case nlohmann::ordered_json::value_t::number_unsigned: return QStringLiteral("integer");
+    case nlohmann::ordered_json::value_t::number_float: return QStringLiteral("number");
+    case nlohmann::ordered_json::value_t::null: return QStringLiteral("null");
     default: return QStringLiteral("?");
     }
 }
@@ -45,7 +45,7 @@ void JsonTreeModel::clear() {
     endResetModel();
 }
 
-void JsonTreeModel::build(const nlohmann::json& value, const QString& key, const QString& pointer, int parent) {
+void JsonTreeModel::build(const nlohmann::ordered_json& value, const QString& key, const QString& pointer, int parent) {
     if (int(m_nodes.size()) >= kMaxNodes) return;
     const int id = int(m_nodes.size());
     Node node;
@@ -82,7 +82,7 @@ void JsonTreeModel::build(const nlohmann::json& value, const QString& key, const
     }
 }
 
-void JsonTreeModel::setDocument(const nlohmann::json& document, const std::vector<JsonFailure>& failures,
+void JsonTreeModel::setDocument(const nlohmann::ordered_json& document, const std::vector<JsonFailure>& failures,
                                 const QString& failurePrefix) {
     beginResetModel();
     m_nodes.clear();

@@ -1,5 +1,5 @@
 #pragma once
-// A JSON document as a tree (key, value), for the inspector. Each node knows its JSON Pointer;
+// A JSON document as a tree (key, value), for the inspector, keys in the order they were written. Each node knows its JSON Pointer;
 // schema failures are attached at their pointers (under a prefix: the event's failures point
 // into its properties) and highlighted, with every ancestor marked so a collapsed branch still
 // shows that something inside it failed.
@@ -30,7 +30,7 @@ public:
     ~JsonTreeModel() override;
 
     // `failures` point into `document` at `failurePrefix` + pointer ("" for the root).
-    void setDocument(const nlohmann::json& document, const std::vector<JsonFailure>& failures = {},
+    void setDocument(const nlohmann::ordered_json& document, const std::vector<JsonFailure>& failures = {},
                      const QString& failurePrefix = {});
     void clear();
 
@@ -62,7 +62,7 @@ private:
         int row = 0;
         std::vector<int> children;
     };
-    void build(const nlohmann::json& value, const QString& key, const QString& pointer, int parent);
+    void build(const nlohmann::ordered_json& value, const QString& key, const QString& pointer, int parent);
     int nodeOf(const QModelIndex& index) const;
 
     std::vector<Node> m_nodes; // m_nodes[0] is an invisible root

@@ -50,9 +50,9 @@ QString hexDump(const std::string& bytes, std::size_t limit) {
     if (bytes.size() > limit) out += QObject::tr("… %1 more bytes").arg(qulonglong(bytes.size() - limit));
     return out;
 }
-nlohmann::json parsed(const std::string& text) {
-    auto value = nlohmann::json::parse(text, nullptr, false);
-    return value.is_discarded() ? nlohmann::json(text) : value;
+nlohmann::ordered_json parsed(const std::string& text) {
+    auto value = nlohmann::ordered_json::parse(text, nullptr, false);
+    return value.is_discarded() ? nlohmann::ordered_json(text) : value;
 }
 } // namespace
 
@@ -69,6 +69,13 @@ EventInspector::EventInspector(QWidget* parent) : QWidget(parent) {
     m_follow->setToolTip(tr("Filter the table to every event of this event's person, both streams"));
     header->addWidget(m_follow, 0, Qt::AlignTop);
     layout->addLayout(header);
+    m_failureSummary = new QLabel(this);
+    m_failureSummary->setWordWrap(true);
+    m_failureSummary->setTextFormat(Qt::RichText);
+    m_failureSummary->setStyleSheet(QStringLiteral("QLabel { background: #fde6e8; color: #7a0016; border: 1px solid #e3a1aa;"
+                                                   " border-radius: 3px; padding: 3px 6px; }"));
+    m_failureSummary->hide();
+    layout->addWidget(m_failureSummary);
 
     const QFont mono = QFontDatabase::systemFont(QFontDatabase::FixedFont);
     m_tabs = new QTabWidget(this);
@@ -137,6 +144,7 @@ void EventInspector::clear() {
     m_event.reset();
     m_title->setText(tr("<i>Select an event to inspect it.</i>"));
     m_follow->setEnabled(false);
+    m_failureSummary->hide();
     m_jsonModel->clear();
     m_failures->clear();
     m_raw->clear();
@@ -177,7 +185,7 @@ void EventInspector::showEvent(const CaptureReader* reader, std::int64_t seq, co
     m_follow->setEnabled(!e.distinctId.empty());
 
     // The event tree: the canonical fields, then the properties the schema saw.
-    nlohmann::json tree = nlohmann::json::object();
+    nlohmann::ordered_json tree = nlohmann::ordered_json::object();
     tree["event"] = e.name;
     tree["distinct_id"] = e.distinctId;
     if (!e.anonymousId.empty()) tree["anonymous_id"] = e.anonymousId;
@@ -213,6 +221,20 @@ void EventInspector::showEvent(const CaptureReader* reader, std::int64_t seq, co
         item->setData(0, Qt::UserRole, f.pointer);
         item->setForeground(0, QColor(0xb0, 0x00, 0x20));
         item->setToolTip(2, f.message);
+    }
+    if (failures.empty()) {
+        m_failureSummary->hide();
+    } else {
+        QString summary;
+        const std::size_t shown = std::min<std::size_t>(failures.size(), 3);
+        for (std::size_t i = 0; i < shown; ++i)
+            summary += (i ? QStringLiteral("<br>") : QString()) +
+                       QStringLiteral("✗ <b><code>%1</code></b> %2: %3")
+                           .arg((failures[i].pointer.isEmpty() ? QStringLiteral("/") : failures[i].pointer).toHtmlEscaped(),
+                                failures[i].keyword.toHtmlEscaped(), failures[i].message.toHtmlEscaped());
+        if (failures.size() > shown) summary += tr("<br>… and %1 more (Failures tab)").arg(failures.size() - shown);
+        m_failureSummary->setText(summary);
+        m_failureSummary->show();
     }
     m_tabs->setTabText(FailuresTab, failures.empty() ? tr("Failures") : tr("Failures (%1)").arg(failures.size()));
 

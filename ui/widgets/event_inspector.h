@@ -43,6 +43,7 @@ public:
     QTreeView* jsonView() const { return m_jsonView; }
     QTreeWidget* failuresView() const { return m_failures; }
     QTabWidget* tabs() const { return m_tabs; }
+    QLabel* failureSummary() const { return m_failureSummary; }
     QPlainTextEdit* rawView() const { return m_raw; }
     QTextBrowser* dedupView() const { return m_dedup; }
     QTreeWidget* deliveriesView() const { return m_deliveries; }
@@ -55,6 +56,7 @@ private:
     void showFailure(const QString& pointer);
 
     QLabel* m_title;
+    QLabel* m_failureSummary;
     QPushButton* m_follow;
     QTabWidget* m_tabs;
     JsonTreeModel* m_jsonModel;

@@ -51,10 +51,21 @@ SendEventsPanel::SendEventsPanel(QWidget* parent) : QWidget(parent) {
 
 void SendEventsPanel::setUrl(const QString& url) {
     m_url = url;
+    m_unavailable.clear();
+    m_plannedUrl.clear();
     update();
 }
 
-QString SendEventsPanel::currentSnippet() const { return snippet(Snippet(m_choice->currentIndex()), m_url); }
+void SendEventsPanel::setUnavailable(const QString& reason, const QString& plannedUrl) {
+    m_url.clear();
+    m_unavailable = reason;
+    m_plannedUrl = plannedUrl;
+    update();
+}
+
+QString SendEventsPanel::currentSnippet() const {
+    return snippet(Snippet(m_choice->currentIndex()), m_url.isEmpty() ? m_plannedUrl : m_url);
+}
 void SendEventsPanel::selectSnippet(Snippet which) { m_choice->setCurrentIndex(which); }
 
 QString SendEventsPanel::snippetTitle(Snippet which) {
@@ -121,7 +132,10 @@ QString SendEventsPanel::snippet(Snippet which, const QString& url) {
 }
 
 void SendEventsPanel::update() {
-    if (m_url.isEmpty()) {
+    if (!m_unavailable.isEmpty()) {
+        m_intro->setText(QStringLiteral("<b>%1</b>").arg(m_unavailable.toHtmlEscaped()));
+        m_urlEdit->setText(QString());
+    } else if (m_url.isEmpty()) {
         m_intro->setText(tr("<b>No collector.</b> This capture was opened from a file, read-only. "
                             "Start a live pipeline with <i>File › New live capture</i> to receive events."));
         m_urlEdit->setText(QString());

@@ -20,6 +20,9 @@ public:
     explicit SendEventsPanel(QWidget* parent = nullptr);
     // An empty url: no collector (a capture opened from a file).
     void setUrl(const QString& url);
+    // No collector although one was asked for (its port is taken): says why, with the snippets
+    // for the address it would have had.
+    void setUnavailable(const QString& reason, const QString& plannedUrl);
     QString url() const { return m_url; }
     static QString snippet(Snippet which, const QString& url);
     static QString snippetTitle(Snippet which);
@@ -30,6 +33,8 @@ private:
     void update();
 
     QString m_url;
+    QString m_unavailable;
+    QString m_plannedUrl;
     QLabel* m_intro;
     QLineEdit* m_urlEdit;
     QComboBox* m_choice;
