@@ -18,6 +18,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "filter/filter.h"
+#include "filter/filter_sql.h"
 #include "input/line_reader.h"
 #include "pipeline/check.h"
 #include "schema/schema.h"
@@ -79,7 +81,7 @@ duplicates, identity issues); 2 usage or input errors (missing file, unreadable 
 corrupt gzip, unreadable dedup state).
 )";
 
-constexpr const char* kExportUsage = R"(usage: pipescope-cli export --capture FILE [--events | --dlq | --duplicates | --deliveries] [--raw] [--reason R] [--destination NAME] [--output FILE]
+constexpr const char* kExportUsage = R"(usage: pipescope-cli export --capture FILE [--events | --dlq | --duplicates | --deliveries] [--filter EXPR] [--raw] [--reason R] [--destination NAME] [--output FILE]
 
   --events     the captured events (default), one JSON object per line with their verdict
   --dlq        the dead-letter queue, one JSON object per line with reason and detail
@@ -89,6 +91,10 @@ constexpr const char* kExportUsage = R"(usage: pipescope-cli export --capture FI
   --raw        only the original bytes, one input per line: feed them back to `check`
   --reason R   with --dlq: only entries of this reason (unparseable, rejected,
                schema_violation, unplanned)
+  --filter EXPR  with --events or --dlq: only the records the filter matches, e.g.
+               'event == "payment_completed" && properties.amount > 100', 'verdict == invalid',
+               'time > -1h', 'reason == schema_violation && properties.amount ~ "^[0-9.]+$"'
+               (the filter language: see the README)
   --output F   write to F instead of stdout
 )";
 
@@ -305,7 +311,7 @@ nlohmann::json embedded(const std::string& text) {
 }
 
 int runExportCommand(int argc, char** argv) {
-    const Arguments args(argc, argv, 2, {"capture", "output", "reason", "destination"},
+    const Arguments args(argc, argv, 2, {"capture", "output", "reason", "destination", "filter"},
                          {"events", "dlq", "duplicates", "deliveries", "raw", "help"});
     if (args.flag("help")) {
         std::cout << kExportUsage;
@@ -321,6 +327,23 @@ int runExportCommand(int argc, char** argv) {
     if (args.flag("duplicates") && args.flag("raw")) throw UsageError("export: --raw goes with --events or --dlq");
     const auto reason = args.value("reason");
     if (reason && !args.flag("dlq")) throw UsageError("export: --reason goes with --dlq");
+    std::optional<pipescope::FilterExpression> filter;
+    if (const auto text = args.value("filter")) {
+        if (args.flag("duplicates") || args.flag("deliveries"))
+            throw UsageError("export: --filter goes with --events or --dlq");
+        pipescope::FilterOptions filterOptions;
+        filterOptions.target = args.flag("dlq") ? pipescope::FilterTarget::DeadLetters : pipescope::FilterTarget::Events;
+        auto parsed = pipescope::FilterExpression::parse(*text, filterOptions);
+        if (!parsed) {
+            // The expression with a caret under the bytes the error is about, indented alike.
+            std::string caret = parsed.error().caret(*text);
+            caret.insert(0, "  ");
+            caret.insert(caret.find('\n') + 1, "  ");
+            std::cerr << "pipescope-cli: --filter: " << parsed.error().describe() << "\n" << caret << "\n";
+            return kExitUsage;
+        }
+        if (!parsed.expression().matchesAll()) filter = std::move(parsed.expression());
+    }
 
     const pipescope::CaptureReader reader(*capturePath);
     std::ofstream file;
@@ -377,6 +400,7 @@ int runExportCommand(int argc, char** argv) {
     } else if (args.flag("dlq")) {
         reader.forEachDlq([&](const pipescope::DlqEntry& entry) {
             if (reason && entry.reason != *reason) return true;
+            if (filter && !filter->matches(entry)) return true;
             if (raw) {
                 *out << entry.raw << '\n';
             } else {
@@ -394,7 +418,7 @@ int runExportCommand(int argc, char** argv) {
             return static_cast<bool>(*out);
         });
     } else {
-        reader.forEachEvent([&](const pipescope::StoredEvent& event) {
+        const auto visit = [&](const pipescope::StoredEvent& event) {
             if (raw) {
                 *out << event.raw << '\n';
             } else {
@@ -414,7 +438,10 @@ int runExportCommand(int argc, char** argv) {
             }
             ++written;
             return static_cast<bool>(*out);
-        });
+        };
+        // A filter reads only the events its field tests let through when they are few.
+        if (filter) pipescope::CaptureFilter(*capturePath, *filter).forEachEvent(visit);
+        else reader.forEachEvent(visit);
     }
     out->flush();
     if (!*out) throw pipescope::InputError("export: write failed after " + std::to_string(written) + " records");
