@@ -27,6 +27,8 @@
 #include "models/json_tree_model.h"
 #include "pipeline/check.h"
 #include "widgets/event_inspector.h"
+#include "widgets/filter_bar.h"
+#include <QLineEdit>
 #include "widgets/pipeline_strip.h"
 #include "widgets/send_events_panel.h"
 
@@ -155,6 +157,32 @@ private slots:
         // "source" shows everything again.
         QTest::mouseClick(window.strip()->button(PipelineStrip::Stage::Source), Qt::LeftButton);
         QVERIFY(!window.isFiltering());
+        QCOMPARE(window.eventModel()->rowCount(), 45);
+
+        // The filter bar: checked as you type, red with the error's column; a property filter
+        // runs off the UI thread and follows the live capture.
+        FilterBar* bar2 = window.filterBar();
+        bar2->edit()->setFocus();
+        bar2->edit()->clear();
+        QTest::keyClicks(bar2->edit(), "verdict = invalid");
+        QVERIFY(!bar2->isValid());
+        QCOMPARE(bar2->errorColumn(), 9);
+        QVERIFY2(bar2->edit()->styleSheet().contains("#fde6e8"), qPrintable(bar2->edit()->styleSheet()));
+        QVERIFY(!bar2->message().isEmpty());
+        QVERIFY(!window.applyFilterText(bar2->text()));
+        QVERIFY(!window.isFiltering());
+        bar2->edit()->clear();
+        QTest::keyClicks(bar2->edit(), "properties.amount < 12 && event == \"order_completed\"");
+        QVERIFY2(bar2->isValid(), qPrintable(bar2->message()));
+        QVERIFY(bar2->completions().contains("distinct_id"));
+        QVERIFY(bar2->completions().contains("\"order_completed\""));
+        scanned.clear();
+        QTest::keyClick(bar2->edit(), Qt::Key_Return);
+        QTRY_COMPARE_WITH_TIMEOUT(scanned.count(), 1, 20000);
+        QCOMPARE(window.eventModel()->rowCount(), 14);
+        QCOMPARE(verdictsOf(*window.eventModel()).value("invalid"), 14);
+        QCOMPARE(bar2->history().value(0), QString("properties.amount < 12 && event == \"order_completed\""));
+        window.clearFilter();
         QCOMPARE(window.eventModel()->rowCount(), 45);
 
         // Follow this person: node-user-0 and the alias it took (legacy-42).

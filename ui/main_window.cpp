@@ -104,9 +104,9 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
 
 MainWindow::~MainWindow() {
     m_filterRunner->cancel();
+    stopLive(); // may start reading the stopped capture's summary: joined below
     if (m_summaryCancel) m_summaryCancel->store(true);
     if (m_summaryThread.joinable()) m_summaryThread.join();
-    stopLive();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -575,7 +575,17 @@ void MainWindow::onSnapshot(const EngineSnapshot& s) {
     m_newestSeq = s.newestSeq;
     m_eventsPerSecond = s.eventsPerSecond;
     m_backlog = s.stats.backlog;
-    if (!m_model->isFiltered()) m_model->appendRows(s.newestSeq);
+    const int firstNew = m_model->rowCount();
+    const int added = m_model->isFiltered() ? 0 : m_model->appendRows(s.newestSeq);
+    // Event names for completion, from the rows just added (their page is read anyway when the
+    // tail is on screen).
+    if (added > 0) {
+        QStringList names;
+        for (int row = std::max(firstNew, firstNew + added - 200); row < firstNew + added; ++row)
+            names << m_model->index(row, EventTableModel::NameColumn).data().toString();
+        names.removeDuplicates();
+        m_filterBar->addEventNames(names);
+    }
     StripCounts counts;
     counts.live = true;
     counts.source = tr("collector %1").arg(QString(m_url).remove(QStringLiteral("http://")));
@@ -598,15 +608,6 @@ void MainWindow::onSnapshot(const EngineSnapshot& s) {
     m_strip->setCounts(counts);
     if (!s.stats.captureError.empty() && s.stats.pipelineState != "running")
         statusBar()->showMessage(tr("Pipeline %1: %2").arg(q(s.stats.pipelineState), q(s.stats.captureError)), 5000);
-    // Event names for completion, from the rows the table has shown.
-    if (m_snapshots % 20 == 0 && m_model->rowCount() > 0) {
-        QStringList names;
-        const int last = m_model->rowCount() - 1;
-        for (int row = std::max(0, last - 50); row <= last; ++row)
-            names << m_model->index(row, EventTableModel::NameColumn).data().toString();
-        names.removeDuplicates();
-        m_filterBar->addEventNames(names);
-    }
     updateStatus();
 }
 
@@ -618,10 +619,10 @@ void MainWindow::applyFilter(const NamedFilter& filter) {
     m_filterDescription = filter.description;
     m_inspector->clear();
     m_model->showFiltered();
-    m_filterBar->showApplied(filter.description, false);
+    m_filterBar->showApplied(filter.description, filter.editable);
     m_filterBar->setRunning(true);
     m_filterBar->setMatches(0, false);
-    m_filterRunner->start(m_model->path(), filter.factory, isLive());
+    m_filterRunner->start(m_model->path(), filter.factory, isLive(), filter.initialScan);
     updateStatus();
 }
 
@@ -638,13 +639,7 @@ bool MainWindow::applyFilterText(const QString& text) {
         m_filterBar->check();
         return false;
     }
-    const FilterExpression expression = result.expression();
-    NamedFilter filter{text, [expression](const CaptureReader&, const std::atomic<bool>&, std::string&) -> EventPredicate {
-                           return [expression](const StoredEvent& event) { return expression.matches(event); };
-                       }};
-    applyFilter(filter);
-    m_filterBar->showApplied(text, true);
-    m_filterBar->setRunning(true);
+    applyFilter(expressionFilter(text, result.expression()));
     return true;
 #else
     m_filterBar->check();
@@ -670,8 +665,8 @@ void MainWindow::onStageClicked(PipelineStrip::Stage stage, const QString& desti
     // A stage is a filter anyone can read and edit in the bar.
     switch (stage) {
     case PipelineStrip::Stage::Source: clearFilter(); return;
-    case PipelineStrip::Stage::Dedup: m_filterBar->showApplied(QStringLiteral("verdict == duplicate"), true); applyFilterText(QStringLiteral("verdict == duplicate")); return;
-    case PipelineStrip::Stage::Validate: m_filterBar->showApplied(QStringLiteral("verdict == invalid"), true); applyFilterText(QStringLiteral("verdict == invalid")); return;
+    case PipelineStrip::Stage::Dedup: applyFilterText(QStringLiteral("verdict == duplicate")); return;
+    case PipelineStrip::Stage::Validate: applyFilterText(QStringLiteral("verdict == invalid")); return;
     default: break;
     }
 #endif

@@ -23,7 +23,8 @@ void EventFilterRunner::cancel() {
     m_running = false;
 }
 
-void EventFilterRunner::start(const QString& capturePath, PredicateFactory factory, bool followLive) {
+void EventFilterRunner::start(const QString& capturePath, PredicateFactory factory, bool followLive,
+                              InitialScan initialScan) {
     cancel();
     join();
     m_cancel = std::make_shared<std::atomic<bool>>(false);
@@ -43,7 +44,8 @@ void EventFilterRunner::start(const QString& capturePath, PredicateFactory facto
             Qt::QueuedConnection);
     };
 
-    m_thread = std::thread([path, factory = std::move(factory), followLive, cancelled, post]() {
+    m_thread = std::thread([path, factory = std::move(factory), followLive, cancelled, post,
+                            initialScan = std::move(initialScan)]() {
         try {
             const CaptureReader reader(path);
             std::string error;
@@ -63,6 +65,34 @@ void EventFilterRunner::start(const QString& capturePath, PredicateFactory facto
             qint64 matches = 0;
             bool reachedEnd = false;
             QVector<qint64> pending;
+            if (initialScan) {
+                auto lastProgress = std::chrono::steady_clock::now();
+                const auto found = initialScan(path, [&](std::int64_t done, std::int64_t all) {
+                    const auto now = std::chrono::steady_clock::now();
+                    if (now - lastProgress >= std::chrono::milliseconds(50)) {
+                        lastProgress = now;
+                        post([done, all](EventFilterRunner* runner) { emit runner->progress(done, all); });
+                    }
+                    return !cancelled->load();
+                });
+                if (!found || cancelled->load()) return;
+                // The scan saw at least the events up to `total`; the live part goes on after
+                // them (a match it finds again is not shown twice: the model keeps seqs ascending).
+                last = std::max(total, found->empty() ? 0 : found->back());
+                matches = qint64(found->size());
+                for (std::size_t i = 0; i < found->size(); i += 65536) {
+                    QVector<qint64> batch(found->begin() + std::ptrdiff_t(i),
+                                          found->begin() + std::ptrdiff_t(std::min(found->size(), i + 65536)));
+                    post([batch = std::move(batch)](EventFilterRunner* runner) { emit runner->matched(batch); });
+                }
+                post([last](EventFilterRunner* runner) { emit runner->progress(last, last); });
+                reachedEnd = true;
+                post([matches, followLive](EventFilterRunner* runner) {
+                    if (!followLive) runner->m_running = false;
+                    emit runner->scanned(matches);
+                });
+                if (!followLive) return;
+            }
             auto lastPost = std::chrono::steady_clock::now();
             while (!cancelled->load()) {
                 const auto rows = reader.eventsAfter(last, kBatch);

@@ -12,6 +12,8 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <vector>
 #include <thread>
 
 #include "store/capture_store.h"
@@ -25,6 +27,12 @@ using EventPredicate = std::function<bool(const StoredEvent&)>;
 using PredicateFactory =
     std::function<EventPredicate(const CaptureReader& reader, const std::atomic<bool>& cancelled, std::string& error)>;
 
+// Optionally, the initial scan done faster than event by event (the filter language pushed down
+// into SQLite): returns the matching seqs, or nullopt when cancelled. progress(done, total)
+// returns false to cancel.
+using InitialScan = std::function<std::optional<std::vector<std::int64_t>>(
+    const std::string& capturePath, const std::function<bool(std::int64_t done, std::int64_t total)>& progress)>;
+
 class EventFilterRunner : public QObject {
     Q_OBJECT
 
@@ -33,7 +41,9 @@ public:
     ~EventFilterRunner() override; // cancels and joins
 
     // Cancels a running scan (its results are dropped) and starts a new one.
-    void start(const QString& capturePath, PredicateFactory factory, bool followLive);
+    // With `initialScan`, it finds the matches among the events already captured, and the
+    // predicate only those committed after (when following a live capture).
+    void start(const QString& capturePath, PredicateFactory factory, bool followLive, InitialScan initialScan = {});
     void cancel();
     bool isRunning() const { return m_running; }
 

@@ -7,6 +7,11 @@
 #include "identity/identity_graph.h"
 #include "pipeline/check.h"
 
+#if PIPESCOPE_HAS_FILTER
+#include "filter/filter.h"
+#include "filter/filter_sql.h"
+#endif
+
 namespace pipescope {
 
 NamedFilter verdictFilter(const std::set<Verdict>& verdicts) {
@@ -75,6 +80,23 @@ NamedFilter identityIssueFilter() {
                 return [seqs](const StoredEvent& event) { return seqs->count(event.seq) != 0; };
             }};
 }
+
+#if PIPESCOPE_HAS_FILTER
+NamedFilter expressionFilter(const QString& text, const FilterExpression& expression) {
+    NamedFilter filter;
+    filter.description = text;
+    filter.editable = true;
+    filter.factory = [expression](const CaptureReader&, const std::atomic<bool>&, std::string&) -> EventPredicate {
+        return [expression](const StoredEvent& event) { return expression.matches(event); };
+    };
+    filter.initialScan = [expression](const std::string& path,
+                                      const std::function<bool(std::int64_t, std::int64_t)>& progress) {
+        const CaptureFilter capture(path, expression);
+        return capture.seqs(progress);
+    };
+    return filter;
+}
+#endif
 
 NamedFilter streamFilter(const std::string& stream) {
     return {QStringLiteral("stream == %1").arg(QString::fromStdString(stream)),

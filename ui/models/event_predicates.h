@@ -15,6 +15,8 @@ namespace pipescope {
 struct NamedFilter {
     QString description; // shown in the filter bar, e.g. "verdict == invalid"
     PredicateFactory factory;
+    InitialScan initialScan = {}; // a faster way to the matches already captured, if any
+    bool editable = false;        // written in the filter language (the bar keeps it editable)
 };
 
 NamedFilter verdictFilter(const std::set<Verdict>& verdicts);
@@ -25,6 +27,12 @@ NamedFilter personFilter(const std::string& distinctId);
 NamedFilter destinationDeadLetterFilter(const std::string& destination);
 // The events that prove an identity issue (written to the capture when a run stops).
 NamedFilter identityIssueFilter();
+#if PIPESCOPE_HAS_FILTER
+class FilterExpression;
+// A filter-language expression: decided in SQLite where it can be (core/filter's CaptureFilter),
+// evaluated on the events committed after when following a live capture.
+NamedFilter expressionFilter(const QString& text, const FilterExpression& expression);
+#endif
 // Events of one stream ("client", "server").
 NamedFilter streamFilter(const std::string& stream);
 
