@@ -31,6 +31,8 @@
 #include <QLineEdit>
 #include "widgets/pipeline_strip.h"
 #include "widgets/send_events_panel.h"
+#include "widgets/settings_dialog.h"
+#include <QSpinBox>
 
 using namespace pipescope;
 using namespace cli_test;
@@ -273,6 +275,42 @@ private slots:
         QVERIFY(!window.openCapture(m_dir.filePath("not-a-capture.pipescope")));
         QVERIFY(window.portBanner()->isVisible());
         QVERIFY2(window.lastError().contains("not a Pipescope capture"), qPrintable(window.lastError()));
+    }
+
+    void settingsAreCheckedByTheConfigParser() {
+        const QString file = m_dir.filePath("settings/pipescope.json");
+        SettingsDialog dialog(file);
+        QCOMPARE(dialog.portField()->value(), 8089);
+        // A window the parser refuses: its message names the field, and the field is marked.
+        dialog.dedupWindowField()->setText("forever");
+        const QString error = dialog.check();
+        QVERIFY2(error.startsWith("dedup.window"), qPrintable(error));
+        QVERIFY(dialog.dedupWindowField()->styleSheet().contains("border"));
+        QVERIFY(!dialog.save());
+        QVERIFY(!QFileInfo::exists(file));
+        // Destinations that are not JSON say where.
+        dialog.dedupWindowField()->setText("30m");
+        dialog.destinationsField()->setPlainText("[{\"name\": \"archive\", ");
+        QVERIFY2(dialog.check().startsWith("destinations: not JSON"), qPrintable(dialog.errorLabel()->text()));
+        // A destination the parser refuses.
+        dialog.destinationsField()->setPlainText("[{\"name\": \"archive\", \"type\": \"carrier-pigeon\"}]");
+        QVERIFY2(dialog.check().startsWith("destinations"), qPrintable(dialog.errorLabel()->text()));
+        QVERIFY(dialog.destinationsField()->styleSheet().contains("border"));
+        // A good one is saved and reads back through loadRunConfig, as `run --config` reads it.
+        dialog.destinationsField()->setPlainText(
+            "[{\"name\": \"archive\", \"type\": \"ndjson\", \"path\": \"archive.ndjson\"}]");
+        dialog.portField()->setValue(9099);
+        QVERIFY2(dialog.check().isEmpty(), qPrintable(dialog.errorLabel()->text()));
+        QVERIFY(dialog.save());
+        const RunConfig config = loadRunConfig(file.toStdString());
+        QCOMPARE(int(config.collector.port), 9099);
+        QCOMPARE(config.pipeline.dedupOptions.windowMillis, std::int64_t(30 * 60 * 1000));
+        QCOMPARE(config.destinations.size(), std::size_t(1));
+        QCOMPARE(QString::fromStdString(config.destinations[0].name), QString("archive"));
+        // Reopened, the form shows what was saved.
+        SettingsDialog again(file);
+        QCOMPARE(again.portField()->value(), 9099);
+        QCOMPARE(again.dedupWindowField()->text(), QString("30m"));
     }
 
 private:

@@ -42,6 +42,7 @@
 #include "widgets/event_inspector.h"
 #include "widgets/filter_bar.h"
 #include "widgets/send_events_panel.h"
+#include "widgets/settings_dialog.h"
 
 #if PIPESCOPE_HAS_FILTER
 #include "filter/filter.h"
@@ -269,6 +270,9 @@ void MainWindow::buildActions() {
     m_exportAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
     file->addSeparator();
     file->addAction(tr("Choose &Schemas Folder…"), this, &MainWindow::chooseSchemasFolder);
+    QAction* settings = file->addAction(tr("Se&ttings…"), this, &MainWindow::editSettings);
+    settings->setShortcut(QKeySequence::Preferences);
+    settings->setStatusTip(tr("The pipeline's configuration, saved as pipescope.json"));
     file->addSeparator();
     QAction* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
     quit->setShortcut(QKeySequence::Quit);
@@ -344,13 +348,39 @@ void MainWindow::rebuildRecentMenu() {
 // ---------------------------------------------------------------------------------------------
 // Live pipeline and files
 
+QString MainWindow::settingsFile() {
+    return QDir(QStandardPaths::writableLocation(QStandardPaths::AppDataLocation)).filePath(QStringLiteral("pipescope.json"));
+}
+
 RunConfig MainWindow::defaultConfig() {
     const QString dataDir = QStandardPaths::writableLocation(QStandardPaths::AppDataLocation);
     QDir().mkpath(dataDir);
     RunConfig config = defaultRunConfig(dataDir.toStdString());
+    // The settings saved from the window (validated when saved; a file edited since that no
+    // longer parses falls back to the defaults rather than keeping the window from starting).
+    if (QFileInfo::exists(settingsFile())) {
+        try {
+            config = loadRunConfig(settingsFile().toStdString());
+        } catch (const std::exception& e) {
+            qWarning("pipescope: %s: %s (starting on the defaults)", qPrintable(settingsFile()), e.what());
+        }
+    }
     const QString schemas = QSettings().value(QStringLiteral("schemasDir")).toString();
-    if (!schemas.isEmpty() && QFileInfo(schemas).isDir()) config.schemasDir = schemas.toStdString();
+    if (!config.schemasDir && !schemas.isEmpty() && QFileInfo(schemas).isDir()) config.schemasDir = schemas.toStdString();
     return config;
+}
+
+void MainWindow::editSettings() {
+    SettingsDialog dialog(settingsFile(), this);
+    if (dialog.exec() != QDialog::Accepted) return;
+    if (m_engine) {
+        // The same capture goes on under the new settings (a restart resumes it).
+        RunConfig config = dialog.config();
+        config.capturePath = m_engine->capturePath();
+        startLive(config);
+    } else {
+        statusBar()->showMessage(tr("Saved %1; the next live capture starts from it").arg(settingsFile()), 8000);
+    }
 }
 
 QString MainWindow::capturePath() const { return m_model->path(); }

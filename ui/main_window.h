@@ -46,6 +46,9 @@ public:
     // The embedded default: collector on 127.0.0.1:8089 (or `port`), a new capture in the
     // user's data folder, schemas from the last used folder.
     static RunConfig defaultConfig();
+    // The settings the window saves (File › Settings) and starts from: pipescope.json in the
+    // user's data folder.
+    static QString settingsFile();
     // Starts a live pipeline. When the collector cannot bind its port the window says so and
     // offers another; returns false then (and on any other error, shown in the window).
     bool startLive(RunConfig config);
@@ -108,6 +111,7 @@ private:
     void exportDialog();
     void newLiveCapture();
     void chooseSchemasFolder();
+    void editSettings();
     void showFilterHelp();
     std::vector<std::string> destinationNames() const;
 
