@@ -508,7 +508,8 @@ private slots:
         QVERIFY(!std::filesystem::exists(path + "-wal") || std::filesystem::file_size(path + "-wal") == 0);
     }
 
-    // Schema v2 compresses each event; after kTrainingEvents with a dictionary kept in the file.
+    // Schema v3 compresses each event (a frame of its properties and one of its raw bytes); after
+    // kTrainingEvents with a dictionary kept in the file.
     // Every byte comes back through every read path, and a resumed writer goes on with the same
     // dictionary.
     void compressesWithATrainedDictionary() {
@@ -520,9 +521,25 @@ private slots:
             writer.close();
         }
         QCOMPARE(sqlScalar(path, "SELECT count(*) FROM dictionaries"), 1);
-        QVERIFY(sqlScalar(path, "SELECT count(*) FROM events WHERE codec = 1") >= 1);  // before the dictionary
-        QVERIFY(sqlScalar(path, "SELECT count(*) FROM events WHERE codec = 2") >= 2900); // with it
+        QVERIFY(sqlScalar(path, "SELECT count(*) FROM events WHERE codec = 3") >= 1);  // before the dictionary
+        QVERIFY(sqlScalar(path, "SELECT count(*) FROM events WHERE codec = 4") >= 2900); // with it
         QCOMPARE(sqlScalar(path, "SELECT count(*) FROM events WHERE length(raw) > 0 OR length(properties) > 0"), 0);
+        {
+            // The properties-only scan, on two threads: each event once, its properties exact.
+            const CaptureReader reader(path);
+            std::vector<std::atomic<int>> seen(kEvents + 1);
+            std::atomic<int> wrong{0};
+            reader.scanProperties(2, [&](std::int64_t seq, std::string_view properties) {
+                if (seq < 1 || seq > kEvents || properties != variedEvent(seq).properties) ++wrong;
+                else ++seen[static_cast<std::size_t>(seq)];
+                return true;
+            });
+            QCOMPARE(wrong.load(), 0);
+            for (std::int64_t seq = 1; seq <= kEvents; ++seq) QCOMPARE(seen[static_cast<std::size_t>(seq)].load(), 1);
+            std::atomic<int> visited{0};
+            reader.scanProperties(2, [&](std::int64_t, std::string_view) { return ++visited < 10; });
+            QVERIFY(visited.load() >= 10 && visited.load() < 100); // stopped early, both threads
+        }
         {
             CaptureWriter writer(path, {.resumeExisting = true});
             for (std::int64_t seq = kEvents + 1; seq <= kEvents + 10; ++seq) writer.append(variedEvent(seq));

@@ -361,7 +361,7 @@ std::optional<std::string> loadDictionary(const Connection& connection, std::uin
 }
 
 // An event's raw bytes and properties from the columns `properties, raw, codec, raw_size, body`
-// (from `first` on): in their own columns (codec 0, version-1 rows) or in one zstd frame.
+// (from `first` on): in their own columns (codec 0, version-1 rows) or in zstd frames.
 void decodeEventBytes(const Statement& s, int first, std::int64_t seq, store::EventDecompressor& decompressor,
                       std::string& raw, std::string& properties) {
     const auto codec = static_cast<store::EventCodec>(s.columnInt(first + 2));
@@ -372,6 +372,21 @@ void decodeEventBytes(const Statement& s, int first, std::int64_t seq, store::Ev
     }
     try {
         decompressor.decode(codec, s.columnView(first + 4), s.columnInt(first + 3), raw, properties, seq);
+    } catch (const std::runtime_error& e) {
+        throw StoreError(e.what());
+    }
+}
+
+// Only the properties, from the same columns.
+void decodeEventProperties(const Statement& s, int first, std::int64_t seq, store::EventDecompressor& decompressor,
+                           std::string& properties) {
+    const auto codec = static_cast<store::EventCodec>(s.columnInt(first + 2));
+    if (codec == store::EventCodec::Columns || s.columnIsNull(first + 4)) {
+        properties.assign(s.columnView(first));
+        return;
+    }
+    try {
+        decompressor.decodeProperties(codec, s.columnView(first + 4), s.columnInt(first + 3), properties, seq);
     } catch (const std::runtime_error& e) {
         throw StoreError(e.what());
     }
@@ -580,12 +595,14 @@ struct ResyncRecord {
     std::int64_t cursor = 0;
     std::shared_ptr<std::promise<void>> done;
 };
-// An event compressed by append() on the caller's thread: its raw bytes and properties cross to
-// the writer as one small frame (see write(const PendingEvent&)).
+// An event on its way to the writer: compressed by append() on the caller's thread (its raw
+// bytes and properties cross as one small frame), or handed over whole for the writer to
+// compress when the writer has time (see prepareEvent()).
 struct PendingEvent {
-    StoredEvent event;   // raw and properties emptied
+    StoredEvent event;   // raw and properties emptied once compressed
     store::EncodedEvent encoded;
     std::size_t rawSize = 0;
+    bool compressed = false;
 };
 struct CursorRecord {
     std::string destination;
@@ -622,14 +639,21 @@ struct CaptureWriter::Impl {
     Statement upsertState;
     Statement insertIngest;
     Statement insertDelivery;
+    Statement addCount;
     Statement linkDelivery;
     Statement upsertCursor;
     Statement insertDestinationDlq;
     Statement insertDictionary;
-    // Events are compressed by the threads that append them (a pipeline thread; the writer
-    // thread is the one that must keep up), one at a time.
+    // Events are compressed by the threads that append them (a pipeline thread), one at a time,
+    // or by the writer thread with its own compressor and the same dictionary while it keeps up:
+    // the appending thread hands events over whole while fewer than kHandOver of them wait, so
+    // the two threads share the work whichever is the slower one.
+    static constexpr std::size_t kHandOver = 2048;
     std::mutex compressMutex;
     store::EventCompressor compressor;
+    store::EventCompressor writerCompressor;   // writer thread
+    std::atomic<std::size_t> handedOver{0};    // queued events the writer is to compress
+    std::atomic<bool> trained{false};          // `compressor` has its dictionary: handing over may start
     store::EventDecompressor decompressor;
     std::string firstRaw, firstProperties, otherRaw, otherProperties; // duplicates' comparisons
     bool dictionaryInFile = false;        // committed; until then each transaction using it stores it
@@ -639,7 +663,6 @@ struct CaptureWriter::Impl {
     bool fenced = false; // writer thread; mirrored in `fence` for other threads
     bool eventsChanged = false; // writer thread: the transaction being written adds or removes events
     std::array<std::int64_t, 4> addedByVerdict{}; // writer thread: events of the transaction, by Verdict
-    Statement addCount;
 
     std::mutex mutex;
     std::condition_variable hasWork;      // writer waits for records
@@ -812,7 +835,9 @@ struct CaptureWriter::Impl {
             std::lock_guard guard(compressMutex);
             compressor.encode(e.raw, e.properties.empty() ? std::string_view("{}") : std::string_view(e.properties),
                               pending.encoded);
+            if (compressor.hasDictionary()) trained.store(true, std::memory_order_release);
         }
+        pending.compressed = true;
         // Released here, on the thread that allocated them.
         std::string().swap(e.raw);
         std::string().swap(e.properties);
@@ -820,7 +845,47 @@ struct CaptureWriter::Impl {
         return pending;
     }
 
+    PendingEvent prepareEvent(StoredEvent&& e) {
+        // Until the dictionary exists every event goes through `compressor` (it trains on them).
+        if (trained.load(std::memory_order_acquire) && handedOver.load(std::memory_order_relaxed) < kHandOver) {
+            handedOver.fetch_add(1, std::memory_order_relaxed);
+            PendingEvent pending;
+            pending.rawSize = e.raw.size();
+            pending.event = std::move(e);
+            return pending;
+        }
+        return compress(std::move(e));
+    }
+
+    // Writer thread, before the transaction: compresses what was handed over.
+    void compressHandedOver(std::vector<Record>& batch) {
+        for (Record& record : batch) {
+            auto* pending = std::get_if<PendingEvent>(&record);
+            if (!pending || pending->compressed) continue;
+            if (writerCompressor.dictionaryId() == 0) {
+                std::lock_guard guard(compressMutex); // the dictionary never changes once trained
+                writerCompressor.useDictionary(compressor.dictionaryId(), compressor.dictionary());
+            }
+            handedOver.fetch_sub(1, std::memory_order_relaxed);
+            StoredEvent& e = pending->event;
+            try {
+                writerCompressor.encode(e.raw, e.properties.empty() ? std::string_view("{}") : std::string_view(e.properties),
+                                        pending->encoded);
+            } catch (const std::exception& error) {
+                // Left uncompressed: writing it fails its transaction like any failed write.
+                pending->encoded.body = error.what();
+                continue;
+            }
+            pending->compressed = true;
+            std::string().swap(e.raw);
+            std::string().swap(e.properties);
+        }
+    }
+
     void write(const PendingEvent& pending) {
+        if (!pending.compressed)
+            throw StoreError(path.string() + ": cannot compress event " + std::to_string(pending.event.seq) + ": " +
+                             pending.encoded.body);
         const StoredEvent& e = pending.event;
         const store::EncodedEvent& encoded = pending.encoded;
         if (e.seq > 0)
@@ -857,7 +922,7 @@ struct CaptureWriter::Impl {
             insertEvent.integer(27, dedupKeyHash(e.dedupKey));
         }
         insertEvent.optional(23, e.ingestId);
-        if (encoded.codec == store::EventCodec::ZstdDict && !dictionaryInFile && !dictionaryInTransaction) {
+        if (encoded.codec == store::EventCodec::ZstdDictSplit && !dictionaryInFile && !dictionaryInTransaction) {
             // The dictionary goes into the transaction of the first row that needs it (the
             // compressor's dictionary never changes once it has one).
             std::lock_guard guard(compressMutex);
@@ -1106,6 +1171,7 @@ struct CaptureWriter::Impl {
                 }
             }
             hasRoom.notify_all();
+            compressHandedOver(batch);
             if (batch.size() == 1 && std::holds_alternative<ResyncRecord>(batch.front())) {
                 resync(std::get<ResyncRecord>(batch.front()));
                 batch.clear();
@@ -1292,7 +1358,7 @@ CaptureWriter::~CaptureWriter() {
     m_impl->checkpoint();
 }
 
-void CaptureWriter::append(StoredEvent event) { m_impl->enqueue(m_impl->compress(std::move(event))); }
+void CaptureWriter::append(StoredEvent event) { m_impl->enqueue(m_impl->prepareEvent(std::move(event))); }
 void CaptureWriter::append(DlqEntry entry) { m_impl->enqueue(std::move(entry)); }
 void CaptureWriter::append(DuplicateRecord duplicate) { m_impl->enqueue(std::move(duplicate)); }
 void CaptureWriter::append(IdentityIssueRecord issue) { m_impl->enqueue(std::move(issue)); }
@@ -1797,6 +1863,50 @@ std::optional<EventLineage> CaptureReader::lineage(std::int64_t eventSeq) const 
         while (s.next()) lineage.destinationDeadLetters.emplace_back(s.columnText(0), s.columnText(1));
     }
     return lineage;
+}
+
+void CaptureReader::scanProperties(unsigned threads,
+                                   const std::function<bool(std::int64_t, std::string_view)>& visit) const {
+    const std::int64_t last = maxEventSeq();
+    if (last == 0) return;
+    threads = std::clamp(threads, 1u, 16u);
+    const std::string sql = std::string("SELECT seq, ") +
+                            (m_impl->version == 1 ? "properties, raw, 0, NULL, NULL" : "properties, raw, codec, raw_size, body") +
+                            " FROM events WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq";
+    std::atomic<bool> stop{false};
+    std::mutex errorMutex;
+    std::string error;
+    const auto scan = [&](std::int64_t from, std::int64_t to, const Connection& connection) {
+        try {
+            store::EventDecompressor decompressor(connection.path.string(),
+                                                  [&](std::uint32_t id) { return loadDictionary(connection, id); });
+            Statement s(connection, sql.c_str());
+            s.integer(1, from);
+            s.integer(2, to);
+            std::string properties;
+            while (!stop.load(std::memory_order_relaxed) && s.next()) {
+                const std::int64_t seq = s.columnInt(0);
+                decodeEventProperties(s, 1, seq, decompressor, properties);
+                if (!visit(seq, properties)) stop = true;
+            }
+        } catch (const std::exception& e) {
+            stop = true;
+            std::lock_guard guard(errorMutex);
+            if (error.empty()) error = e.what();
+        }
+    };
+    // Each thread reads its share of the seq range through its own connection (one snapshot
+    // each: a live capture may grow between them; rows past `last` are not visited).
+    const std::int64_t share = (last + threads - 1) / threads;
+    std::vector<std::unique_ptr<Connection>> connections;
+    for (unsigned i = 1; i < threads; ++i)
+        connections.push_back(std::make_unique<Connection>(m_impl->connection.path, SQLITE_OPEN_READONLY));
+    std::vector<std::thread> workers;
+    for (unsigned i = 1; i < threads; ++i)
+        workers.emplace_back(scan, i * share + 1, std::min(last, (i + 1) * share), std::cref(*connections[i - 1]));
+    scan(1, std::min(last, share), m_impl->connection);
+    for (auto& worker : workers) worker.join();
+    if (!error.empty()) throw StoreError(error);
 }
 
 void CaptureReader::forEachDlq(const std::function<bool(const DlqEntry&)>& visit) const {

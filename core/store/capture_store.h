@@ -322,6 +322,11 @@ public:
     // Streams every row in order; the callback returns false to stop early.
     void forEachEvent(const std::function<bool(const StoredEvent&)>& visit) const;
     void forEachDlq(const std::function<bool(const DlqEntry&)>& visit) const;
+    // Every event's properties (what a filter on properties reads), decompressing only them, on
+    // `threads` threads that each read a share of the seqs through their own connection.
+    // `visit(seq, properties)` runs on those threads at once, in seq order within each share;
+    // returning false stops them all. Throws StoreError (a damaged row) after they stopped.
+    void scanProperties(unsigned threads, const std::function<bool(std::int64_t seq, std::string_view properties)>& visit) const;
 
 private:
     struct Impl;

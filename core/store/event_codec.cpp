@@ -55,22 +55,33 @@ void EventCompressor::train() {
 }
 
 void EventCompressor::encode(std::string_view raw, std::string_view properties, EncodedEvent& out) {
-    m_joined.assign(raw);
-    m_joined.append(properties);
     if (!m_trainingDone) {
-        m_samples.append(m_joined);
-        m_sampleSizes.push_back(m_joined.size());
+        m_samples.append(properties);
+        m_samples.append(raw);
+        m_sampleSizes.push_back(properties.size() + raw.size());
         if (m_sampleSizes.size() >= kTrainingEvents || m_samples.size() >= kTrainingBytes) train();
     }
     // Compressed into a scratch buffer and copied out at its size: the body crosses to the
     // writer thread, which frees it, and a small exact allocation is cheap to free there.
-    if (m_scratch.size() < ZSTD_compressBound(m_joined.size())) m_scratch.resize(ZSTD_compressBound(m_joined.size()));
-    const std::size_t size =
-        m_cdict ? ZSTD_compress_usingCDict(m_cctx, m_scratch.data(), m_scratch.size(), m_joined.data(), m_joined.size(), m_cdict)
-                : ZSTD_compress2(m_cctx, m_scratch.data(), m_scratch.size(), m_joined.data(), m_joined.size());
-    if (ZSTD_isError(size)) throw std::runtime_error(std::string("cannot compress an event: ") + ZSTD_getErrorName(size));
-    out.body.assign(m_scratch.data(), size);
-    out.codec = m_cdict ? EventCodec::ZstdDict : EventCodec::Zstd;
+    const std::size_t bound = ZSTD_compressBound(properties.size() + raw.size()) + 64;
+    if (m_scratch.size() < bound) m_scratch.resize(bound);
+    ZSTD_CCtx_reset(m_cctx, ZSTD_reset_session_only);
+    ZSTD_CCtx_refCDict(m_cctx, m_cdict); // null: none
+    ZSTD_CCtx_setPledgedSrcSize(m_cctx, properties.size() + raw.size());
+    ZSTD_outBuffer output{m_scratch.data(), m_scratch.size(), 0};
+    const auto feed = [&](std::string_view input, ZSTD_EndDirective directive) {
+        ZSTD_inBuffer in{input.data(), input.size(), 0};
+        std::size_t remaining = 0;
+        do {
+            remaining = ZSTD_compressStream2(m_cctx, &output, &in, directive);
+            if (ZSTD_isError(remaining))
+                throw std::runtime_error(std::string("cannot compress an event: ") + ZSTD_getErrorName(remaining));
+        } while (remaining != 0 || in.pos < in.size);
+    };
+    feed(properties, ZSTD_e_flush); // the properties end a block
+    feed(raw, ZSTD_e_end);
+    out.body.assign(m_scratch.data(), output.pos);
+    out.codec = m_cdict ? EventCodec::ZstdDictSplit : EventCodec::ZstdSplit;
 }
 
 EventDecompressor::EventDecompressor(std::string source, DictionaryLoader loader)
@@ -97,26 +108,67 @@ ZSTD_DDict* EventDecompressor::dictionary(std::uint32_t id, std::int64_t seq) {
     return ddict;
 }
 
-void EventDecompressor::decode(EventCodec codec, std::string_view body, std::int64_t rawSize, std::string& raw,
-                               std::string& properties, std::int64_t seq) {
+namespace {
+bool isSplit(EventCodec codec) { return codec == EventCodec::ZstdSplit || codec == EventCodec::ZstdDictSplit; }
+} // namespace
+
+std::size_t EventDecompressor::decodeWhole(EventCodec codec, std::string_view body, std::int64_t rawSize,
+                                           std::int64_t seq) {
     const unsigned long long size = ZSTD_getFrameContentSize(body.data(), body.size());
     if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || rawSize < 0 ||
         static_cast<unsigned long long>(rawSize) > size)
         throw std::runtime_error(where(seq) + ": damaged event body (not a zstd frame of its recorded size)");
     m_buffer.resize(size);
-    std::size_t n = 0;
-    if (codec == EventCodec::ZstdDict) {
-        const std::uint32_t id = ZSTD_getDictID_fromFrame(body.data(), body.size());
-        n = ZSTD_decompress_usingDDict(m_dctx, m_buffer.data(), m_buffer.size(), body.data(), body.size(),
-                                       dictionary(id, seq));
-    } else {
-        n = ZSTD_decompressDCtx(m_dctx, m_buffer.data(), m_buffer.size(), body.data(), body.size());
-    }
+    const std::uint32_t id = ZSTD_getDictID_fromFrame(body.data(), body.size());
+    const bool withDictionary = codec == EventCodec::ZstdDict || codec == EventCodec::ZstdDictSplit;
+    const std::size_t n = withDictionary ? ZSTD_decompress_usingDDict(m_dctx, m_buffer.data(), m_buffer.size(), body.data(),
+                                                                      body.size(), dictionary(id, seq))
+                                         : ZSTD_decompressDCtx(m_dctx, m_buffer.data(), m_buffer.size(), body.data(), body.size());
     if (ZSTD_isError(n) || n != size)
         throw std::runtime_error(where(seq) + ": damaged event body: " + (ZSTD_isError(n) ? ZSTD_getErrorName(n) : "short frame"));
-    const auto split = static_cast<std::size_t>(rawSize);
-    raw.assign(m_buffer.data(), split);
-    properties.assign(m_buffer.data() + split, n - split);
+    return n;
+}
+
+void EventDecompressor::decodeProperties(EventCodec codec, std::string_view body, std::int64_t rawSize,
+                                         std::string& properties, std::int64_t seq) {
+    if (!isSplit(codec)) {
+        std::string raw;
+        decode(codec, body, rawSize, raw, properties, seq);
+        return;
+    }
+    const unsigned long long size = ZSTD_getFrameContentSize(body.data(), body.size());
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || rawSize < 0 ||
+        static_cast<unsigned long long>(rawSize) > size)
+        throw std::runtime_error(where(seq) + ": damaged event body (not a zstd frame of its recorded size)");
+    // Decoded as a stream into a buffer the size of the properties: the first block fills it
+    // and the raw bytes' blocks are never decoded.
+    properties.resize(static_cast<std::size_t>(size - static_cast<unsigned long long>(rawSize)));
+    ZSTD_DCtx_reset(m_dctx, ZSTD_reset_session_only);
+    const std::uint32_t id = ZSTD_getDictID_fromFrame(body.data(), body.size());
+    ZSTD_DCtx_refDDict(m_dctx, codec == EventCodec::ZstdDictSplit ? dictionary(id, seq) : nullptr);
+    ZSTD_inBuffer in{body.data(), body.size(), 0};
+    ZSTD_outBuffer out{properties.data(), properties.size(), 0};
+    while (out.pos < out.size) {
+        const std::size_t rc = ZSTD_decompressStream(m_dctx, &out, &in);
+        if (ZSTD_isError(rc))
+            throw std::runtime_error(where(seq) + ": damaged event body: " + ZSTD_getErrorName(rc));
+        if (rc == 0 || (in.pos == in.size && out.pos < out.size)) break;
+    }
+    ZSTD_DCtx_reset(m_dctx, ZSTD_reset_session_and_parameters); // no dictionary stays referenced
+    if (out.pos != out.size) throw std::runtime_error(where(seq) + ": damaged event body (short properties)");
+}
+
+void EventDecompressor::decode(EventCodec codec, std::string_view body, std::int64_t rawSize, std::string& raw,
+                               std::string& properties, std::int64_t seq) {
+    const std::size_t n = decodeWhole(codec, body, rawSize, seq);
+    const auto rawBytes = static_cast<std::size_t>(rawSize);
+    if (isSplit(codec)) {
+        properties.assign(m_buffer.data(), n - rawBytes);
+        raw.assign(m_buffer.data() + (n - rawBytes), rawBytes);
+    } else {
+        raw.assign(m_buffer.data(), rawBytes);
+        properties.assign(m_buffer.data() + rawBytes, n - rawBytes);
+    }
 }
 
 } // namespace pipescope::store

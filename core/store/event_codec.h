@@ -1,8 +1,10 @@
 #pragma once
-// How a capture keeps an event's bytes (schema v2): its raw bytes and its properties in one
-// zstd frame, so that the properties, mostly a substring of the raw bytes, cost almost nothing;
-// once the capture has seen enough events, with a dictionary trained on them and kept in the
-// file, so that each small frame does not start from nothing.
+// How a capture keeps an event's bytes (schema v3): one zstd frame of its properties, then its
+// raw bytes, with a block boundary between them. The raw bytes, which hold the properties, cost
+// little after them; a scan of the properties (filters, the inspector's property columns)
+// decodes only the first block and stops. Once the capture has seen enough events, frames use a
+// dictionary trained on them and kept in the file, so that each small frame does not start from
+// nothing. Schema v2 kept raw first, in one block; still read.
 
 #include <cstdint>
 #include <functional>
@@ -25,6 +27,11 @@ enum class EventCodec : std::uint8_t {
     Columns = 0,    // `raw` and `properties` in their own columns (every row of a version-1 capture)
     Zstd = 1,       // `body`: one zstd frame of raw then properties; `raw_size` says where raw ends
     ZstdDict = 2,   // the same, compressed with a dictionary of the `dictionaries` table (its id in the frame)
+    // `body`: one frame of the properties then the raw bytes, flushed between the two (a block
+    // ends where the properties end); `raw_size` says how much of it is raw. The frame names its
+    // dictionary, if any.
+    ZstdSplit = 3,
+    ZstdDictSplit = 4,
 };
 
 struct EncodedEvent {
@@ -65,8 +72,7 @@ private:
     bool m_trainingDone = false;   // trained, given up, or given a dictionary
     std::string m_samples;
     std::vector<std::size_t> m_sampleSizes;
-    std::string m_joined;           // raw + properties of the event being encoded
-    std::string m_scratch;          // its frame
+    std::string m_scratch;          // the frames being written
 };
 
 // Decompresses events for readers (and the writer's duplicate lookups). Dictionaries are
@@ -84,8 +90,13 @@ public:
     // Throws std::runtime_error (a damaged frame, a missing dictionary) naming the event's seq.
     void decode(EventCodec codec, std::string_view body, std::int64_t rawSize, std::string& raw,
                 std::string& properties, std::int64_t seq);
+    // Only the properties (for a pair, only their frame is decompressed).
+    void decodeProperties(EventCodec codec, std::string_view body, std::int64_t rawSize, std::string& properties,
+                          std::int64_t seq);
 
 private:
+    // The whole frame into m_buffer; returns its size.
+    std::size_t decodeWhole(EventCodec codec, std::string_view body, std::int64_t rawSize, std::int64_t seq);
     std::string where(std::int64_t seq) const;
     ZSTD_DDict_s* dictionary(std::uint32_t id, std::int64_t seq);
 

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "collector/collector.h"
+#include "store/capture_store.h"
 
 extern char** environ;
 
@@ -60,9 +61,10 @@ std::string eventJson(std::uint64_t i) {
     return buffer;
 }
 
-// Keeps `connections` requests in flight for `seconds`; each body comes from makeBody(i).
+// Keeps `connections` requests in flight for `seconds` (closed loop), or, with `eventsPerSecond`,
+// starts requests on a fixed schedule (open loop: an offered load, up to `connections` in flight).
 LoadResult drive(const std::string& url, int connections, double seconds, std::size_t eventsPerRequest,
-                 std::atomic<std::uint64_t>& counter) {
+                 std::atomic<std::uint64_t>& counter, double eventsPerSecond = 0) {
     LoadResult result;
     CURLM* multi = curl_multi_init();
     struct Slot {
@@ -97,12 +99,28 @@ LoadResult drive(const std::string& url, int connections, double seconds, std::s
         curl_easy_setopt(slot.easy, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(slot.easy, CURLOPT_TIMEOUT_MS, 30000L);
         curl_easy_setopt(slot.easy, CURLOPT_PRIVATE, &slot);
-        arm(slot);
+        if (eventsPerSecond <= 0) arm(slot);
     }
     const auto start = Clock::now();
     const auto end = start + std::chrono::duration<double>(seconds);
-    int running = connections;
-    while (running > 0) {
+    int running = eventsPerSecond <= 0 ? connections : 0;
+    std::vector<Slot*> idle;
+    const auto interval = std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(eventsPerSecond > 0 ? double(eventsPerRequest) / eventsPerSecond : 0));
+    auto next = start;
+    if (eventsPerSecond > 0)
+        for (Slot& slot : slots) idle.push_back(&slot);
+    const auto schedule = [&] {
+        const auto now = Clock::now();
+        while (!idle.empty() && now >= next && now < end) {
+            arm(*idle.back());
+            idle.pop_back();
+            ++running;
+            next += interval;
+        }
+    };
+    if (eventsPerSecond > 0) schedule();
+    while (running > 0 || (eventsPerSecond > 0 && Clock::now() < end)) {
         curl_multi_perform(multi, &running);
         int queued = 0;
         while (CURLMsg* message = curl_multi_info_read(multi, &queued)) {
@@ -119,12 +137,21 @@ LoadResult drive(const std::string& url, int connections, double seconds, std::s
                     std::chrono::duration<double, std::milli>(Clock::now() - slot->started).count());
             }
             curl_multi_remove_handle(multi, message->easy_handle);
-            if (Clock::now() < end) {
+            if (eventsPerSecond > 0) {
+                idle.push_back(slot);
+                --running;
+            } else if (Clock::now() < end) {
                 arm(*slot);
                 ++running;
             }
         }
-        if (running > 0) curl_multi_poll(multi, nullptr, 0, 50, nullptr);
+        if (eventsPerSecond > 0) {
+            schedule();
+            const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now()).count();
+            curl_multi_poll(multi, nullptr, 0, static_cast<int>(std::clamp<long long>(wait, 0, 50)), nullptr);
+        } else if (running > 0) {
+            curl_multi_poll(multi, nullptr, 0, 50, nullptr);
+        }
     }
     result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
     for (Slot& slot : slots) {
@@ -149,10 +176,10 @@ struct RunChild {
 };
 
 RunChild startRun(const std::string& cli, const std::filesystem::path& capture, const std::string& backlog,
-                  const std::string& durability = "full") {
+                  const std::string& durability = "full", const std::string& destinations = "[]") {
     const std::filesystem::path config = capture.parent_path() / "bench-run.json";
     std::ofstream(config) << R"({"collector": {"port": 0}, "max_backlog_requests": )" << backlog
-                          << R"(, "durability": ")" << durability << "\"}\n";
+                          << R"(, "durability": ")" << durability << R"(", "destinations": )" << destinations << "}\n";
     int pipeFds[2];
     if (pipe(pipeFds) != 0) return {};
     posix_spawn_file_actions_t actions;
@@ -203,6 +230,82 @@ void print(const char* label, LoadResult& r, std::size_t eventsPerRequest) {
                 double(r.events) / r.seconds, double(r.requests) / r.seconds, r.percentile(0.50), r.percentile(0.99),
                 statuses.c_str());
     (void)eventsPerRequest;
+}
+
+// Where a live run stands, read from its capture (a reader of its own, as the inspector is).
+struct Progress {
+    std::int64_t accepted = 0;  // requests in the ingest log
+    std::int64_t processed = 0; // requests the pipeline finished (its cursor)
+    std::int64_t events = 0;    // events in the capture
+    std::int64_t delivered = 0; // the destination's cursor (an event seq)
+};
+
+Progress progressOf(const std::filesystem::path& capture, const std::string& destination) {
+    Progress p;
+    try {
+        const pipescope::CaptureReader reader(capture);
+        p.accepted = reader.ingestCount();
+        const auto cursor = reader.state("pipeline_cursor");
+        p.processed = cursor ? std::atoll(cursor->c_str()) : 0;
+        p.events = reader.maxEventSeq();
+        p.delivered = reader.cursor(destination);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench_collector: cannot read %s: %s\n", capture.c_str(), e.what());
+    }
+    return p;
+}
+
+// Issue 9: `run` end to end at offered rates of /batch/ requests of 100 events, accepted,
+// processed into the capture and delivered to an ndjson destination; the backlog at each rate
+// says where the pipeline stops keeping up.
+void sustainedRun(const std::string& cli, const std::filesystem::path& dir, int connections, double seconds,
+                  std::atomic<std::uint64_t>& counter, bool& ok) {
+    const std::filesystem::path capture = dir / "sustained.pipescope";
+    const std::string destinations =
+        R"([{"name": "archive", "type": "ndjson", "path": ")" + (dir / "archive.ndjson").string() + R"(", "batch_size": 1000}])";
+    const RunChild child = startRun(cli, capture, "20000", "full", destinations);
+    if (child.port == 0) {
+        std::fprintf(stderr, "bench_collector: could not start the sustained run\n");
+        ok = false;
+        return;
+    }
+    const std::string url = "http://127.0.0.1:" + std::to_string(child.port) + "/batch/";
+    std::printf("\n  run end to end: /batch/ of 100 events -> capture (fsync) -> ndjson destination, %.0f s per rate\n",
+                seconds);
+    std::printf("  %12s %12s %12s %12s %14s %14s  %s\n", "offered/s", "accepted/s", "processed/s", "delivered/s",
+                "backlog (req)", "delivery lag", "backlog");
+    double lastFlat = 0;
+    for (const double rate : {25000.0, 50000.0, 75000.0, 100000.0, 125000.0, 150000.0}) {
+        // Start each step drained (bounded: 30 s).
+        for (int i = 0; i < 300; ++i) {
+            const Progress p = progressOf(capture, "archive");
+            if (p.accepted == p.processed && p.delivered >= p.events) break;
+            usleep(100000);
+        }
+        const Progress before = progressOf(capture, "archive");
+        const auto started = Clock::now();
+        LoadResult load = drive(url, connections, seconds, 100, counter, rate);
+        const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
+        const Progress after = progressOf(capture, "archive");
+        const std::int64_t backlog = after.accepted - after.processed;
+        const std::int64_t lag = after.events - after.delivered;
+        // Kept up: the offered load accepted (within 5%, no 429s), and at most a second's worth
+        // of requests waiting for the pipeline and of events for the destination when it stops.
+        const double accepted = double(load.events) / load.seconds;
+        const bool flat = accepted >= 0.95 * rate && double(backlog) <= rate / 100.0 && double(lag) <= rate &&
+                          load.statuses[429] == 0;
+        if (flat) lastFlat = std::max(lastFlat, accepted);
+        std::printf("  %12.0f %12.0f %12.0f %12.0f %14lld %14lld  %s%s\n", rate, double(load.events) / load.seconds,
+                    double(after.events - before.events) / elapsed, double(after.delivered - before.delivered) / elapsed,
+                    static_cast<long long>(backlog), static_cast<long long>(lag), flat ? "flat" : accepted < 0.95 * rate ? "NOT ACCEPTED" : "GROWS",
+                    load.statuses[429] ? (" (" + std::to_string(load.statuses[429]) + " answers 429)").c_str() : "");
+        for (const auto& [status, count] : load.statuses)
+            if (status >= 500 && count > 0) ok = false;
+    }
+    kill(child.pid, SIGTERM);
+    waitpid(child.pid, nullptr, 0);
+    std::printf("\n  target (issue 9): >= 100,000 events/s end to end with a flat backlog: %s (highest flat rate %.0f events/s)\n",
+                lastFlat >= 100000 ? "met" : "NOT MET", lastFlat);
 }
 
 } // namespace
@@ -309,6 +412,8 @@ int main(int argc, char** argv) {
     const double durableRate = double(durableBatch.events) / durableBatch.seconds;
     std::printf("\n  target (information only): >= 50,000 durable events/s through /batch/: %s (%.0f)\n",
                 durableRate >= 50000 ? "PASS" : "BELOW", durableRate);
+
+    sustainedRun(cli, dir, connections, seconds, counter, ok);
 
     for (LoadResult* r : {&refBatch, &durableBatch, &durableSingle, &processBatch, &processSingle})
         if (r->statuses[200] == 0) ok = false;
