@@ -94,6 +94,10 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     connect(m_filterRunner, &EventFilterRunner::scanned, this, [this](qint64) {
         m_filterBar->setRunning(false);
         m_filterBar->setMatches(m_model->rowCount(), true);
+        // A capture at rest: the first match is inspected rather than leaving the pane empty
+        // (a live view keeps following its tail instead).
+        if (!m_engine && !m_table->currentIndex().isValid() && m_model->rowCount() > 0)
+            m_table->setCurrentIndex(m_model->index(0, EventTableModel::SeqColumn));
         updateStatus();
         emit filterScanned(m_model->rowCount());
     });
@@ -789,7 +793,7 @@ void MainWindow::updateStatus() {
     m_statusBacklog->setText(m_engine ? tr("backlog %1").arg(number(m_backlog)) : QString());
     m_statusRate->setVisible(m_engine != nullptr);
     m_statusBacklog->setVisible(m_engine != nullptr);
-    if (m_engine || m_model->isFiltered())
+    if (m_engine)
         m_statusTail->setText(m_followTail ? tr("● following new rows") : tr("○ not following — press End to follow"));
     else
         m_statusTail->setText({});

@@ -38,8 +38,8 @@ FilterBar::FilterBar(QWidget* parent) : QWidget(parent) {
     layout->addWidget(label);
     m_edit = new QLineEdit(this);
     m_edit->setClearButtonEnabled(true);
-    m_edit->setPlaceholderText(tr("e.g.  event == \"payment_completed\" && verdict == invalid   ·   properties.amount > 100"
-                                  "   ·   time > -5m"));
+    m_edit->setPlaceholderText(tr("e.g.  event == \"payment_completed\" && verdict == invalid   ·   properties.amount > 100"));
+    m_edit->setToolTip(tr("The filter language (Help › Filter Language); Return applies, Up/Down recall, Esc cancels"));
     m_edit->installEventFilter(this);
     layout->addWidget(m_edit, 1);
     m_historyButton = new QToolButton(this);
