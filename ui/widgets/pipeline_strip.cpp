@@ -17,6 +17,10 @@ QString percent(std::uint64_t part, std::uint64_t whole) {
     const double p = 100.0 * double(part) / double(whole);
     return QLocale().toString(p, 'f', p < 10 ? 1 : 0) + '%';
 }
+// Ten snapshots a second: a button is re-laid out only when its text changes.
+void setTextIfChanged(QToolButton* button, const QString& text) {
+    if (button->text() != text) button->setText(text);
+}
 QLabel* arrow(QWidget* parent) {
     auto* label = new QLabel(QStringLiteral("▶"), parent);
     label->setStyleSheet(QStringLiteral("color: #8a8f98; font-size: 14px;"));
@@ -59,6 +63,11 @@ QToolButton* PipelineStrip::makeButton(Stage stage, const QString& destination) 
 }
 
 void PipelineStrip::style(QToolButton* button, Health health) {
+    // A style sheet re-polishes the widget: set it only when the health changes, not on every
+    // snapshot (ten a second).
+    const QVariant current = button->property("pipescopeHealth");
+    if (current.isValid() && current.toInt() == int(health)) return;
+    button->setProperty("pipescopeHealth", int(health));
     QString border, background;
     switch (health) {
     case Health::Idle: border = "#c9ced6"; background = "#f6f7f9"; break;
@@ -106,7 +115,7 @@ void PipelineStrip::setCounts(const StripCounts& c) {
         }
         if (c.deadLettered) text += '\n' + tr("✗ %1 undecodable / rejected").arg(count(c.deadLettered));
         if (c.pipelineState != QStringLiteral("running")) text += '\n' + tr("pipeline %1").arg(c.pipelineState);
-        m_source->setText(text);
+        setTextIfChanged(m_source, text);
         m_source->setToolTip(tr("Show every event (clears the filter)"));
         style(m_source, c.pipelineState != QStringLiteral("running") ? Health::Bad
                         : refused || c.deadLettered                 ? Health::Warn
@@ -115,7 +124,7 @@ void PipelineStrip::setCounts(const StripCounts& c) {
     }
     // Dedup.
     {
-        m_dedup->setText(tr("dedup") + '\n' + tr("%1 duplicates").arg(count(c.duplicates)) + '\n' +
+        setTextIfChanged(m_dedup, tr("dedup") + '\n' + tr("%1 duplicates").arg(count(c.duplicates)) + '\n' +
                          tr("%1 of events").arg(percent(c.duplicates, c.events)));
         m_dedup->setToolTip(tr("Show the duplicates"));
         style(m_dedup, c.events == 0 ? Health::Idle : c.duplicates * 20 > c.events ? Health::Warn : Health::Ok);
@@ -123,7 +132,7 @@ void PipelineStrip::setCounts(const StripCounts& c) {
     // Validate.
     {
         const std::uint64_t checked = c.valid + c.invalid + c.unplanned;
-        m_validate->setText(tr("validate") + '\n' + tr("✓ %1   ✗ %2").arg(count(c.valid), count(c.invalid)) + '\n' +
+        setTextIfChanged(m_validate, tr("validate") + '\n' + tr("✓ %1   ✗ %2").arg(count(c.valid), count(c.invalid)) + '\n' +
                             tr("%1 invalid · %2 unplanned").arg(percent(c.invalid, checked), count(c.unplanned)));
         m_validate->setToolTip(tr("Show the events that failed their schema"));
         style(m_validate, checked == 0 ? Health::Idle : c.invalid ? Health::Bad : c.unplanned ? Health::Warn : Health::Ok);
@@ -138,7 +147,7 @@ void PipelineStrip::setCounts(const StripCounts& c) {
             text += tr("⚠ %1 issues").arg(count(std::uint64_t(c.identityIssues))) + '\n' + tr("click: their events");
             style(m_identity, c.identityIssues ? Health::Warn : c.valid ? Health::Ok : Health::Idle);
         }
-        m_identity->setText(text);
+        setTextIfChanged(m_identity, text);
         m_identity->setToolTip(tr("Show the events that prove an identity issue"));
     }
     // Destinations: one button each, created as they appear.
@@ -158,7 +167,7 @@ void PipelineStrip::setCounts(const StripCounts& c) {
         if (d.deadLetteredEvents) text += '\n' + tr("✗ %1 dead-lettered").arg(count(std::uint64_t(d.deadLetteredEvents)));
         if (failing && !d.lastError.empty())
             text += '\n' + QString::fromStdString(d.lastError).left(40);
-        button->setText(text);
+        setTextIfChanged(button, text);
         button->setToolTip(tr("%1: %2%3\nClick: the events it dead-lettered")
                                .arg(name, QString::fromStdString(std::string(toString(d.state))),
                                     d.lastError.empty() ? QString() : QStringLiteral("\n") + QString::fromStdString(d.lastError)));
