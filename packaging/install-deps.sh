@@ -8,13 +8,13 @@ packages=(
   cmake ninja-build g++ pkg-config ccache
   # engine (core/)
   libsimdjson-dev nlohmann-json3-dev libpcre2-dev libsqlite3-dev zlib1g-dev libxxhash-dev
-  libmicrohttpd-dev libcurl4-openssl-dev libzstd-dev
+  libmicrohttpd-dev libcurl4-openssl-dev libzstd-dev librdkafka-dev
   # UI and tests (Qt Test drives every suite)
   qt6-base-dev
   # test oracles and data: valijson for differential validation, the official JSON Schema suite
   libvalijson-dev json-schema-test-suite
-  # end-to-end tests: posthog-js runs in a real browser
-  chromium
+  # end-to-end tests: posthog-js runs in a real browser; kcat is the third-party Kafka client
+  chromium kcat
 )
 # The end-to-end tests install real SDKs (posthog-node, @segment/analytics-node, posthog-js) and
 # the benchmark ajv from the npm registry: Node.js and npm, unless the machine has them already.

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -86,7 +87,11 @@ std::string captureEvent(int i, const QString& prefix = "load") {
         .toStdString();
 }
 
-std::size_t sendNothing(char*, std::size_t, std::size_t, void*) { return CURL_READFUNC_PAUSE; }
+// Sends the headers, then nothing: the first call for body bytes marks the request as under way.
+std::size_t sendNothing(char*, std::size_t, std::size_t, void* started) {
+    static_cast<std::atomic<bool>*>(started)->store(true);
+    return CURL_READFUNC_PAUSE;
+}
 
 // A PostHog /batch/ body of `count` events.
 std::string batchOf(const QString& prefix, int first, int count) {
@@ -291,18 +296,20 @@ private slots:
                      .status,
                  200L);
         // A slow client holds one connection and is timed out; others are served meanwhile.
-        std::thread slow([url = run.url().toStdString()] {
+        std::atomic<bool> slowStarted{false};
+        std::thread slow([url = run.url().toStdString(), &slowStarted] {
             CURL* curl = curl_easy_init();
             curl_easy_setopt(curl, CURLOPT_URL, (url + "/batch/").c_str());
             curl_easy_setopt(curl, CURLOPT_POST, 1L);
             curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, 1000L);
             curl_easy_setopt(curl, CURLOPT_READFUNCTION, sendNothing); // the headers, then silence
+            curl_easy_setopt(curl, CURLOPT_READDATA, &slowStarted);
             curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 6000L);
             curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
             curl_easy_perform(curl);
             curl_easy_cleanup(curl);
         });
-        QTest::qWait(300);
+        QTRY_VERIFY_WITH_TIMEOUT(slowStarted.load(), 5000); // its headers are sent: it holds a connection
         QCOMPARE(post(batch, captureEvent(1, "after-slow")).status, 200L);
         slow.join();
         QCOMPARE(run.stop(), 0);
@@ -353,7 +360,7 @@ private slots:
                         ++acknowledged;
                         break;
                     }
-                    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                    std::this_thread::sleep_for(std::chrono::milliseconds(50)); // an SDK's retry pause
                 }
             }
             done = true;
@@ -361,7 +368,8 @@ private slots:
         QTRY_VERIFY_WITH_TIMEOUT(acknowledged >= kEvents / 3, 60000);
         run->kill();
         const int ackedBeforeCrash = acknowledged;
-        QTest::qWait(300);
+        // Dead and its listening socket gone: the port can be bound again.
+        QTRY_VERIFY_WITH_TIMEOUT(QTcpServer().listen(QHostAddress::LocalHost, port), 5000);
         run = std::make_unique<RunProcess>();
         QVERIFY2(run->start(args), run->err().constData());
         QVERIFY(run->out().contains("(continued)"));
@@ -623,9 +631,12 @@ private slots:
         const std::string base = run.url().toStdString();
         std::atomic<int> refusals{0};
         std::atomic<bool> freed{false};
+        std::mutex refusalMutex;
+        std::condition_variable refused;
         std::thread freer([&] {
             // Once the disk has refused for a while, make room, as an operator would.
-            for (int i = 0; i < 600 && refusals.load() < 20; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            std::unique_lock lock(refusalMutex);
+            refused.wait_for(lock, std::chrono::seconds(30), [&] { return refusals.load() >= 20; });
             QFile::remove(mountPoint + "/filler");
             freed = true;
         });
@@ -643,8 +654,12 @@ private slots:
                             ++acknowledged;
                             break;
                         }
-                        ++refusals;
-                        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                        {
+                            std::lock_guard lock(refusalMutex);
+                            ++refusals;
+                        }
+                        refused.notify_all();
+                        std::this_thread::sleep_for(std::chrono::milliseconds(20)); // an SDK's retry pause
                     }
                 }
             });

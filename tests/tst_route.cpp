@@ -6,6 +6,8 @@
 #include "route/in_memory.h"
 
 #include <QtTest>
+
+#include <atomic>
 #include <arpa/inet.h>
 #include <chrono>
 #include <condition_variable>
@@ -219,6 +221,24 @@ void feedEvents(InMemoryEventFeed& feed, std::int64_t first, std::int64_t last,
     for (std::int64_t seq = first; seq <= last; ++seq)
         feed.append(makeEvent(seq, name));
 }
+
+// A feed that counts how often the worker has read it: "the worker looked again and did
+// nothing" is a condition to wait for, not a time to sleep.
+class CountingFeed final : public EventFeed {
+public:
+    explicit CountingFeed(InMemoryEventFeed& feed) : m_feed(feed) {}
+    std::vector<OutgoingEvent> after(std::int64_t seq, std::size_t limit) override {
+        auto events = m_feed.after(seq, limit);
+        ++m_reads;
+        return events;
+    }
+    std::int64_t lastSeq() override { return m_feed.lastSeq(); }
+    int reads() const { return m_reads.load(); }
+
+private:
+    InMemoryEventFeed& m_feed;
+    std::atomic<int> m_reads{0};
+};
 
 // Reads an OutgoingEvent from a compact canonical-like description (for the encoder tables).
 OutgoingEvent eventFromJson(const QByteArray& text) {
@@ -862,16 +882,19 @@ void TestRoute::notifyAheadOfFeedSkipsNothing() {
     // hold yet must not be passed over.
     TestHttpServer server;
     QVERIFY(server.isRunning());
-    InMemoryEventFeed feed;
+    InMemoryEventFeed events;
+    CountingFeed feed(events);
     InMemoryDeliveryLog log;
-    feedEvents(feed, 1, 5);
+    feedEvents(events, 1, 5);
     DestinationWorker worker(webhookConfig("eager", server.url()), feed, log);
     worker.start();
     worker.notify(10);
     QTRY_COMPARE_WITH_TIMEOUT(log.cursor("eager"), std::int64_t(5), 3000);
-    QTest::qWait(50);
+    // The worker reads the feed again (more than once) and still does not pass over 6..10.
+    const int readsAtFive = feed.reads();
+    QTRY_VERIFY_WITH_TIMEOUT(feed.reads() >= readsAtFive + 2, 3000);
     QCOMPARE(log.cursor("eager"), std::int64_t(5));
-    feedEvents(feed, 6, 10); // committed later, with no new notification: the poll finds them
+    feedEvents(events, 6, 10); // committed later, with no new notification: the poll finds them
     QTRY_COMPARE_WITH_TIMEOUT(log.cursor("eager"), std::int64_t(10), 3000);
     worker.stop(false);
     QCOMPARE(ql(receivedSeqs(server)), ql(range(1, 10)));
@@ -880,16 +903,19 @@ void TestRoute::notifyAheadOfFeedSkipsNothing() {
 void TestRoute::batchingBySizeThenDrain() {
     TestHttpServer server;
     QVERIFY(server.isRunning());
-    InMemoryEventFeed feed;
+    InMemoryEventFeed events;
+    CountingFeed feed(events);
     InMemoryDeliveryLog log;
-    feedEvents(feed, 1, 35);
+    feedEvents(events, 1, 35);
     DestinationConfig config = webhookConfig("sized", server.url());
     config.flushIntervalMillis = 60000; // only full batches go, until the drain
     DestinationWorker worker(config, feed, log);
     worker.start();
     worker.notify(35);
     QTRY_COMPARE_WITH_TIMEOUT(server.requestCount(), 3, 3000);
-    QTest::qWait(150);
+    // The worker goes on polling with the partial batch queued, and does not send it.
+    const int readsAtThree = feed.reads();
+    QTRY_VERIFY_WITH_TIMEOUT(feed.reads() >= readsAtThree + 2, 3000);
     QCOMPARE(server.requestCount(), 3); // the partial batch of 5 waits for its interval
     QCOMPARE(log.cursor("sized"), std::int64_t(30));
     QCOMPARE(worker.stats().lag, std::int64_t(5));

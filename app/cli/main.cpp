@@ -18,13 +18,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config/duration.h"
 #include "filter/filter.h"
 #include "filter/filter_sql.h"
-#include "input/line_reader.h"
-#include "pipeline/check.h"
-#include "schema/schema.h"
+#include "kafka/mock_cluster.h"
 #include "identity/identity_graph.h"
+#include "input/line_reader.h"
+#include "pipeline/capture_replay.h"
+#include "pipeline/check.h"
 #include "pipeline/run.h"
+#include "report_text.h"
+#include "schema/schema.h"
+#include "store/capture_json.h"
 #include "store/capture_store.h"
 
 namespace {
@@ -40,6 +45,7 @@ commands:
   export    write events, dead letters or duplicates of a capture as NDJSON
   identity  explain a distinct id's person, or list the identity issues of a capture
   run       the local pipeline: a collector for PostHog / Segment SDKs, a capture, destinations
+  kafka-mock  a local Kafka cluster (librdkafka's mock) for tests and demos
   help      show help for a command: pipescope-cli help check
   version   print the version
 )";
@@ -145,6 +151,17 @@ endpoints (a trailing slash and a query string are allowed):
   answers   200 once committed to disk; 400 undecodable (kept as a dead letter first);
             401 unknown token; 403 Host not allowed; 413 too large; 429 + Retry-After
             backlog full; 503 + Retry-After the capture cannot be written (see README)
+)";
+
+constexpr const char* kKafkaMockUsage = R"(usage: pipescope-cli kafka-mock [--brokers N] [--topics NAME:PARTITIONS,...] [--duration SPAN]
+
+Starts librdkafka's mock cluster on 127.0.0.1 (N brokers, default 1), creates the topics
+(default partitions 1), prints the bootstrap servers on one line, and runs until stopped
+(Ctrl-C, SIGTERM) or for --duration. Real Kafka clients (pipescope-cli run, kcat) talk the
+Kafka protocol to it; what it holds is lost when it stops. For tests and demos: point a real
+deployment at its own brokers.
+
+  pipescope-cli kafka-mock --brokers 3 --topics web_events:6,server_events:6
 )";
 
 struct UsageError : std::runtime_error {
@@ -285,29 +302,17 @@ int runCheckCommand(int argc, char** argv) {
     const std::string json = report.toJson().dump(2) + "\n";
     if (reportPath && *reportPath == "-") {
         std::cout << json;
-        if (!quiet) std::cerr << report.summary();
+        if (!quiet) std::cerr << pipescope::summaryText(report);
     } else {
         if (reportPath) {
             std::ofstream out(*reportPath, std::ios::binary | std::ios::trunc);
             if (!out || !(out << json) || !out.flush())
                 throw pipescope::InputError(*reportPath + ": cannot write the report: " + std::strerror(errno));
         }
-        if (!quiet) std::cout << report.summary();
+        if (!quiet) std::cout << pipescope::summaryText(report);
     }
     if (report.hasInputErrors()) return kExitUsage;
     return report.hasFindings() ? kExitFindings : kExitOk;
-}
-
-nlohmann::json originJson(const std::string& source, std::uint64_t line, std::int32_t index) {
-    nlohmann::json origin = {{"source", source}, {"line", line}};
-    if (index >= 0) origin["index"] = index;
-    return origin;
-}
-
-// JSON text stored by the engine, embedded as JSON (or as a string if it somehow is not).
-nlohmann::json embedded(const std::string& text) {
-    auto value = nlohmann::json::parse(text, nullptr, false);
-    return value.is_discarded() ? nlohmann::json(text) : value;
 }
 
 int runExportCommand(int argc, char** argv) {
@@ -354,18 +359,11 @@ int runExportCommand(int argc, char** argv) {
         out = &file;
     }
     const bool raw = args.flag("raw");
-    const auto dump = [](const nlohmann::json& value) {
-        return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    };
+    const auto dump = [](const nlohmann::json& value) { return pipescope::toJsonLine(value); };
     std::uint64_t written = 0;
     if (args.flag("deliveries")) {
         for (const auto& d : reader.deliveries(args.value("destination").value_or(""))) {
-            nlohmann::json record = {{"destination", d.destination}, {"events", embedded(d.seqs)},
-                                     {"attempt", d.attempt}, {"started", pipescope::formatTimestamp(d.startedAt)},
-                                     {"duration_ms", d.durationMillis}, {"outcome", d.outcome}};
-            if (d.httpStatus) record["http_status"] = d.httpStatus;
-            if (!d.error.empty()) record["error"] = d.error;
-            *out << dump(record) << '\n';
+            *out << dump(nlohmann::json(d)) << '\n';
             ++written;
         }
     } else if (args.flag("duplicates")) {
@@ -373,25 +371,8 @@ int runExportCommand(int argc, char** argv) {
         for (std::int64_t offset = 0;; offset += kPage) {
             const auto page = reader.duplicates(offset, kPage);
             for (const auto& d : page) {
-                nlohmann::json record = {{"seq", d.eventSeq}, {"key", d.key}, {"key_source", d.keySource},
-                                         {"seen", pipescope::formatTimestamp(d.seen)}, {"conflicting", d.conflicting},
-                                         {"differences", embedded(d.differences)}};
-                if (const auto self = reader.event(d.eventSeq)) {
-                    record["name"] = self->name;
-                    record["distinct_id"] = self->distinctId;
-                    record["origin"] = originJson(self->originSource, self->originLine, self->originIndex);
-                }
-                if (d.firstSeen) {
-                    record["first_seen"] = pipescope::formatTimestamp(*d.firstSeen);
-                    record["gap_ms"] = d.seen - *d.firstSeen;
-                }
-                if (d.firstSeq) {
-                    record["first_seq"] = *d.firstSeq;
-                    if (const auto first = reader.event(*d.firstSeq))
-                        record["first_origin"] = originJson(first->originSource, first->originLine, first->originIndex);
-                } else {
-                    record["first_seq"] = nullptr; // seen before this capture began (restored window)
-                }
+                const auto first = d.firstSeq ? reader.event(*d.firstSeq) : std::nullopt;
+                const nlohmann::json record = pipescope::duplicateJson(d, reader.event(d.eventSeq), first);
                 *out << dump(record) << '\n';
                 ++written;
             }
@@ -404,15 +385,7 @@ int runExportCommand(int argc, char** argv) {
             if (raw) {
                 *out << entry.raw << '\n';
             } else {
-                nlohmann::json record = {{"seq", entry.seq},
-                                         {"reason", entry.reason},
-                                         {"detail", embedded(entry.detail)},
-                                         {"origin", originJson(entry.originSource, entry.originLine, entry.originIndex)},
-                                         {"raw", entry.raw}};
-                if (!entry.eventName.empty()) record["event"] = entry.eventName;
-                if (!entry.distinctId.empty()) record["distinct_id"] = entry.distinctId;
-                if (entry.eventSeq) record["event_seq"] = *entry.eventSeq;
-                *out << dump(record) << '\n';
+                *out << dump(nlohmann::json(entry)) << '\n';
             }
             ++written;
             return static_cast<bool>(*out);
@@ -422,19 +395,7 @@ int runExportCommand(int argc, char** argv) {
             if (raw) {
                 *out << event.raw << '\n';
             } else {
-                nlohmann::json record = {{"seq", event.seq},
-                                         {"name", event.name},
-                                         {"distinct_id", event.distinctId},
-                                         {"stream", event.stream},
-                                         {"format", event.format},
-                                         {"verdict", pipescope::toString(event.verdict)},
-                                         {"origin", originJson(event.originSource, event.originLine, event.originIndex)},
-                                         {"properties", embedded(event.properties)}};
-                if (!event.eventId.empty()) record["id"] = event.eventId, record["id_source"] = event.idSource;
-                if (event.timestamp) record["timestamp"] = pipescope::formatTimestamp(*event.timestamp);
-                if (event.verdict == pipescope::Verdict::Invalid) record["failures"] = embedded(event.failures);
-                if (event.historicalMigration) record["historical_migration"] = true;
-                *out << dump(record) << '\n';
+                *out << dump(nlohmann::json(event)) << '\n';
             }
             ++written;
             return static_cast<bool>(*out);
@@ -446,29 +407,6 @@ int runExportCommand(int argc, char** argv) {
     out->flush();
     if (!*out) throw pipescope::InputError("export: write failed after " + std::to_string(written) + " records");
     return kExitOk;
-}
-
-// Feeds a capture's valid, unique events to an identity graph in capture order, as `check` did.
-pipescope::IdentityGraph replayIdentity(const pipescope::CaptureReader& reader) {
-    pipescope::IdentityOptions options;
-    if (const std::string keys = reader.meta("correlation_keys"); !keys.empty()) {
-        const auto parsed = nlohmann::json::parse(keys, nullptr, false);
-        if (parsed.is_array()) {
-            options.correlationKeys.clear();
-            for (const auto& key : parsed)
-                if (key.is_string()) options.correlationKeys.push_back(key.get<std::string>());
-        }
-    }
-    const auto unplanned =
-        pipescope::parseUnplannedPolicy(reader.meta("unplanned_policy")).value_or(pipescope::UnplannedPolicy::Allow);
-    pipescope::IdentityGraph graph(options);
-    pipescope::StoredIdentityReplay replay(graph, unplanned);
-    reader.forEachEvent([&](const pipescope::StoredEvent& event) {
-        replay.observe(event);
-        return true;
-    });
-    graph.finish();
-    return graph;
 }
 
 int runIdentityCommand(int argc, char** argv) {
@@ -494,7 +432,7 @@ int runIdentityCommand(int argc, char** argv) {
     const bool json = args.flag("json");
 
     const pipescope::CaptureReader reader(*capturePath);
-    const pipescope::IdentityGraph graph = replayIdentity(reader);
+    const pipescope::IdentityGraph graph = pipescope::replayIdentity(reader, *capturePath);
     if (explainId) {
         const auto explanation = graph.explain(*explainId);
         if (!explanation) {
@@ -535,6 +473,43 @@ int runIdentityCommand(int argc, char** argv) {
 
 std::atomic<bool> g_stopRequested{false};
 extern "C" void requestStop(int) { g_stopRequested = true; }
+
+int runKafkaMockCommand(int argc, char** argv) {
+    const Arguments args(argc, argv, 2, {"brokers", "topics", "duration"}, {"help"});
+    if (args.flag("help")) {
+        std::cout << kKafkaMockUsage;
+        return kExitOk;
+    }
+    if (!args.positional().empty()) throw UsageError("kafka-mock: unexpected argument \"" + args.positional().front() + "\"");
+    int brokers = 1;
+    if (auto b = args.value("brokers")) brokers = static_cast<int>(parseSize("brokers", *b));
+    std::vector<std::pair<std::string, int>> topics;
+    try {
+        if (auto t = args.value("topics")) topics = pipescope::parseTopicList(*t);
+    } catch (const pipescope::KafkaError& e) {
+        throw UsageError(e.what());
+    }
+    std::optional<std::int64_t> duration;
+    if (auto d = args.value("duration")) {
+        std::string error;
+        duration = pipescope::parseDurationMillis(*d, &error);
+        if (!duration) throw UsageError("--duration: " + error);
+    }
+    pipescope::KafkaMockCluster cluster(brokers);
+    for (const auto& [name, partitions] : topics) cluster.createTopic(name, partitions, std::min(brokers, 3));
+    std::signal(SIGINT, requestStop);
+    std::signal(SIGTERM, requestStop);
+    std::cout << cluster.bootstrapServers() << std::endl;
+    std::cerr << "pipescope kafka-mock: " << brokers << " broker(s)";
+    for (const auto& [name, partitions] : topics) std::cerr << ", " << name << " (" << partitions << " partitions)";
+    std::cerr << "; Ctrl-C stops it" << std::endl;
+    const auto started = std::chrono::steady_clock::now();
+    while (!g_stopRequested) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        if (duration && std::chrono::steady_clock::now() - started >= std::chrono::milliseconds(*duration)) break;
+    }
+    return kExitOk;
+}
 
 int runRunCommand(int argc, char** argv) {
     const Arguments args(argc, argv, 2,
@@ -579,41 +554,47 @@ int runRunCommand(int argc, char** argv) {
     std::signal(SIGINT, requestStop);
     std::signal(SIGTERM, requestStop);
     std::signal(SIGPIPE, SIG_IGN);
+    // Continuing a big capture reads all its events first: say how far, and let Ctrl-C cancel.
+    auto lastReport = std::chrono::steady_clock::now();
+    try {
+        engine.open([&](const pipescope::ReplayProgress& progress) {
+            const auto now = std::chrono::steady_clock::now();
+            if (now - lastReport >= std::chrono::seconds(1)) {
+                lastReport = now;
+                std::cerr << "pipescope run: reading the capture: " << progress.events << " of " << progress.total
+                          << " events" << std::endl;
+            }
+            return !g_stopRequested.load();
+        });
+    } catch (const pipescope::ReplayCancelled&) {
+        std::cerr << "pipescope run: stopped while reading the capture (nothing is lost: run it again to continue)" << std::endl;
+        return kExitOk;
+    }
     engine.start();
-    // Say what is bound, not what is convenient: a wildcard address is every interface.
-    const bool wildcard = address == "0.0.0.0" || address == "::" || address == "[::]";
-    const bool loopback = address == "localhost" || address == "::1" || address.rfind("127.", 0) == 0;
-    const std::string port = std::to_string(engine.port());
-    const std::string bound = (address.find(':') != std::string::npos && address.front() != '[' ? "[" + address + "]"
-                                                                                                : address) +
-                              ":" + port;
-    const std::string base = "http://" + (wildcard ? std::string("127.0.0.1:") + port : bound);
-    std::cout << "pipescope run: collector listening on " << (wildcard ? bound + " (every interface)" : "http://" + bound)
-              << "\n"
-              << "  capture: " << engine.capturePath().string() << (engine.resumed() ? " (continued)" : " (new)") << "\n"
-              << "  point PostHog SDKs (api_host) and Segment SDKs (host) at " << base
-              << (wildcard ? " (or this machine's address on your network)" : "") << "\n"
-              << "  stop with Ctrl-C" << std::endl;
-    if (!loopback)
-        std::cerr << "pipescope run: warning: the collector is reachable from the network on " << bound
-                  << (wildcard ? " (every interface)" : "")
-                  << ", not only from this machine: anyone who can reach it can write events into the capture"
-                  << (engine.tokensConfigured() ? "" : " (no collector.tokens are set)") << std::endl;
+    const pipescope::ListeningText banner =
+        pipescope::listeningText(address, engine.port(), engine.capturePath().string(), engine.resumed(),
+                                 engine.tokensConfigured());
+    std::cout << banner.out << std::flush;
+    if (!banner.warning.empty()) std::cerr << banner.warning << std::flush;
 
     const auto started = std::chrono::steady_clock::now();
     auto nextStats = started + std::chrono::milliseconds(statsEvery);
+    std::uint64_t eventsAtLastStats = 0;
     while (!g_stopRequested) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
         const auto now = std::chrono::steady_clock::now();
         if (duration && now - started >= std::chrono::milliseconds(*duration)) break;
         if (printStats && now >= nextStats) {
-            std::cout << engine.statsLine(double(statsEvery) / 1000.0) << std::endl;
+            const pipescope::RunStats stats = engine.stats();
+            const double rate = double(stats.events - eventsAtLastStats) / (double(statsEvery) / 1000.0);
+            eventsAtLastStats = stats.events;
+            std::cout << pipescope::statsText(stats, rate) << std::endl;
             nextStats += std::chrono::milliseconds(statsEvery);
         }
     }
     std::cout << "pipescope run: stopping (finishing accepted requests, flushing destinations)" << std::endl;
     engine.stop();
-    std::cout << engine.statsLine(0) << "\n" << engine.report().summary() << std::flush;
+    std::cout << pipescope::statsText(engine.stats(), 0) << "\n" << pipescope::summaryText(engine.report()) << std::flush;
     return kExitOk;
 }
 
@@ -631,6 +612,7 @@ int main(int argc, char** argv) {
         if (command == "export") return runExportCommand(argc, argv);
         if (command == "identity") return runIdentityCommand(argc, argv);
         if (command == "run") return runRunCommand(argc, argv);
+        if (command == "kafka-mock") return runKafkaMockCommand(argc, argv);
         if (command == "version" || command == "--version") {
             std::cout << "pipescope-cli " << PIPESCOPE_VERSION << "\n";
             return kExitOk;
@@ -641,6 +623,7 @@ int main(int argc, char** argv) {
                           : topic == "export"   ? kExportUsage
                           : topic == "identity" ? kIdentityUsage
                           : topic == "run"      ? kRunUsage
+                          : topic == "kafka-mock" ? kKafkaMockUsage
                                                 : kUsage);
             return kExitOk;
         }

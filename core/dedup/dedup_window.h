@@ -56,6 +56,10 @@
 #include <string>
 #include <string_view>
 
+// Durations ("24h") are read and written by config/duration.h; included here because every user
+// of a dedup window states its length as one.
+#include "config/duration.h"
+
 namespace pipescope {
 
 namespace dedup_detail {
@@ -212,11 +216,5 @@ std::uint32_t dedupContentHash(std::string_view name, std::string_view distinctI
 std::uint64_t dedupFingerprint(std::string_view name, std::string_view distinctId,
                                std::optional<std::int64_t> timestampMillis, std::string_view properties);
 
-// "30s", "90m", "24h", "7d", "250ms", or a sum such as "1h30m" -> milliseconds. Returns nullopt
-// and sets *error (when given) for anything else: empty input, no unit, an unknown unit,
-// a sign, a zero or an overflowing total.
-std::optional<std::int64_t> parseDurationMillis(std::string_view text, std::string* error = nullptr);
-// The inverse for reports: the largest unit that divides exactly ("24h", "90m", "1500ms").
-std::string formatDurationMillis(std::int64_t millis);
 
 } // namespace pipescope

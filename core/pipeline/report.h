@@ -49,11 +49,27 @@ struct DedupReport {
     std::vector<DeadLetterExample> examples; // the first few duplicates
 };
 
+// Every decoded event ends in exactly one of these, so they add up to RunReport::events and a
+// chart can stack them. (The report's `valid` / `invalid` are the policy's view and nest:
+// unplanned events count as valid under allow and warn, as invalid under dlq.)
+struct EventOutcomes {
+    std::uint64_t schemaValid = 0;   // passed its schema
+    std::uint64_t schemaInvalid = 0; // failed its schema (dead-lettered)
+    std::uint64_t unplanned = 0;     // no schema (dead-lettered only under dlq)
+    std::uint64_t duplicates = 0;    // never validated
+    std::uint64_t rejected = 0;      // decoded but unusable (no distinct id, ...), dead-lettered
+    std::uint64_t unparseable = 0;   // batch elements that are not events, dead-lettered
+    std::uint64_t total() const {
+        return schemaValid + schemaInvalid + unplanned + duplicates + rejected + unparseable;
+    }
+};
+
 struct RunReport {
     std::vector<InputStats> files;
     std::uint64_t lines = 0;
     std::uint64_t events = 0;
-    std::uint64_t unparseable = 0;
+    std::uint64_t unparseable = 0;         // dead letters: whole lines / bodies and batch elements
+    std::uint64_t unparseableElements = 0; // of which batch elements (counted in `events` too)
     std::uint64_t rejected = 0;
 
     std::uint64_t client = 0;
@@ -90,8 +106,10 @@ struct RunReport {
     // identity issues (probable_same_user, a heuristic, and shared_device, a note, are not).
     bool hasFindings() const;
 
+    EventOutcomes outcomes() const;
+
+    // The `--report` JSON. Human text (the CLI's summary) is built by the CLI from the fields.
     nlohmann::json toJson() const;
-    std::string summary() const;
 };
 
 } // namespace pipescope

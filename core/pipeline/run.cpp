@@ -1,12 +1,9 @@
 #include "pipeline/run.h"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
-#include <fstream>
-#include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -22,94 +19,6 @@ std::int64_t nowMillis() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())
         .count();
-}
-
-// A config reader that names the field of every error and refuses keys it does not know (a
-// misspelt "destinatons" must not silently mean "no destinations").
-class ConfigObject {
-public:
-    ConfigObject(const json& value, std::string where, std::set<std::string> known) : m_value(value), m_where(std::move(where)) {
-        if (!value.is_object()) throw RunConfigError((m_where.empty() ? "the config" : m_where) + ": expected an object");
-        for (const auto& [key, _] : value.items())
-            if (!known.count(key)) {
-                std::string list;
-                for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-                throw RunConfigError(field(key.c_str()) + ": unknown setting (known: " + list + ")");
-            }
-    }
-    const json* find(const char* key) const {
-        const auto it = m_value.find(key);
-        return it == m_value.end() || it->is_null() ? nullptr : &*it;
-    }
-    std::string field(const char* key) const { return m_where.empty() ? key : m_where + "." + key; }
-    std::optional<std::string> text(const char* key) const {
-        const json* value = find(key);
-        if (!value) return std::nullopt;
-        if (!value->is_string()) throw RunConfigError(field(key) + ": expected a string");
-        return value->get<std::string>();
-    }
-    template <typename T>
-    std::optional<T> number(const char* key, T min, T max) const {
-        const json* value = find(key);
-        if (!value) return std::nullopt;
-        if (!value->is_number()) throw RunConfigError(field(key) + ": expected a number");
-        const double d = value->get<double>();
-        if (d < static_cast<double>(min) || d > static_cast<double>(max))
-            throw RunConfigError(field(key) + ": " + value->dump() + " is out of range [" + std::to_string(min) +
-                                 ", " + std::to_string(max) + "]");
-        return static_cast<T>(d);
-    }
-    std::optional<bool> boolean(const char* key) const {
-        const json* value = find(key);
-        if (!value) return std::nullopt;
-        if (!value->is_boolean()) throw RunConfigError(field(key) + ": expected true or false");
-        return value->get<bool>();
-    }
-    std::vector<std::string> strings(const char* key) const {
-        const json* value = find(key);
-        if (!value) return {};
-        if (!value->is_array()) throw RunConfigError(field(key) + ": expected an array of strings");
-        std::vector<std::string> out;
-        for (const auto& item : *value) {
-            if (!item.is_string() || item.get<std::string>().empty())
-                throw RunConfigError(field(key) + ": expected non-empty strings, got " + item.dump());
-            out.push_back(item.get<std::string>());
-        }
-        return out;
-    }
-    std::optional<std::int64_t> duration(const char* key) const {
-        const auto spec = text(key);
-        if (!spec) return std::nullopt;
-        std::string error;
-        const auto millis = parseDurationMillis(*spec, &error);
-        if (!millis) throw RunConfigError(field(key) + ": " + error);
-        return millis;
-    }
-
-private:
-    const json& m_value;
-    std::string m_where;
-};
-
-std::filesystem::path resolved(const std::filesystem::path& base, const std::string& path) {
-    const std::filesystem::path p(path);
-    return p.is_absolute() ? p : base / p;
-}
-
-std::string newCaptureName() {
-    const std::time_t now = std::time(nullptr);
-    std::tm utc{};
-    gmtime_r(&now, &utc);
-    char name[64];
-    std::strftime(name, sizeof name, "pipescope-%Y%m%d-%H%M%S.pipescope", &utc);
-    return name;
-}
-
-Stream parseStreamSetting(const std::string& field, const json& value) {
-    const auto stream = value.is_string() ? parseStream(value.get<std::string>()) : std::nullopt;
-    if (!stream || *stream == Stream::Unknown)
-        throw RunConfigError(field + ": expected \"client\" or \"server\", got " + value.dump());
-    return *stream;
 }
 
 OutgoingEvent outgoing(StoredEvent&& e) {
@@ -131,126 +40,6 @@ OutgoingEvent outgoing(StoredEvent&& e) {
 }
 
 } // namespace
-
-RunConfig defaultRunConfig(const std::filesystem::path& directory) {
-    RunConfig config;
-    config.capturePath = directory / newCaptureName();
-    std::error_code ec;
-    if (std::filesystem::is_directory(directory / "schemas", ec)) config.schemasDir = directory / "schemas";
-    return config;
-}
-
-RunConfig parseRunConfig(const json& value, const std::filesystem::path& baseDir, const std::string& where) {
-    RunConfig config = defaultRunConfig(baseDir);
-    config.schemasDir.reset();
-    const ConfigObject root(value, where,
-                            {"collector", "streams", "capture", "schemas", "unplanned", "dedup", "identity",
-                             "destinations", "max_backlog_requests", "stats_interval", "durability", "$comment"});
-    if (const json* collector = root.find("collector")) {
-        const ConfigObject c(*collector, root.field("collector"),
-                             {"address", "port", "max_body_bytes", "max_decompressed_bytes", "max_in_flight_bytes",
-                              "tokens", "threads", "connection_limit", "per_ip_connection_limit",
-                              "connection_timeout_seconds", "retry_after_seconds", "allowed_hosts"});
-        CollectorConfig& cc = config.collector;
-        if (auto v = c.text("address")) cc.bindAddress = *v;
-        if (auto v = c.number<int>("port", 0, 65535)) cc.port = static_cast<std::uint16_t>(*v);
-        if (auto v = c.number<std::size_t>("max_body_bytes", 1024, std::size_t(1) << 34)) cc.maxBodyBytes = *v;
-        if (auto v = c.number<std::size_t>("max_decompressed_bytes", 1024, std::size_t(1) << 36))
-            cc.maxDecompressedBytes = *v;
-        if (auto v = c.number<std::size_t>("max_in_flight_bytes", 1 << 20, std::size_t(1) << 36))
-            cc.maxInFlightBytes = *v;
-        cc.tokens = c.strings("tokens");
-        if (auto v = c.number<unsigned>("threads", 1, 64)) cc.threads = *v;
-        if (auto v = c.number<unsigned>("connection_limit", 1, 100000)) cc.connectionLimit = *v;
-        if (auto v = c.number<unsigned>("per_ip_connection_limit", 0, 100000)) cc.perIpConnectionLimit = *v;
-        cc.allowedHosts = c.strings("allowed_hosts");
-        if (auto v = c.number<unsigned>("connection_timeout_seconds", 1, 3600)) cc.connectionTimeoutSeconds = *v;
-        if (auto v = c.number<int>("retry_after_seconds", 1, 3600)) cc.retryAfterSeconds = *v;
-    }
-    if (const json* streams = root.find("streams")) {
-        const ConfigObject s(*streams, root.field("streams"), {"tokens", "paths"});
-        for (const auto& [key, target] : std::initializer_list<std::pair<const char*, std::map<std::string, Stream>*>>{
-                 {"tokens", &config.streamByToken}, {"paths", &config.streamByPath}}) {
-            const json* map = s.find(key);
-            if (!map) continue;
-            if (!map->is_object()) throw RunConfigError(s.field(key) + ": expected an object of name: \"client\"|\"server\"");
-            for (const auto& [name, stream] : map->items())
-                (*target)[name] = parseStreamSetting(s.field(key) + "." + name, stream);
-        }
-    }
-    if (auto capture = root.text("capture")) config.capturePath = resolved(baseDir, *capture);
-    if (auto schemas = root.text("schemas")) config.schemasDir = resolved(baseDir, *schemas);
-    if (auto unplanned = root.text("unplanned")) {
-        const auto policy = parseUnplannedPolicy(*unplanned);
-        if (!policy) throw RunConfigError(root.field("unplanned") + ": expected allow, warn or dlq, got \"" + *unplanned + "\"");
-        config.pipeline.unplanned = *policy;
-    }
-    if (const json* dedup = root.find("dedup")) {
-        const ConfigObject d(*dedup, root.field("dedup"),
-                             {"enabled", "window", "mode", "max_keys", "bloom_keys", "bloom_fp_rate", "fingerprint"});
-        DedupOptions& o = config.pipeline.dedupOptions;
-        if (auto v = d.boolean("enabled")) config.pipeline.dedup = *v;
-        if (auto v = d.duration("window")) o.windowMillis = *v;
-        if (auto v = d.text("mode")) {
-            if (*v == "exact") o.mode = DedupMode::Exact;
-            else if (*v == "bloom") o.mode = DedupMode::Bloom;
-            else throw RunConfigError(d.field("mode") + ": expected \"exact\" or \"bloom\", got \"" + *v + "\"");
-        }
-        if (auto v = d.number<std::size_t>("max_keys", 1, std::size_t(1) << 32)) o.maxKeys = *v;
-        if (auto v = d.number<std::size_t>("bloom_keys", 1, std::size_t(1) << 34)) o.bloomExpectedKeys = *v;
-        if (auto v = d.number<double>("bloom_fp_rate", 1e-9, 0.5)) o.bloomFalsePositiveRate = *v;
-        if (auto v = d.boolean("fingerprint")) config.pipeline.fingerprint = *v;
-    }
-    if (const json* identity = root.find("identity")) {
-        const ConfigObject i(*identity, root.field("identity"), {"correlate"});
-        config.pipeline.correlate = i.strings("correlate");
-    }
-    if (const json* destinations = root.find("destinations")) {
-        try {
-            config.destinations = parseDestinationConfigs(*destinations, root.field("destinations"));
-            for (DestinationConfig& destination : config.destinations)
-                if (!destination.path.empty()) destination.path = resolved(baseDir, destination.path).string();
-        } catch (const DestinationConfigError& e) {
-            throw RunConfigError(e.what());
-        }
-    }
-    if (auto v = root.number<std::size_t>("max_backlog_requests", 1, std::size_t(1) << 32)) config.maxBacklogRequests = *v;
-    if (auto v = root.duration("stats_interval")) config.statsIntervalMillis = *v;
-    if (auto v = root.text("durability")) {
-        const auto durability = parseDurability(*v);
-        if (!durability)
-            throw RunConfigError(root.field("durability") + ": expected \"full\" (fsync every commit) or \"process\", got \"" +
-                                 *v + "\"");
-        config.durability = *durability;
-    }
-    return config;
-}
-
-RunConfig loadRunConfig(const std::filesystem::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw RunConfigError(file.string() + ": cannot read the config file");
-    std::stringstream text;
-    text << in.rdbuf();
-    const std::string content = text.str();
-    json value;
-    try {
-        value = json::parse(content);
-    } catch (const json::parse_error& e) {
-        std::size_t line = 1, column = 1;
-        for (std::size_t i = 0; i + 1 < e.byte && i < content.size(); ++i) {
-            if (content[i] == '\n') ++line, column = 1;
-            else ++column;
-        }
-        throw RunConfigError(file.string() + ": line " + std::to_string(line) + ", column " + std::to_string(column) +
-                             ": not valid JSON: " + e.what());
-    }
-    const std::filesystem::path base = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
-    try {
-        return parseRunConfig(value, base, "");
-    } catch (const RunConfigError& e) {
-        throw RunConfigError(file.string() + ": " + e.what());
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Destinations read the capture through their own connection, from their own thread.
@@ -305,6 +94,15 @@ private:
 // ---------------------------------------------------------------------------------------------
 
 RunEngine::RunEngine(RunConfig config) : m_config(std::move(config)) {
+    // A topic's configured stream outranks the events' own fields, as a path's does.
+    if (m_config.kafka)
+        for (const KafkaTopicConfig& topic : m_config.kafka->topics)
+            if (topic.stream) m_config.streamByPath["kafka:" + topic.name + ":"] = *topic.stream;
+}
+
+void RunEngine::open(const ReplayProgressCallback& progress) {
+    if (m_opened) return;
+    if (m_stopped) throw std::logic_error("RunEngine::open after stop()");
     if (m_config.schemasDir) m_schemas = SchemaRegistry::loadDirectory(*m_config.schemasDir);
     std::error_code ec;
     m_resumed = std::filesystem::exists(m_config.capturePath, ec);
@@ -312,31 +110,52 @@ RunEngine::RunEngine(RunConfig config) : m_config(std::move(config)) {
     options.replaceExisting = false; // a run never destroys a capture: it continues it
     options.resumeExisting = true;
     options.durability = m_config.durability;
-    m_capture = std::make_unique<CaptureWriter>(m_config.capturePath, options);
-    m_pipeline = std::make_unique<Pipeline>(m_config.schemasDir ? &m_schemas : nullptr, m_capture.get(),
-                                            m_config.pipeline);
+    auto capture = std::make_unique<CaptureWriter>(m_config.capturePath, options);
+    auto pipeline = std::make_unique<Pipeline>(m_config.schemasDir ? &m_schemas : nullptr, capture.get(),
+                                               m_config.pipeline);
+    std::int64_t cursorValue = 0;
+    std::int64_t lastIngestId = 0;
     if (m_resumed) {
-        m_capture->flush(); // the reader below must see the capture as reopened
+        capture->flush(); // the reader below must see the capture as reopened
         const CaptureReader reader(m_config.capturePath);
-        m_pipeline->restore(reader);
+        pipeline->restore(reader, progress, m_config.capturePath.string()); // may throw ReplayCancelled
         if (const auto cursor = reader.state("pipeline_cursor")) {
-            std::int64_t value = 0;
-            const auto [end, ec] = std::from_chars(cursor->data(), cursor->data() + cursor->size(), value);
-            if (ec != std::errc() || end != cursor->data() + cursor->size())
-                throw StoreError(m_config.capturePath.string() + ": state 'pipeline_cursor' is not a request id");
-            m_pipelineCursor = value;
+            const auto [end, error] = std::from_chars(cursor->data(), cursor->data() + cursor->size(), cursorValue);
+            if (error != std::errc() || end != cursor->data() + cursor->size() || cursorValue < 0)
+                throw StoreError(m_config.capturePath.string() + ": state 'pipeline_cursor' is \"" +
+                                 cursor->substr(0, 40) + "\", not a request id");
         }
-        m_lastIngestId = reader.ingestCount();
+        lastIngestId = reader.ingestCount();
     }
+    std::vector<std::unique_ptr<CaptureFeed>> feeds;
+    std::vector<std::unique_ptr<CaptureDeliveryLog>> logs;
+    std::vector<std::unique_ptr<DestinationWorker>> destinations;
+    for (const DestinationConfig& destination : m_config.destinations) {
+        feeds.push_back(std::make_unique<CaptureFeed>(m_config.capturePath));
+        logs.push_back(std::make_unique<CaptureDeliveryLog>(*capture, m_config.capturePath));
+        destinations.push_back(std::make_unique<DestinationWorker>(destination, *feeds.back(), *logs.back()));
+    }
+    auto collector = std::make_unique<Collector>(m_config.collector, *this);
+
+    // Nothing above is kept when it throws: the writer closes with its unique_ptr.
+    m_capture = std::move(capture);
+    m_pipeline = std::move(pipeline);
+    m_feeds = std::move(feeds);
+    m_logs = std::move(logs);
+    m_destinations = std::move(destinations);
+    m_collector = std::move(collector);
+    m_pipelineCursor = cursorValue;
+    m_lastIngestId = lastIngestId;
     m_durable.cursor = m_pipelineCursor.load();
+    m_durable.lastSeq = m_pipeline->lastSeq();
     m_durable.report = m_pipeline->report();
     m_durableCursor = m_durable.cursor;
-    for (const DestinationConfig& destination : m_config.destinations) {
-        m_feeds.push_back(std::make_unique<CaptureFeed>(m_config.capturePath));
-        m_logs.push_back(std::make_unique<CaptureDeliveryLog>(*m_capture, m_config.capturePath));
-        m_destinations.push_back(std::make_unique<DestinationWorker>(destination, *m_feeds.back(), *m_logs.back()));
+    m_committedSeq = m_durable.lastSeq;
+    {
+        std::lock_guard lock(m_mutex);
+        m_reportSnapshot = m_pipeline->report();
     }
-    m_collector = std::make_unique<Collector>(m_config.collector, *this);
+    m_opened = true;
 }
 
 RunEngine::~RunEngine() {
@@ -349,11 +168,17 @@ RunEngine::~RunEngine() {
 
 void RunEngine::start() {
     if (m_started) return;
+    open();
     m_started = true;
     for (auto& destination : m_destinations) destination->start();
     m_worker = std::thread([this] { pipelineLoop(); });
+    m_snapshotThread = std::thread([this] { snapshotLoop(); });
     try {
         m_collector->start();
+        if (m_config.kafka) {
+            m_kafka = std::make_unique<KafkaSource>(*m_config.kafka, *this);
+            m_kafka->start();
+        }
     } catch (...) {
         stop();
         throw;
@@ -363,8 +188,11 @@ void RunEngine::start() {
 void RunEngine::stop() {
     if (m_stopped) return;
     m_stopped = true;
+    if (!m_opened) return;
     if (m_started) {
-        // In order: no new requests; every accepted one processed; destinations flushed.
+        // In order: no new requests (Kafka stops consuming and commits what the capture has);
+        // every accepted one processed; destinations flushed.
+        if (m_kafka) m_kafka->stop();
         m_collector->stop();
         m_stopping = true;
         m_wake.notify_all();
@@ -374,25 +202,38 @@ void RunEngine::stop() {
         } catch (const StoreError&) {
             // Reported by close() below; destinations still flush what is in the file.
         }
+        // Every destination drains at the same time: stopping takes the longest drain, not the sum.
         for (auto& destination : m_destinations) destination->notify(m_pipeline->lastSeq());
-        for (auto& destination : m_destinations) destination->stop(true);
+        for (auto& destination : m_destinations) destination->beginStop(true);
+        for (auto& destination : m_destinations) destination->join();
+        {
+            std::lock_guard lock(m_snapshotMutex);
+            m_snapshotStop = true;
+        }
+        m_snapshotWake.notify_all();
+        if (m_snapshotThread.joinable()) m_snapshotThread.join();
     }
     m_pipeline->finish();
     {
         std::lock_guard lock(m_mutex);
         m_reportSnapshot = m_pipeline->report();
     }
+    std::string closeError;
     try {
         m_capture->close();
     } catch (const StoreError& e) {
-        throw StoreError(std::string(e.what()) +
+        closeError = e.what();
+    }
+    if (closeError.empty()) m_committedSeq = m_pipeline->lastSeq();
+    publish(takeSnapshot("finished"));
+    if (!closeError.empty())
+        throw StoreError(closeError +
                          " — every acknowledged request is in the capture's ingest log and is processed when the "
                          "capture is continued (pipescope-cli run --capture " +
                          m_config.capturePath.string() + ")");
-    }
 }
 
-std::uint16_t RunEngine::port() const { return m_collector->port(); }
+std::uint16_t RunEngine::port() const { return m_opened ? m_collector->port() : 0; }
 
 std::optional<Stream> RunEngine::streamFor(const IngestRecord& request) const {
     if (const auto it = m_config.streamByToken.find(request.token); it != m_config.streamByToken.end() && !request.token.empty())
@@ -559,7 +400,7 @@ bool RunEngine::recoverPipeline() {
                                                     m_config.pipeline);
             m_capture->flush();
             const CaptureReader reader(m_config.capturePath);
-            m_pipeline->restore(reader);
+            m_pipeline->restore(reader, {}, m_config.capturePath.string());
             m_pipeline->report() = durable.report;
             {
                 std::lock_guard lock(m_mutex);
@@ -584,7 +425,8 @@ void RunEngine::processBacklog(CaptureReader& reader) {
     for (const IngestRecord& request : requests) {
         RequestContext context;
         context.ingestId = request.id;
-        context.origin = "http:" + request.path;
+        // Kafka messages come with their own origin (kafka:<topic>:<partition>:<offset>).
+        context.origin = request.path.rfind("kafka:", 0) == 0 ? request.path : "http:" + request.path;
         context.receivedAt = request.receivedAt;
         context.stream = streamFor(request);
         context.idempotencyKey = request.idempotencyKey;
@@ -599,7 +441,7 @@ void RunEngine::processBacklog(CaptureReader& reader) {
     {
         std::lock_guard lock(m_mutex);
         m_reportSnapshot = m_pipeline->report();
-        m_undurable.push_back({cursor, m_reportSnapshot, m_processed.load()});
+        m_undurable.push_back({cursor, m_pipeline->lastSeq(), m_reportSnapshot, m_processed.load()});
     }
     m_capture->putState("pipeline_cursor", std::to_string(cursor), [this, cursor](const std::string& error) {
         std::lock_guard lock(m_mutex);
@@ -607,6 +449,7 @@ void RunEngine::processBacklog(CaptureReader& reader) {
             if (error.empty() && m_undurable.front().cursor == cursor) {
                 m_durable = std::move(m_undurable.front());
                 m_durableCursor = cursor;
+                m_committedSeq = m_durable.lastSeq;
             }
             m_undurable.pop_front();
         }
@@ -625,6 +468,10 @@ void RunEngine::notePipelineProgress() {
 
 RunStats RunEngine::stats() const {
     RunStats s;
+    if (!m_opened) {
+        s.pipelineState = "opening";
+        return s;
+    }
     s.requestsAccepted = m_accepted.load();
     s.requestsRejected = m_rejectedRequests.load();
     s.requestsProcessed = m_processed.load();
@@ -649,13 +496,17 @@ RunStats RunEngine::stats() const {
         s.duplicates = r.dedup.duplicates;
         s.rejected = r.rejected;
         s.unparseable = r.unparseable;
+        s.outcomes = r.outcomes();
     }
+    s.committedSeq = m_committedSeq.load();
     for (const auto& destination : m_destinations) s.destinations.push_back(destination->stats());
+    if (m_kafka) s.kafka = m_kafka->stats();
     return s;
 }
 
 RunReport RunEngine::report() const {
     RunReport report;
+    if (!m_opened) return report;
     {
         std::lock_guard lock(m_mutex);
         report = m_reportSnapshot;
@@ -670,36 +521,86 @@ RunReport RunEngine::report() const {
     return report;
 }
 
-std::string RunEngine::statsLine(double intervalSeconds) {
+// ---------------------------------------------------------------------------------------------
+// Snapshots for observers (observer.h)
+
+void RunEngine::addObserver(PipelineObserver* observer) {
+    std::lock_guard lock(m_observerMutex);
+    if (std::find(m_observers.begin(), m_observers.end(), observer) == m_observers.end())
+        m_observers.push_back(observer);
+}
+
+void RunEngine::removeObserver(PipelineObserver* observer) {
+    std::lock_guard lock(m_observerMutex); // waits for a call in progress
+    m_observers.erase(std::remove(m_observers.begin(), m_observers.end(), observer), m_observers.end());
+}
+
+std::shared_ptr<const PipelineSnapshot> RunEngine::takeSnapshot(const char* state) {
     const RunStats s = stats();
-    const double rate = intervalSeconds > 0 ? double(s.events - m_lastEventsForRate) / intervalSeconds : 0.0;
-    m_lastEventsForRate = s.events;
-    char head[512];
-    std::snprintf(head, sizeof head,
-                  "stats: %.0f events/s | requests %llu accepted, %llu undecodable, backlog %llu | events %llu: "
-                  "%llu valid, %llu invalid, %llu unplanned, %llu duplicates, %llu rejected",
-                  rate, static_cast<unsigned long long>(s.requestsAccepted),
-                  static_cast<unsigned long long>(s.requestsRejected), static_cast<unsigned long long>(s.backlog),
-                  static_cast<unsigned long long>(s.events), static_cast<unsigned long long>(s.valid),
-                  static_cast<unsigned long long>(s.invalid), static_cast<unsigned long long>(s.unplanned),
-                  static_cast<unsigned long long>(s.duplicates), static_cast<unsigned long long>(s.rejected));
-    std::string line = head;
-    if (!s.refusedByStatus.empty()) {
-        line += " | refused:";
-        for (const auto& [status, count] : s.refusedByStatus)
-            line += " " + std::to_string(count) + "x" + std::to_string(status);
+    auto snapshot = std::make_shared<PipelineSnapshot>();
+    snapshot->takenAtMillis = nowMillis();
+    snapshot->pipelineState = state ? std::string(state) : s.pipelineState;
+    snapshot->captureError = s.captureError;
+    snapshot->events = s.events;
+    snapshot->outcomes = s.outcomes;
+    snapshot->requestsAccepted = s.requestsAccepted;
+    snapshot->requestsRejected = s.requestsRejected;
+    snapshot->requestsProcessed = s.requestsProcessed;
+    snapshot->refusedByStatus = s.refusedByStatus;
+    snapshot->backlog = s.backlog;
+    snapshot->committedSeq = s.committedSeq;
+    snapshot->destinations = s.destinations;
+    if (m_lastSnapshot && snapshot->takenAtMillis > m_lastSnapshot->takenAtMillis) {
+        const double seconds = double(snapshot->takenAtMillis - m_lastSnapshot->takenAtMillis) / 1000.0;
+        snapshot->eventsPerSecond = double(snapshot->events - m_lastSnapshot->events) / seconds;
+        snapshot->requestsPerSecond =
+            double(snapshot->requestsAccepted + snapshot->requestsRejected - m_lastSnapshot->requestsAccepted -
+                   m_lastSnapshot->requestsRejected) /
+            seconds;
     }
-    if (s.pipelineState != "running")
-        line += " | pipeline " + s.pipelineState + ": " + s.captureError.substr(0, 120);
-    else if (s.failedCommits > 0)
-        line += " | " + std::to_string(s.failedCommits) + " failed commits (last: " + s.captureError.substr(0, 80) + ")";
-    for (const DestinationStats& d : s.destinations) {
-        line += " | " + d.name + ": " + std::to_string(d.deliveredEvents) + " delivered, " +
-                std::to_string(d.deadLetteredEvents) + " dead, lag " + std::to_string(d.lag) + ", " +
-                std::string(toString(d.state));
-        if (!d.lastError.empty() && d.state != DestinationState::Ok) line += " (" + d.lastError.substr(0, 80) + ")";
+    return snapshot;
+}
+
+void RunEngine::publish(const std::shared_ptr<const PipelineSnapshot>& snapshot) {
+    m_lastSnapshot = snapshot;
+    std::lock_guard lock(m_observerMutex);
+    for (PipelineObserver* observer : m_observers) observer->onSnapshot(snapshot);
+}
+
+void RunEngine::snapshotLoop() {
+    constexpr auto kInterval = std::chrono::milliseconds(100);
+    constexpr std::int64_t kHeartbeatMillis = 1000;
+    const auto same = [](const PipelineSnapshot& a, const PipelineSnapshot& b) {
+        if (a.pipelineState != b.pipelineState || a.events != b.events || a.backlog != b.backlog ||
+            a.requestsAccepted != b.requestsAccepted || a.requestsRejected != b.requestsRejected ||
+            a.requestsProcessed != b.requestsProcessed || a.committedSeq != b.committedSeq ||
+            a.refusedByStatus != b.refusedByStatus || a.captureError != b.captureError ||
+            a.destinations.size() != b.destinations.size())
+            return false;
+        for (std::size_t i = 0; i < a.destinations.size(); ++i) {
+            const DestinationStats& x = a.destinations[i];
+            const DestinationStats& y = b.destinations[i];
+            if (x.state != y.state || x.deliveredEvents != y.deliveredEvents || x.lag != y.lag ||
+                x.deadLetteredEvents != y.deadLetteredEvents || x.lastError != y.lastError)
+                return false;
+        }
+        return true;
+    };
+    for (;;) {
+        {
+            std::unique_lock lock(m_snapshotMutex);
+            if (m_snapshotWake.wait_for(lock, kInterval, [this] { return m_snapshotStop; })) return;
+        }
+        {
+            std::lock_guard lock(m_observerMutex);
+            if (m_observers.empty()) continue;
+        }
+        auto snapshot = takeSnapshot(nullptr);
+        if (m_lastSnapshot && same(*snapshot, *m_lastSnapshot) &&
+            snapshot->takenAtMillis - m_lastSnapshot->takenAtMillis < kHeartbeatMillis)
+            continue;
+        publish(snapshot);
     }
-    return line;
 }
 
 } // namespace pipescope

@@ -9,7 +9,8 @@
 //
 // A restart on the same capture resumes: requests the pipeline had not finished are processed
 // again (their partial output is discarded first), the dedup window and identity graph are
-// rebuilt from the events already captured, and each destination continues from its cursor.
+// rebuilt from the events already captured (RunEngine::open, with progress and cancel), and each
+// destination continues from its cursor. Observers (observer.h) follow it through snapshots.
 
 #include <atomic>
 #include <chrono>
@@ -28,42 +29,14 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "collector/collector.h"
-#include "pipeline/check.h"
+#include "pipeline/capture_replay.h"
+#include "pipeline/observer.h"
+#include "pipeline/pipeline.h"
+#include "pipeline/run_config.h"
 #include "route/destination.h"
 #include "store/capture_store.h"
 
 namespace pipescope {
-
-class RunConfigError : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
-
-struct RunConfig {
-    CollectorConfig collector;
-    // Streams by source, outranking the events' own library fields.
-    std::map<std::string, Stream> streamByToken; // token or write key
-    std::map<std::string, Stream> streamByPath;  // request path prefix, e.g. "/v1/"
-    std::filesystem::path capturePath;           // an existing capture is continued
-    std::optional<std::filesystem::path> schemasDir;
-    PipelineOptions pipeline;
-    std::vector<DestinationConfig> destinations;
-    // Requests accepted but not yet processed beyond which the collector answers 429.
-    std::size_t maxBacklogRequests = 20000;
-    std::int64_t statsIntervalMillis = 5000;
-    // `full`: a 200 means the request is fsynced to disk (survives a power loss); `process`:
-    // it survives a crash of the process only, and the collector is faster.
-    Durability durability = Durability::Full;
-};
-
-// The embedded defaults: collector on 127.0.0.1:8089, a new capture in `directory`, schemas from
-// `directory/schemas` when that folder exists.
-RunConfig defaultRunConfig(const std::filesystem::path& directory);
-// Reads a config file (see resources/pipescope.json): relative paths are taken from the file's
-// folder. Throws RunConfigError naming the file and the field.
-RunConfig loadRunConfig(const std::filesystem::path& file);
-RunConfig parseRunConfig(const nlohmann::json& json, const std::filesystem::path& baseDir,
-                         const std::string& where);
 
 // What the engine has done since it started, for the --stats line and tests.
 struct RunStats {
@@ -80,22 +53,36 @@ struct RunStats {
     // once it can); "stopped" when the worker died (captureError says why; requests get 503).
     std::string pipelineState = "running";
     std::uint64_t events = 0;
+    // As in the report: valid and invalid nest the unplanned events by policy (README, "Counts").
     std::uint64_t valid = 0, invalid = 0, unplanned = 0, duplicates = 0, rejected = 0, unparseable = 0;
+    EventOutcomes outcomes; // disjoint: outcomes.total() == events
+    std::int64_t committedSeq = 0; // newest event seq whose pipeline output is in the capture file
     std::vector<DestinationStats> destinations;
+    std::optional<KafkaSourceStats> kafka; // when Kafka topics are a source
 };
 
 class RunEngine final : public IngestSink {
 public:
+    // Keeps the config; nothing is opened yet (open() or start() does it).
     explicit RunEngine(RunConfig config);
     ~RunEngine() override;
     RunEngine(const RunEngine&) = delete;
     RunEngine& operator=(const RunEngine&) = delete;
 
-    // Starts destinations, the pipeline worker and the collector. Throws CollectorError when the
-    // address cannot be bound.
+    // Loads the schemas, opens (or creates) the capture and, when it is continued, rebuilds the
+    // dedup window and the identity graph from its events: the long part on a big capture, so
+    // `progress` (optional, called on this thread) reports it and may cancel it by returning
+    // false (ReplayCancelled is thrown; the capture is closed as it was and open() may be called
+    // again). Throws SchemaError, StoreError (e.g. the capture is being written by another
+    // process), CollectorError. Idempotent once it succeeded.
+    void open(const ReplayProgressCallback& progress = {});
+    bool opened() const { return m_opened.load(); }
+    // Starts destinations, the pipeline worker, the snapshot thread and the collector (opening
+    // first if open() was not called). Throws CollectorError when the address cannot be bound.
     void start();
-    // Stops accepting, finishes what was accepted, flushes destinations (bounded), writes the
-    // identity issues and closes the capture. Idempotent.
+    // Stops accepting, finishes what was accepted, flushes every destination at once (each within
+    // its drain_timeout_ms, all from the same moment), writes the identity issues and closes the
+    // capture. Idempotent.
     void stop();
 
     std::uint16_t port() const;
@@ -103,9 +90,14 @@ public:
     bool resumed() const { return m_resumed; }
     bool tokensConfigured() const { return !m_config.collector.tokens.empty(); }
     RunStats stats() const;
-    std::string statsLine(double intervalSeconds);
     // The report of everything processed since start (identity complete after stop()).
     RunReport report() const;
+
+    // Observers get snapshots from the engine's snapshot thread (observer.h) while it runs, and a
+    // last one ("finished") from stop(). After removeObserver() returns, `observer` is never
+    // called again. Both may be called from any thread, before or after start().
+    void addObserver(PipelineObserver* observer);
+    void removeObserver(PipelineObserver* observer);
 
     // IngestSink
     void ingest(IngestRequest request, Completion done) override;
@@ -119,6 +111,7 @@ private:
     // The pipeline's state at a request whose cursor is committed: what a recovery goes back to.
     struct DurablePoint {
         std::int64_t cursor = 0;
+        std::int64_t lastSeq = 0; // the pipeline's last event seq at this point
         RunReport report;
         std::uint64_t processed = 0;
     };
@@ -129,6 +122,9 @@ private:
     // rolls it back to the last durable point and rebuilds the pipeline from it. False when the
     // engine stops first (the requests stay in the ingest log for the next start).
     bool recoverPipeline();
+    void snapshotLoop();
+    std::shared_ptr<const PipelineSnapshot> takeSnapshot(const char* state);
+    void publish(const std::shared_ptr<const PipelineSnapshot>& snapshot);
     // Ends a "paused" episode once a commit got past the point the last recovery resumed from.
     void notePipelineProgress();
     std::optional<Stream> streamFor(const IngestRecord& request) const;
@@ -139,6 +135,7 @@ private:
     std::unique_ptr<CaptureWriter> m_capture;
     std::unique_ptr<Pipeline> m_pipeline;
     std::unique_ptr<Collector> m_collector;
+    std::unique_ptr<KafkaSource> m_kafka;
     std::vector<std::unique_ptr<CaptureFeed>> m_feeds;
     std::vector<std::unique_ptr<CaptureDeliveryLog>> m_logs;
     std::vector<std::unique_ptr<DestinationWorker>> m_destinations;
@@ -165,9 +162,18 @@ private:
     std::string m_pipelineError;              // guarded by m_mutex
     DurablePoint m_durable;                   // guarded by m_mutex
     std::deque<DurablePoint> m_undurable;     // batches whose cursor is not yet committed; m_mutex
+    std::atomic<std::int64_t> m_committedSeq{0};
+    std::atomic<bool> m_opened{false}; // written once by open(); stats() may be called meanwhile
     bool m_started = false;
     bool m_stopped = false;
-    std::uint64_t m_lastEventsForRate = 0;
+
+    std::mutex m_observerMutex; // held while observers are called: removeObserver waits for a call
+    std::vector<PipelineObserver*> m_observers;
+    std::thread m_snapshotThread;
+    std::mutex m_snapshotMutex;
+    std::condition_variable m_snapshotWake;
+    bool m_snapshotStop = false; // guarded by m_snapshotMutex
+    std::shared_ptr<const PipelineSnapshot> m_lastSnapshot; // snapshot thread (and stop() after it)
 };
 
 } // namespace pipescope

@@ -43,9 +43,6 @@ std::string_view toString(DestinationState state) {
     return "failing";
 }
 
-DestinationConfigError::DestinationConfigError(std::string field, const std::string& message)
-    : std::runtime_error(field + ": " + message), m_field(std::move(field)) {}
-
 // --- configuration ----------------------------------------------------------------------------
 
 namespace {
@@ -57,76 +54,38 @@ bool isFileType(std::string_view type) {
     return type == "ndjson" || type == "sqlite";
 }
 
-std::string shortJson(const json& value) {
-    std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
-    if (text.size() > 60) text = text.substr(0, 57) + "...";
-    return text;
-}
-
 bool isIdentifier(std::string_view text) {
     if (text.empty() || std::isdigit(static_cast<unsigned char>(text[0]))) return false;
     return std::all_of(text.begin(), text.end(),
                        [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
 }
 
-// Reads the fields of one destination object; every error names its field path.
-class ConfigReader {
+// A destination's own checks on top of the shared reader: its numbers are written as the
+// destination tests have always stated them, and every error is a DestinationConfigError.
+class DestinationReader {
 public:
-    ConfigReader(const json& object, std::string_view where) : m_object(object), m_where(where) {}
+    DestinationReader(const json& object, std::string_view where) : m_reader(object, std::string(where)) {}
 
     [[noreturn]] void fail(std::string_view key, const std::string& message) const {
-        throw DestinationConfigError(m_where + (key.empty() ? "" : "." + std::string(key)), message);
+        throw DestinationConfigError(m_reader.field(key), message);
     }
-
-    bool has(std::string_view key) const { return m_object.contains(key); }
-
-    std::string string(std::string_view key) const {
-        const json& value = m_object.at(key);
-        if (!value.is_string()) fail(key, "expected a string, got " + shortJson(value));
-        return value.get<std::string>();
-    }
-
+    bool has(std::string_view key) const { return m_reader.has(key); }
+    std::string string(std::string_view key) const { return *m_reader.text(key); }
     std::int64_t integer(std::string_view key, std::int64_t min, std::int64_t max) const {
-        const json& value = m_object.at(key);
-        std::int64_t number = 0;
-        bool inRange = false;
-        if (value.is_number_unsigned()) {
-            inRange = value.get<std::uint64_t>() <= static_cast<std::uint64_t>(max);
-            number = inRange ? value.get<std::int64_t>() : 0;
-            inRange = inRange && number >= min;
-        } else if (value.is_number_integer()) {
-            number = value.get<std::int64_t>();
-            inRange = number >= min && number <= max;
-        }
-        if (!inRange)
-            fail(key, "expected an integer from " + std::to_string(min) + " to " + std::to_string(max) +
-                          ", got " + shortJson(value));
-        return number;
+        return *m_reader.integer(key, min, max);
     }
-
     double number(std::string_view key, double min, double max) const {
-        const json& value = m_object.at(key);
+        const json& value = *m_reader.find(key);
         if (!value.is_number() || value.get<double>() < min || value.get<double>() > max)
             fail(key, "expected a number from " + shortJson(min) + " to " + shortJson(max) + ", got " +
                           shortJson(value));
         return value.get<double>();
     }
-
-    const json& array(std::string_view key) const {
-        const json& value = m_object.at(key);
-        if (!value.is_array()) fail(key, "expected an array, got " + shortJson(value));
-        return value;
-    }
-
-    const json& object(std::string_view key) const {
-        const json& value = m_object.at(key);
-        if (!value.is_object()) fail(key, "expected an object, got " + shortJson(value));
-        return value;
-    }
+    const json& array(std::string_view key) const { return *m_reader.array(key); }
+    const json& object(std::string_view key) const { return *m_reader.object(key); }
 
 private:
-    const json& m_object;
-    std::string m_where;
+    ConfigReader m_reader;
 };
 
 // Each field and the types that use it (empty: every type).
@@ -164,12 +123,8 @@ const std::vector<FieldUse>& knownFields() {
 
 constexpr std::int64_t kHour = 3'600'000;
 
-} // namespace
-
-DestinationConfig parseDestinationConfig(const json& object, std::string_view where) {
-    if (!object.is_object())
-        throw DestinationConfigError(std::string(where), "expected an object, got " + shortJson(object));
-    const ConfigReader reader(object, where);
+DestinationConfig readDestinationConfig(const json& object, std::string_view where) {
+    const DestinationReader reader(object, where);
     DestinationConfig config;
 
     if (!reader.has("name")) reader.fail("name", "required");
@@ -281,6 +236,17 @@ DestinationConfig parseDestinationConfig(const json& object, std::string_view wh
     return config;
 }
 
+} // namespace
+
+DestinationConfig parseDestinationConfig(const json& object, std::string_view where) {
+    try {
+        return readDestinationConfig(object, where);
+    } catch (const DestinationConfigError&) {
+        throw;
+    } catch (const ConfigError& e) {
+        throw DestinationConfigError(e.field(), e.message()); // the shared reader's checks
+    }
+}
 std::vector<DestinationConfig> parseDestinationConfigs(const json& array, std::string_view where) {
     if (!array.is_array())
         throw DestinationConfigError(std::string(where), "expected an array, got " + shortJson(array));
@@ -620,6 +586,11 @@ void DestinationWorker::notify(std::int64_t lastSeq) {
 }
 
 void DestinationWorker::stop(bool drain) {
+    beginStop(drain);
+    join();
+}
+
+void DestinationWorker::beginStop(bool drain) {
     {
         std::lock_guard lock(m_impl->wakeMutex);
         // A stop without drain may cut a draining stop short; a drain never extends a hard stop.
@@ -636,6 +607,9 @@ void DestinationWorker::stop(bool drain) {
     }
     m_impl->wake.notify_all();
     m_impl->sink->wakeup();
+}
+
+void DestinationWorker::join() {
     std::lock_guard lock(m_impl->joinMutex);
     if (m_impl->thread.joinable()) m_impl->thread.join();
 }

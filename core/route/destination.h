@@ -22,6 +22,7 @@
 // - Every attempt is recorded per batch (all its seqs) in the DeliveryLog; one cut short by
 //   stop() is recorded as Retrying with the error "cancelled: destination stopping".
 
+#include "config/config_reader.h"
 #include "event/event.h"
 
 #include <cstdint>
@@ -122,13 +123,9 @@ struct DestinationConfig {
 };
 
 // A configuration error naming the field: "destinations[2].url: required for type webhook".
-class DestinationConfigError : public std::runtime_error {
+class DestinationConfigError : public ConfigError {
 public:
-    DestinationConfigError(std::string field, const std::string& message);
-    const std::string& field() const { return m_field; }
-
-private:
-    std::string m_field;
+    DestinationConfigError(std::string field, const std::string& message) : ConfigError(std::move(field), message) {}
 };
 
 // Reads one destination object. `where` prefixes every error ("destinations[2]"). Unknown
@@ -182,6 +179,10 @@ public:
     // the feed holds (partial batches go at once), with retries, for up to drainTimeoutMillis;
     // then interrupt as above. Blocks until the thread has ended.
     void stop(bool drain);
+    // stop(drain) in two halves, so that many workers drain at once: beginStop() asks and returns
+    // at once (each worker's drain deadline runs from this call), join() waits for the thread.
+    void beginStop(bool drain);
+    void join();
 
     DestinationStats stats() const;
     const DestinationConfig& config() const;

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config/json_file.h"
 #include "schema.h"
 #include "uri.h"
 
@@ -27,44 +28,14 @@ namespace {
 
 bool isHidden(const fs::path& path) { return path.filename().string().starts_with('.'); }
 
-std::string readFile(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw SchemaError(file.string() + ": cannot read the file");
-    std::ostringstream content;
-    content << in.rdbuf();
-    if (in.bad()) throw SchemaError(file.string() + ": cannot read the file");
-    return content.str();
-}
-
-// 1-based line and column of a byte offset (0-based) in `text`.
-std::pair<std::size_t, std::size_t> lineAndColumn(std::string_view text, std::size_t offset) {
-    offset = std::min(offset, text.size());
-    std::size_t line = 1 + static_cast<std::size_t>(std::count(text.begin(), text.begin() + offset, '\n'));
-    auto lastNewline = text.substr(0, offset).rfind('\n');
-    std::size_t column = lastNewline == std::string_view::npos ? offset + 1 : offset - lastNewline;
-    return {line, column};
-}
-
-json parseJsonFile(const fs::path& file) {
-    std::string content = readFile(file);
-    json document = json::parse(content, nullptr, false);
-    if (!document.is_discarded()) return document;
-    // Parse again with exceptions, only for the message and the byte offset.
+// Schema files go through the one JSON file loader (file, line, column); its errors are schema
+// errors here.
+json readSchemaFile(const fs::path& file) {
     try {
-        json reparsed = json::parse(content);
-        (void)reparsed;
-    } catch (const json::parse_error& e) {
-        // e.byte counts from 1 and points at the character that broke the parse.
-        auto [line, column] = lineAndColumn(content, e.byte == 0 ? 0 : e.byte - 1);
-        std::string detail = e.what();
-        if (auto pos = detail.find("syntax error"); pos != std::string::npos)
-            detail = detail.substr(pos);
-        else if (auto colon = detail.find(": "); colon != std::string::npos)
-            detail = detail.substr(colon + 2);
-        throw SchemaError(file.string() + ": line " + std::to_string(line) + ", column " + std::to_string(column) +
-                          ": JSON syntax error: " + detail);
+        return parseJsonFile(file);
+    } catch (const JsonFileError& e) {
+        throw SchemaError(e.what());
     }
-    throw SchemaError(file.string() + ": JSON syntax error");
 }
 
 std::string fileUri(const fs::path& file) {
@@ -81,7 +52,7 @@ public:
         if (auto it = m_documents.find(file); it != m_documents.end()) return it->second;
         std::error_code error;
         if (!fs::is_regular_file(file, error)) return std::nullopt;
-        json document = parseJsonFile(file);
+        json document = readSchemaFile(file);
         m_documents.emplace(file, document);
         return document;
     }
@@ -154,7 +125,7 @@ SchemaRegistry SchemaRegistry::loadDirectory(const fs::path& dir) {
     SchemaRegistry registry;
     DocumentCache cache;
     for (const auto& [eventName, found] : latest) {
-        json document = parseJsonFile(found.file);
+        json document = readSchemaFile(found.file);
         SchemaCompileOptions options;
         options.baseUri = fileUri(found.file);
         options.loadDocument = [&cache](const std::string& uri) { return cache.load(uri); };
