@@ -357,7 +357,7 @@ public:
     std::vector<IdentityGroup> groups() const;
     bool samePerson(std::string_view a, std::string_view b, std::string_view project = {}) const;
     // Every person with properties: {"project", "ids" (the first few), "properties": {key: {value,
-    // set_by, overridden...}}}, for the capture (state "identity_person_properties").
+    // set_by, overridden...}}}: every person's properties and their blame.
     nlohmann::json personPropertiesJson() const;
 
     const IdentityOptions& options() const;
