@@ -24,6 +24,7 @@ namespace pipescope {
 
 struct StoredEvent;
 struct DlqEntry;
+struct EventRow;
 
 // What a filter runs over; it decides which fields exist (`reason` and `detail` are fields of
 // dead letters, `verdict`, `format`, ... of events). A field of the other kind is a parse error.
@@ -74,6 +75,8 @@ struct FilterRecord {
     bool propertiesInEvent = false;
 
     static FilterRecord of(const StoredEvent& event);
+    // A table row and its properties (CaptureReader::scanRows): what a capture scan reads.
+    static FilterRecord of(const EventRow& row, std::string_view properties);
     // A dead letter: its properties are read from its raw bytes when they are an event object
     // (a dead letter that is not JSON has no properties). To filter on the stored event of a
     // schema violation instead, set `properties` to that event's properties and clear

@@ -449,7 +449,10 @@ bool evaluate(const FilterExpression::Impl& impl, const FilterRecord& record) {
 }
 } // namespace filter_detail
 
-FilterRecord FilterRecord::of(const StoredEvent& e) {
+namespace {
+// The fields an event and its table row share.
+template <typename Event>
+FilterRecord eventRecord(const Event& e, std::string_view properties) {
     FilterRecord r;
     r.event = e.name;
     r.distinctId = e.distinctId;
@@ -464,9 +467,13 @@ FilterRecord FilterRecord::of(const StoredEvent& e) {
     r.time = e.timestamp ? e.timestamp : e.receivedAt;
     r.received = e.receivedAt;
     r.ingest = e.ingestId;
-    r.properties = e.properties;
+    r.properties = properties;
     return r;
 }
+} // namespace
+
+FilterRecord FilterRecord::of(const StoredEvent& e) { return eventRecord(e, e.properties); }
+FilterRecord FilterRecord::of(const EventRow& row, std::string_view properties) { return eventRecord(row, properties); }
 
 FilterRecord FilterRecord::of(const DlqEntry& d) {
     FilterRecord r;

@@ -374,22 +374,7 @@ struct CaptureFilter::Impl {
         std::mutex progressLock;
         const std::int64_t all = total();
         reader.scanRows(threads, [&](unsigned worker, const EventRow& row, std::string_view properties) {
-            FilterRecord r;
-            r.event = row.name;
-            r.distinctId = row.distinctId;
-            r.stream = row.stream;
-            r.verdict = toString(row.verdict);
-            r.origin = row.originSource;
-            r.id = row.eventId;
-            r.format = row.format;
-            r.anonymousId = row.anonymousId;
-            r.userId = row.userId;
-            r.seq = row.seq;
-            r.time = row.timestamp ? row.timestamp : row.receivedAt;
-            r.received = row.receivedAt;
-            r.ingest = row.ingestId;
-            r.properties = properties;
-            if (filter.matches(r)) matches[worker].push_back(row.seq);
+            if (filter.matches(FilterRecord::of(row, properties))) matches[worker].push_back(row.seq);
             const std::int64_t n = ++scanned;
             if (progress && n % kProgressEvery == 0) {
                 const std::lock_guard lock(progressLock); // the callback is called by one thread at a time
