@@ -431,7 +431,6 @@ void RunEngine::processBacklog(CaptureReader& reader) {
         context.stream = streamFor(request);
         context.idempotencyKey = request.idempotencyKey;
         context.project = request.token;
-        context.project = request.token;
         m_pipeline->processRequest(request.body, context);
         m_pipelineCursor = request.id;
         ++m_processed;

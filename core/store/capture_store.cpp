@@ -778,6 +778,10 @@ struct CaptureWriter::Impl {
         // The writer's page cache holds the dedup-key index it inserts into at random (2 MiB by
         // default: evicted pages were read back with a pread each).
         connection.exec("PRAGMA cache_size = -32768");
+        // Checkpoint at 4 MiB of WAL, as SQLite's default does with 4 KiB pages (its 1,000 pages
+        // are 16 MiB with ours): on a nearly full disk a WAL that must reach 16 MiB before it is
+        // reset fills the disk and can never be reset (tst_cli_run::fullDiskLosesNothing).
+        connection.exec("PRAGMA wal_autocheckpoint = 256");
     }
 
     static const Connection& reopen(const Connection& connection, const Options& opts) {
@@ -1111,6 +1115,8 @@ struct CaptureWriter::Impl {
     }
 
     void resync(const ResyncRecord& request) {
+        // The failed transactions' frames sit in the WAL: give their room back to the disk first.
+        checkpoint();
         try {
             connection.exec("BEGIN IMMEDIATE");
             try {
@@ -1228,6 +1234,7 @@ struct CaptureWriter::Impl {
             } else {
                 // Nothing of the batch is in the file: every record with a callback is told so.
                 for (const Record& record : batch) failCallbacks(record, failure);
+                checkpoint(); // a full disk: what the WAL holds of committed work goes to the file, the rest is freed
                 if (holdsPipelineOutput) {
                     fenced = true;
                     fence = true;
