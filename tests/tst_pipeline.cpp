@@ -501,6 +501,9 @@ void TestPipeline::engineObserversSeeCountsThatAddUp() {
     QVERIFY(!observer.calledOn(std::this_thread::get_id())); // from the engine's own thread
 
     engine.stop();
+    // The report says what it validated against, as check's does.
+    QCOMPARE(engine.report().schemasDir, config.schemasDir->string());
+    QVERIFY(engine.report().schemaCount > 0);
     const auto last = observer.snapshots().back();
     QCOMPARE(QString::fromStdString(last->pipelineState), QString("finished"));
     QCOMPARE(last->events, std::uint64_t(4));

@@ -515,6 +515,11 @@ RunReport RunEngine::report() const {
     // The collector's part: undecodable bodies are dead letters the pipeline never saw, and
     // refusals kept nothing but are counted.
     report.fromCollector = true;
+    if (m_config.schemasDir) {
+        // As `check` reports it: which schemas the events were validated against.
+        report.schemasDir = m_config.schemasDir->string();
+        report.schemaCount = m_schemas.size();
+    }
     report.undecodableRequests = m_rejectedRequests.load();
     report.unparseable += report.undecodableRequests;
     for (const auto& [status, count] : m_collector->stats().responsesByStatus)
