@@ -328,11 +328,14 @@ private slots:
         for (int i = 60; i < 120; ++i) second.emplace_back(i % 3, posthogEvent(i), "");
         produce(brokers, "faulty", first);
         DelayedSink sink;
-        KafkaSource source({.brokers = brokers, .group = "fault-test", .topics = {{"faulty"}},
-                            .properties = {{"topic.metadata.refresh.interval.ms", "500"}}},
+        std::map<std::string, std::string> properties = kShortSession;
+        properties["topic.metadata.refresh.interval.ms"] = "500";
+        KafkaSource source({.brokers = brokers, .group = "fault-test", .topics = {{"faulty"}}, .properties = properties},
                            sink);
         source.start();
-        QVERIFY(waitFor([&] { return sink.committedCount() >= 60; }));
+        QVERIFY2(waitFor([&] { return sink.committedCount() >= 60; }, 60s),
+                 ("before the fault: " + std::to_string(sink.committedCount()) + " of 60, last error: " +
+                  source.stats().lastError).c_str());
         // The second half is in the topic when a broker goes down and fetches start failing
         // (the mock moves no leaders: its partitions wait for it to come back).
         produce(brokers, "faulty", second);
