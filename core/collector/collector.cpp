@@ -715,8 +715,11 @@ void CollectorServer::abandonPendingCommits() {
 void CollectorServer::stop() {
     if (m_daemon == nullptr) return;
     m_stopping = true;
+    // MHD's worker threads take the listening socket out of their epoll sets a little later: it
+    // must stay open until MHD_stop_daemon() (libmicrohttpd's MHD_quiesce_daemon docs; TSan saw
+    // the close race an epoll_ctl). Shut down now, so that new connections are refused at once.
     const MHD_socket listenFd = MHD_quiesce_daemon(m_daemon);
-    if (listenFd != MHD_INVALID_SOCKET) close(listenFd);
+    if (listenFd != MHD_INVALID_SOCKET) shutdown(listenFd, SHUT_RDWR);
 
     auto idle = [this] { return m_ledger->activeRequests == 0; };
     {
@@ -734,6 +737,7 @@ void CollectorServer::stop() {
     }
     MHD_stop_daemon(m_daemon);
     m_daemon = nullptr;
+    if (listenFd != MHD_INVALID_SOCKET) close(listenFd);
 }
 
 bool CollectorServer::hostAllowed(std::string_view host) const {
